@@ -1,0 +1,278 @@
+"""VGG-19 feature extractor, written from scratch in Flax.
+
+The 16 convolutions of Simonyan & Zisserman's configuration E, named as in the
+style-transfer literature (``conv1_1 … conv5_4``, ``relu*_*``, ``pool1 … pool5``).
+The classifier head is not part of the network: style transfer only needs features.
+
+Conventions
+-----------
+* Images are NHWC, RGB, float in [0, 1]. The preprocessing of the weights'
+  source (``"caffe"``: BGR, 0–255, mean-subtracted; ``"torch"``: RGB, ImageNet
+  mean/std) is applied inside, so callers never deal with it.
+* Parameters are float32, ``{"conv1_1": {"kernel": [3, 3, Cin, Cout], "bias": [Cout]}, …}``
+  (HWIO), with input channels in the order of the source (BGR for caffe weights).
+* Activations come back in the compute ``dtype`` (float32 or bfloat16).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+from jax.ad_checkpoint import checkpoint_name
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import NstjaxError
+
+# (channels, number of convolutions) for each of the five blocks.
+BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+
+CONV_LAYERS: tuple[str, ...] = tuple(
+    f"conv{b}_{n}" for b, (_, count) in enumerate(BLOCKS, 1) for n in range(1, count + 1)
+)
+
+
+def _conv_channels() -> dict[str, tuple[int, int]]:
+    channels, c_in = {}, 3
+    for b, (c_out, count) in enumerate(BLOCKS, 1):
+        for n in range(1, count + 1):
+            channels[f"conv{b}_{n}"] = (c_in, c_out)
+            c_in = c_out
+    return channels
+
+
+CONV_CHANNELS: dict[str, tuple[int, int]] = _conv_channels()
+"""Layer name -> (input channels, output channels)."""
+
+LAYERS: tuple[str, ...] = tuple(
+    name
+    for b, (_, count) in enumerate(BLOCKS, 1)
+    for name in (
+        *(f"{kind}{b}_{n}" for n in range(1, count + 1) for kind in ("conv", "relu")),
+        f"pool{b}",
+    )
+)
+"""Every layer whose activation can be asked for, in network order."""
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # 0–255 scale, BGR
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
+
+POOLINGS = ("max", "avg")
+PADDINGS = ("zero", "reflect", "replicate")
+PREPROCESSINGS = ("caffe", "torch")
+REMATS = ("none", "conv", "block")
+
+
+def layer_block(name: str) -> int:
+    """The block (1–5) a layer belongs to; pool{b} closes block b."""
+    return int(name[4])
+
+
+def layer_channels(name: str) -> int:
+    """Number of channels of a layer's activation."""
+    return BLOCKS[layer_block(name) - 1][0]
+
+
+def layer_shape(name: str, height: int, width: int) -> tuple[int, int]:
+    """Spatial size (h, w) of a layer's activation for an input of ``height × width``.
+
+    Each 2x2/2 pooling floors, exactly like the network's VALID pooling.
+    """
+    halvings = layer_block(name) - (0 if name.startswith("pool") else 1)
+    return height >> halvings, width >> halvings
+
+
+def validate_layers(names: Iterable[str], what: str = "layer") -> tuple[str, ...]:
+    """Return ``names`` as a tuple, or raise a helpful error for an unknown name."""
+    names = tuple(names)
+    for name in names:
+        if name not in LAYERS:
+            close = difflib.get_close_matches(name, LAYERS, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise NstjaxError(
+                f"unknown {what} {name!r}{hint} Valid names: conv1_1 … conv5_4, relu1_1 … relu5_4, pool1 … pool5"
+            )
+    return names
+
+
+def min_input_size(layers: Sequence[str], padding: str = "zero") -> int:
+    """Smallest image side for which every layer in ``layers`` is at least 1 pixel.
+
+    Reflect padding needs 2 pixels at the deepest convolution.
+    """
+    deepest = max((LAYERS.index(n) for n in layers), default=0)
+    name = LAYERS[deepest]
+    halvings = layer_block(name) - (0 if name.startswith("pool") else 1)
+    need = 2 if padding == "reflect" and not name.startswith("pool") else 1
+    return need << halvings
+
+
+def preprocess(images: jax.Array, preprocessing: str) -> jax.Array:
+    """Map RGB images in [0, 1] to what weights of the given convention expect.
+
+    ``"caffe"``: BGR, 0–255, minus the ImageNet mean (original VGG / Keras weights).
+    ``"torch"``: RGB, ``(x - mean) / std`` (torchvision weights).
+    """
+    if preprocessing == "caffe":
+        return images[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR, images.dtype)
+    if preprocessing == "torch":
+        return (images - jnp.asarray(TORCH_MEAN, images.dtype)) / jnp.asarray(TORCH_STD, images.dtype)
+    raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}")
+
+
+class Conv3x3(nn.Module):
+    """A 3x3, stride-1 convolution with bias; output has the input's spatial size.
+
+    Parameters are float32; the arithmetic runs in ``dtype``.
+    """
+
+    features: int
+    padding: str = "zero"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features), jnp.float32
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        if self.padding == "zero":
+            pad = ((1, 1), (1, 1))
+        else:
+            # Reflect/replicate padding avoids the dark borders that zero padding draws.
+            mode = {"reflect": "reflect", "replicate": "edge"}[self.padding]
+            x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
+            pad = ((0, 0), (0, 0))
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype),
+            kernel.astype(self.dtype),
+            window_strides=(1, 1),
+            padding=pad,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        return y + bias.astype(self.dtype)
+
+
+class VGG19(nn.Module):
+    """VGG-19 features up to the deepest requested layer.
+
+    Attributes:
+      pooling: ``"max"`` (as trained) or ``"avg"`` (Gatys et al. prefer it for
+        smoother gradients).
+      padding: ``"zero"`` (as trained), ``"reflect"`` or ``"replicate"``.
+      preprocessing: the weights' input convention, ``"caffe"`` or ``"torch"``.
+      dtype: compute dtype, float32 or bfloat16; parameters stay float32.
+      remat: rematerialisation for large images: ``"none"``; ``"conv"`` keeps
+        only convolution outputs for the backward pass (ReLUs are recomputed);
+        ``"block"`` keeps only each block's input and recomputes the block.
+    """
+
+    pooling: str = "max"
+    padding: str = "zero"
+    preprocessing: str = "caffe"
+    dtype: Any = jnp.float32
+    remat: str = "none"
+
+    def setup(self):
+        for name in CONV_LAYERS:
+            setattr(self, name, Conv3x3(CONV_CHANNELS[name][1], self.padding, self.dtype, name=name))
+
+    def __call__(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
+        """Activations of ``layers`` for ``images``.
+
+        Args:
+          images: float [B, H, W, 3], RGB in [0, 1].
+          layers: names from :data:`LAYERS` (static).
+
+        Returns:
+          ``{name: [B, h, w, C]}`` in the compute dtype. Nothing past the deepest
+          requested layer is computed.
+        """
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.remat not in REMATS:
+            raise ValueError(f"remat must be one of {REMATS}, got {self.remat!r}")
+        wanted = frozenset(validate_layers(layers))
+        deepest = max(LAYERS.index(n) for n in wanted) if wanted else -1
+
+        run_block = _run_block
+        if self.remat == "block":
+            run_block = nn.remat(_run_block, static_argnums=(2, 3))
+        elif self.remat == "conv":
+            policy = jax.checkpoint_policies.save_only_these_names("conv_out")
+            run_block = nn.remat(_run_block, static_argnums=(2, 3), policy=policy)
+
+        x = preprocess(images.astype(jnp.float32), self.preprocessing).astype(self.dtype)
+        out: dict[str, jax.Array] = {}
+        for b in range(1, len(BLOCKS) + 1):
+            block_layers = tuple(n for n in LAYERS if layer_block(n) == b)
+            if LAYERS.index(block_layers[0]) > deepest:
+                break
+            x, found = run_block(self, x, b, tuple(n for n in block_layers if n in wanted))
+            out.update(found)
+        return out
+
+
+def _run_block(vgg: VGG19, x: jax.Array, block: int, wanted: tuple[str, ...]):
+    """Run block ``block`` of ``vgg`` on ``x``; return (pooled output, requested activations)."""
+    found = {}
+    count = BLOCKS[block - 1][1]
+    for n in range(1, count + 1):
+        x = getattr(vgg, f"conv{block}_{n}")(x)
+        x = checkpoint_name(x, "conv_out")
+        if f"conv{block}_{n}" in wanted:
+            found[f"conv{block}_{n}"] = x
+        x = nn.relu(x)
+        if f"relu{block}_{n}" in wanted:
+            found[f"relu{block}_{n}"] = x
+    pool = nn.max_pool if vgg.pooling == "max" else nn.avg_pool
+    x = pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    if f"pool{block}" in wanted:
+        found[f"pool{block}"] = x
+    return x, found
+
+
+def features(
+    params: Any,
+    images: jax.Array,
+    layers: Sequence[str],
+    *,
+    pooling: str = "max",
+    padding: str = "zero",
+    preprocessing: str = "caffe",
+    dtype: Any = jnp.float32,
+    remat: str = "none",
+) -> dict[str, jax.Array]:
+    """Pure-function form of :class:`VGG19`: ``{layer: activation}`` for ``images``.
+
+    Args:
+      params: ``{"conv1_1": {"kernel", "bias"}, …}`` (arrays, passed as data).
+      images: float [B, H, W, 3], RGB in [0, 1].
+      layers: layer names (static under jit).
+    """
+    model = VGG19(pooling=pooling, padding=padding, preprocessing=preprocessing, dtype=dtype, remat=remat)
+    return model.apply({"params": params}, images, tuple(layers))
+
+
+def init_params(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Seeded random VGG-19 parameters, float32 NumPy, in the layout of :class:`VGG19`.
+
+    Kernels are Gaussian with std ``sqrt(2 / fan_in)`` (He et al.), biases zero, so
+    activations keep their scale through the ReLUs. Random features are no
+    substitute for ImageNet weights, but they give deterministic, offline weights
+    for tests and smoke runs. NumPy's generator makes them identical on every
+    backend and costs no compilation.
+    """
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name in CONV_LAYERS:
+        c_in, c_out = CONV_CHANNELS[name]
+        std = np.sqrt(2.0 / (9 * c_in))
+        kernel = (rng.standard_normal((3, 3, c_in, c_out)) * std).astype(np.float32)
+        params[name] = {"kernel": kernel, "bias": np.zeros((c_out,), np.float32)}
+    return params
