@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny images and seeded random VGG weights.
+
+Engine tests reuse one content shape (24x32) and one style shape (32x32) so
+that each jitted program compiles once per test session.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nstjax.weights import random_weights as random_weights_for
+
+CONTENT_SHAPE = (24, 32)
+STYLE_SHAPE = (32, 32)
+SIZE = 32  # longest side of CONTENT_SHAPE: no resizing
+
+
+@pytest.fixture(scope="session")
+def random_weights():
+    return random_weights_for(0)
+
+
+def smooth_image(shape, seed):
+    """A smooth random RGB image in [0, 1]: low-frequency noise, like a photo."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((shape[0] // 4 + 2, shape[1] // 4 + 2, 3))
+    rows = np.linspace(0, small.shape[0] - 1, shape[0])
+    cols = np.linspace(0, small.shape[1] - 1, shape[1])
+    r0, c0 = rows.astype(int).clip(0, small.shape[0] - 2), cols.astype(int).clip(0, small.shape[1] - 2)
+    fr, fc = (rows - r0)[:, None, None], (cols - c0)[None, :, None]
+    a = small[r0][:, c0] * (1 - fr) * (1 - fc) + small[r0 + 1][:, c0] * fr * (1 - fc)
+    b = small[r0][:, c0 + 1] * (1 - fr) * fc + small[r0 + 1][:, c0 + 1] * fr * fc
+    return (a + b).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def content_image():
+    return smooth_image(CONTENT_SHAPE, 1)
+
+
+@pytest.fixture(scope="session")
+def style_image():
+    rng = np.random.default_rng(2)
+    return rng.random((*STYLE_SHAPE, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def style_image_b():
+    return smooth_image(STYLE_SHAPE, 3)

@@ -1,0 +1,223 @@
+"""The optimisation engine: convergence, determinism, multi-scale, stops, controls."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import CONTENT_SHAPE, SIZE
+
+from nstjax import images, losses
+from nstjax.config import preset
+from nstjax.stylize import (
+    StylizeInterrupted,
+    content_targets,
+    make_spec,
+    objective,
+    run_stylize,
+    style_grams,
+    stylize,
+)
+
+# One config for all runs: only traced values (weights, steps) vary between tests, so the
+# jitted chunk compiles once per optimiser. Layers stop at relu3_1: the engine's mechanics do
+# not depend on depth, and a shallow network compiles in a fraction of the time (the full
+# Gatys layers run in the CLI tests).
+BASE = preset(
+    "gatys",
+    size=SIZE,
+    steps=8,
+    tolerance=0.0,
+    pooling="max",
+    content_layers=(("relu2_2", 1.0),),
+    style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 0.5)),
+)
+
+
+def run(content, style, weights, **changes):
+    return run_stylize(content, style, weights=weights, config=BASE.replace(**changes))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [dict(optimizer="lbfgs", steps=8), dict(optimizer="adam", steps=12, learning_rate=0.05)],
+    ids=["lbfgs", "adam"],
+)
+def test_loss_falls_clearly(content_image, style_image, random_weights, changes):
+    result = run(content_image, style_image, random_weights, **changes)
+    history = result.history[0]
+    assert len(history) == changes["steps"]
+    assert np.all(np.isfinite(history))
+    # Starting from the content image, the loss is all style; within a handful of steps the
+    # total must drop clearly and the style term must fall to well under half of it.
+    assert result.loss < 0.7 * history[0], (history[0], result.loss)
+    assert result.terms["style"] < 0.5 * history[0], (history[0], result.terms)
+    assert result.image.shape == (*CONTENT_SHAPE, 3)
+    assert result.image.min() >= 0.0 and result.image.max() <= 1.0
+    assert result.stopped == "steps"
+    if changes["optimizer"] == "lbfgs":
+        assert result.evaluations >= result.steps  # line searches evaluate at least once per step
+    else:
+        assert result.evaluations == result.steps
+
+
+def test_same_seed_same_pixels(content_image, style_image, random_weights):
+    a = run(content_image, style_image, random_weights, init="noise", seed=3, steps=3)
+    b = run(content_image, style_image, random_weights, init="noise", seed=3, steps=3)
+    c = run(content_image, style_image, random_weights, init="noise", seed=4, steps=3)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert np.abs(a.image - c.image).max() > 1e-3
+
+
+def test_multiscale_ends_at_requested_size(content_image, style_image, random_weights):
+    result = run(content_image, style_image, random_weights, scales=(16,), steps=3, scale_steps=(2,))
+    assert result.image.shape == (*CONTENT_SHAPE, 3)
+    assert [len(h) for h in result.history] == [2, 3]
+    assert result.steps == 5
+
+
+def test_early_stop(content_image, style_image, random_weights):
+    # A 50 % relative-improvement bar is never met for long: the run stops before its budget.
+    result = run(content_image, style_image, random_weights, steps=40, tolerance=0.5, patience=2)
+    assert result.stopped == "converged"
+    assert result.steps < 40
+
+
+def test_nonfinite_loss_keeps_last_finite_image(content_image, style_image, random_weights):
+    # A huge Adam step throws the image to ~1e20; the features overflow and the loss becomes inf.
+    result = run(content_image, style_image, random_weights, optimizer="adam", learning_rate=1e20, steps=8)
+    assert result.stopped == "nonfinite"
+    assert result.steps < 8
+    assert np.all(np.isfinite(result.image))
+
+
+def test_interrupt_returns_best_so_far(content_image, style_image, random_weights):
+    calls = []
+
+    def progress(p):
+        calls.append(p.step)
+        if p.step >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(StylizeInterrupted) as info:
+        run_stylize(content_image, style_image, weights=random_weights, config=BASE, progress=progress)
+    result = info.value.result
+    assert result.stopped == "interrupted"
+    assert result.image.shape == (*CONTENT_SHAPE, 3)
+    assert np.all(np.isfinite(result.image))
+
+
+def test_objective_terms_are_weighted_losses(content_image, style_image, random_weights):
+    spec = make_spec(BASE, random_weights.preprocessing, guided=False)
+    params = random_weights.params
+    content = jnp.asarray(content_image)[None]
+    style = jnp.asarray(style_image)[None]
+    from nstjax.stylize import Targets
+
+    targets = Targets(
+        content_targets(params, content, spec), style_grams(params, style, None, spec), None, jnp.ones((1,))
+    )
+    image = content + 0.1 * jnp.sin(jnp.arange(content.size).reshape(content.shape))
+    weights = {"content": jnp.float32(2.0), "style": jnp.float32(300.0), "tv": jnp.float32(0.5)}
+    total, terms = objective(image, params, targets, weights, spec)
+    feats = spec.features(params, image)
+    style_names = [n for n, _ in BASE.style_layers]
+    layer_weights = dict(BASE.style_layers)
+    expect_style = sum(
+        layer_weights[n] * float(losses.style_layer_loss(losses.gram_matrix(feats[n]), targets.style[n])[0])
+        for n in style_names
+    ) / sum(layer_weights.values())
+    expect_content = float(losses.content_loss(feats["relu2_2"], targets.content["relu2_2"])[0])
+    np.testing.assert_allclose(float(terms["style"][0]), 300.0 * expect_style, rtol=1e-5)
+    np.testing.assert_allclose(float(terms["content"][0]), 2.0 * expect_content, rtol=1e-5)
+    np.testing.assert_allclose(float(terms["tv"][0]), 0.5 * float(losses.total_variation_loss(image)[0]), rtol=1e-5)
+    np.testing.assert_allclose(float(total), sum(float(v[0]) for v in terms.values()), rtol=1e-6)
+
+
+def test_stylize_returns_image(content_image, style_image, random_weights):
+    image = stylize(content_image, style_image, weights=random_weights, config=BASE.replace(steps=2))
+    assert isinstance(image, np.ndarray) and image.dtype == np.float32
+    assert image.shape == (*CONTENT_SHAPE, 3)
+
+
+# ---------------------------------------------------------------- artistic controls
+
+
+def test_blend_one_zero_equals_first_style_alone(content_image, style_image, style_image_b, random_weights):
+    alone = run(content_image, style_image, random_weights, steps=4)
+    blended = run(content_image, [style_image, style_image_b], random_weights, steps=4, style_blend=(1.0, 0.0))
+    np.testing.assert_allclose(blended.image, alone.image, atol=1e-5)
+
+
+def test_single_region_segmentation_equals_plain_transfer(content_image, style_image, random_weights):
+    # A guided Gram with an all-ones mask is the plain Gram: a one-colour segmentation changes nothing.
+    plain = run(content_image, style_image, random_weights, steps=4)
+    content_seg = np.full((*content_image.shape[:2], 3), (10, 200, 30), np.uint8)
+    style_seg = np.full((*style_image.shape[:2], 3), (10, 200, 30), np.uint8)
+    guided = run_stylize(
+        content_image,
+        style_image,
+        weights=random_weights,
+        config=BASE.replace(steps=4),
+        content_mask=content_seg,
+        style_masks=[style_seg],
+    )
+    np.testing.assert_allclose(guided.image, plain.image, atol=1e-4)
+
+
+def test_two_regions_take_their_own_styles(content_image, style_image, style_image_b, random_weights):
+    h, w = content_image.shape[:2]
+    content_seg = np.zeros((h, w, 3), np.uint8)
+    content_seg[:, : w // 2] = (255, 0, 0)
+    content_seg[:, w // 2 :] = (0, 0, 255)
+    style_seg = np.zeros((*style_image.shape[:2], 3), np.uint8)
+    style_seg[: style_image.shape[0] // 2] = (255, 0, 0)
+    style_seg[style_image.shape[0] // 2 :] = (0, 0, 255)
+    result = run_stylize(
+        content_image,
+        [style_image, style_image_b],
+        weights=random_weights,
+        config=BASE.replace(steps=4),
+        content_mask=content_seg,
+        style_masks=[style_seg, style_seg],
+        region_styles="#ff0000:0,#0000ff:1",
+    )
+    history = result.history[0]
+    assert result.loss < history[0]
+    assert result.image.shape == (h, w, 3)
+
+
+def test_per_style_grayscale_masks(content_image, style_image, style_image_b, random_weights):
+    h, w = content_image.shape[:2]
+    left = np.zeros((h, w), np.float32)
+    left[:, : w // 2] = 1.0
+    result = run_stylize(
+        content_image,
+        [style_image, style_image_b],
+        weights=random_weights,
+        config=BASE.replace(steps=3),
+        style_masks=[left, 1.0 - left],
+    )
+    assert result.loss < result.history[0][0]
+
+
+def test_luminance_transfer_keeps_content_chroma(content_image, style_image, random_weights):
+    # Keep the content well inside [0, 1] so clipping cannot touch the recombined colours.
+    content = 0.3 + 0.4 * content_image
+    result = run(content, style_image, random_weights, steps=3, preserve_color="luminance")
+    inside = np.all((result.image > 1e-3) & (result.image < 1 - 1e-3), axis=-1)
+    assert inside.mean() > 0.9
+    out_iq = images.rgb_to_yiq(result.image)[..., 1:][inside]
+    content_iq = images.rgb_to_yiq(content)[..., 1:][inside]
+    np.testing.assert_allclose(out_iq, content_iq, atol=1e-5)
+    # ...while the luminance did change: style was transferred.
+    assert np.abs(images.luminance(result.image) - images.luminance(content)).max() > 1e-3
+
+
+def test_histogram_preservation_runs_on_matched_style(content_image, style_image, random_weights):
+    result = run(content_image, style_image, random_weights, steps=2, preserve_color="histogram")
+    assert result.image.shape == (*CONTENT_SHAPE, 3)
+    matched = images.match_color(style_image, content_image)
+    flat_m, flat_c = matched.reshape(-1, 3), content_image.reshape(-1, 3)
+    np.testing.assert_allclose(flat_m.mean(0), flat_c.mean(0), atol=1e-5)
+    np.testing.assert_allclose(np.cov(flat_m.T), np.cov(flat_c.T), atol=1e-5)
