@@ -739,13 +739,18 @@ def run_stylize(
             total_steps += int(carry.step)
             total_evals += int(carry.evaluations)
             image = np.asarray(carry.best_image[0])
+            carry = None  # counted: an interrupt before the next scale starts keeps `image`
             if stopped == "nonfinite":
                 break
     except KeyboardInterrupt:
         stopped = "interrupted"
-        best = np.asarray(carry.best_image[0]) if carry is not None and np.isfinite(float(carry.best_loss)) else image
+        best = image
+        if carry is not None and np.isfinite(float(carry.best_loss)):
+            best = np.asarray(carry.best_image[0])
+            total_steps += int(carry.step)
+            total_evals += int(carry.evaluations)
         if best is None:
-            raise
+            raise  # nothing ran yet: no image to keep
         raise StylizeInterrupted(result_now(best)) from None
 
     final_targets, _ = problem.targets(image.shape[:2], spec)
@@ -770,8 +775,9 @@ def stylize(
     return run_stylize(content, styles, weights=weights, config=config, **kwargs).image
 
 
-def print_progress(stream=sys.stderr) -> Callable[[Progress], None]:
+def print_progress(stream=None) -> Callable[[Progress], None]:
     """A progress callback drawing one updating line: scale, step, loss terms, evals/s, ETA."""
+    stream = stream or sys.stderr
 
     def draw(p: Progress) -> None:
         rate = p.step / max(p.elapsed, 1e-9)
@@ -813,7 +819,7 @@ def stylize_to_file(
     weights: Any = None,
     quality: int = 95,
     quiet: bool = False,
-    stream=sys.stderr,
+    stream=None,
     **kwargs: Any,
 ) -> int:
     """Run :func:`run_stylize` and write the image to ``output``; the job behind ``nstjax stylize``.
@@ -823,6 +829,7 @@ def stylize_to_file(
     and 1 is returned. Returns 0 on success. ``kwargs`` go to :func:`run_stylize`.
     """
     output = _images.check_output_path(output)
+    stream = stream or sys.stderr
     config = config or preset(None)
     draw = None if quiet else print_progress(stream)
     multi = len(config.schedule) > 1

@@ -93,7 +93,7 @@ def validate_layers(names: Iterable[str], what: str = "layer") -> tuple[str, ...
     for name in names:
         if name not in LAYERS:
             close = difflib.get_close_matches(name, LAYERS, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = f"; did you mean {', '.join(close)}?" if close else "."
             raise NstjaxError(
                 f"unknown {what} {name!r}{hint} Valid names: conv1_1 … conv5_4, relu1_1 … relu5_4, pool1 … pool5"
             )
@@ -202,10 +202,10 @@ class VGG19(nn.Module):
 
         run_block = _run_block
         if self.remat == "block":
-            run_block = nn.remat(_run_block, static_argnums=(2, 3))
+            run_block = nn.remat(_run_block, static_argnums=(2, 3, 4))
         elif self.remat == "conv":
             policy = jax.checkpoint_policies.save_only_these_names("conv_out")
-            run_block = nn.remat(_run_block, static_argnums=(2, 3), policy=policy)
+            run_block = nn.remat(_run_block, static_argnums=(2, 3, 4), policy=policy)
 
         x = preprocess(images.astype(jnp.float32), self.preprocessing).astype(self.dtype)
         out: dict[str, jax.Array] = {}
@@ -213,13 +213,17 @@ class VGG19(nn.Module):
             block_layers = tuple(n for n in LAYERS if layer_block(n) == b)
             if LAYERS.index(block_layers[0]) > deepest:
                 break
-            x, found = run_block(self, x, b, tuple(n for n in block_layers if n in wanted))
+            last = [n for n in block_layers if LAYERS.index(n) <= deepest][-1]
+            x, found = run_block(self, x, b, tuple(n for n in block_layers if n in wanted), last)
             out.update(found)
         return out
 
 
-def _run_block(vgg: VGG19, x: jax.Array, block: int, wanted: tuple[str, ...]):
-    """Run block ``block`` of ``vgg`` on ``x``; return (pooled output, requested activations)."""
+def _run_block(vgg: VGG19, x: jax.Array, block: int, wanted: tuple[str, ...], last: str):
+    """Run block ``block`` of ``vgg`` on ``x`` up to layer ``last``.
+
+    Returns (output of ``last``, requested activations).
+    """
     found = {}
     count = BLOCKS[block - 1][1]
     for n in range(1, count + 1):
@@ -227,9 +231,13 @@ def _run_block(vgg: VGG19, x: jax.Array, block: int, wanted: tuple[str, ...]):
         x = checkpoint_name(x, "conv_out")
         if f"conv{block}_{n}" in wanted:
             found[f"conv{block}_{n}"] = x
+        if last == f"conv{block}_{n}":
+            return x, found
         x = nn.relu(x)
         if f"relu{block}_{n}" in wanted:
             found[f"relu{block}_{n}"] = x
+        if last == f"relu{block}_{n}":
+            return x, found
     pool = nn.max_pool if vgg.pooling == "max" else nn.avg_pool
     x = pool(x, (2, 2), strides=(2, 2), padding="VALID")
     if f"pool{block}" in wanted:
