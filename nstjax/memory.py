@@ -1,19 +1,33 @@
 """Memory estimate of one stylisation, and the choice of rematerialisation.
 
-The model counts bytes of the buffers alive at the peak of one
-value-and-gradient evaluation plus the optimiser state:
+The estimate counts the bytes alive at the peak of the jitted optimiser chunk:
 
-* parameters up to the deepest layer (float32, plus a compute-dtype copy);
-* activations kept for the backward pass: for ``remat="none"`` every conv
-  output and ReLU output of each conv up to the deepest layer; for ``"conv"``
-  only conv outputs; for ``"block"`` only each block's input and the requested
-  features, plus one block's activations recomputed at a time;
-* gradient buffers in flight (twice the largest activation, float32);
-* images held by the optimiser: iterate, gradient, best, average, and 2·m
-  curvature pairs for L-BFGS (m = memory size) or two moments for Adam.
+* **parameters**: all 16 convolutions in float32 (they are passed in whole), plus
+  a compute-dtype copy of the used ones for bfloat16;
+* **images held by the optimiser**, per image: iterate, Adam average, best image
+  and the new carry (4), plus ``2·m + 4`` for L-BFGS (m curvature pairs, the
+  line search's gradient and state) or 2 moments for Adam;
+* **activations**: ``a·ΣA + b·ΣW`` bytes, where ``ΣA`` counts the elements of
+  every conv output up to the deepest layer and ``ΣW`` those of the layers
+  that carry a loss (their Gram/content gradients are extra buffers). ``a`` and
+  ``b`` were fitted to XLA's own buffer assignment of the compiled chunk
+  (``compiled.memory_analysis()``) on XLA:CPU over five layer sets and two
+  sizes, float32 (within ±10 % for average pooling, ±20 % for max pooling):
+  average pooling a = 7.2, b = 6.7; max pooling a = 17.2, b = 3.6 (its
+  backward keeps selection masks). XLA:CPU has no bfloat16 convolution and
+  computes in float32, so bfloat16 costs the same there; on GPU/TPU the
+  activation bytes are halved for bfloat16 (model, not measured here);
+* a fixed 64 MiB of small buffers.
 
-Coefficients were checked against XLA's own buffer assignment
-(``compiled.memory_analysis()``) on CPU; see ``tests/test_memory.py``.
+Rematerialisation: XLA:CPU schedules the recomputation next to the forward pass,
+so ``jax.checkpoint`` saves no memory there (jax-ml/jax#19822, reproduced here:
+the same temp size for every mode). On GPU/TPU the activation term is scaled by
+the share of elements each mode keeps: ``"conv"`` keeps conv outputs but not ReLU
+outputs (½), ``"block"`` keeps block inputs and requested features and recomputes
+one block at a time. Those two ratios are the model, not a measurement.
+
+``tests/test_memory.py`` checks the estimate against ``memory_analysis()`` and
+against the measured peak RSS of a real run.
 """
 
 from __future__ import annotations
@@ -28,6 +42,9 @@ from .config import StylizeConfig
 from .errors import NstjaxError
 
 REMAT_ORDER = ("none", "conv", "block")
+# Bytes per element of (all conv outputs, loss-layer outputs), float32, by pooling (fit on XLA:CPU).
+_ACTIVATION_BYTES = {"avg": (7.2, 6.7), "max": (17.2, 3.6)}
+_SLACK = 64 << 20
 
 
 def _deepest(layers: Sequence[str]) -> int:
@@ -46,55 +63,79 @@ def activation_elements(height: int, width: int, layers: Sequence[str]) -> dict[
     return out
 
 
+def loss_layer_elements(height: int, width: int, layers: Sequence[str]) -> int:
+    """Elements (per image) of the distinct layers in ``layers``."""
+    total = 0
+    for name in set(layers):
+        h, w = vgg.layer_shape(name, height, width)
+        total += h * w * vgg.layer_channels(name)
+    return total
+
+
+def remat_keep_ratio(shape: tuple[int, int], layers: Sequence[str], remat: str) -> float:
+    """Share of the no-remat activation memory that ``remat`` keeps (accelerator model).
+
+    Without remat every conv keeps its (fused conv + ReLU) output. ``"conv"``
+    keeps conv outputs and recomputes ReLUs: modelled as half. ``"block"`` keeps
+    block inputs and the loss layers' outputs and recomputes one block at a time.
+    """
+    h, w = shape
+    acts = activation_elements(h, w, layers)
+    total = 2 * sum(acts.values())
+    if remat == "none":
+        return 1.0
+    if remat == "conv":
+        return 0.5
+    if remat != "block":
+        raise ValueError(f"remat must be one of {REMAT_ORDER}, got {remat!r}")
+    blocks: dict[int, int] = {}
+    for name, n in acts.items():
+        blocks[vgg.layer_block(name)] = blocks.get(vgg.layer_block(name), 0) + n
+    # A block's input is the previous block's pooled output: its channels at this block's size.
+    inputs = sum(
+        (acts[f"conv{b}_1"] // vgg.layer_channels(f"conv{b}_1")) * vgg.CONV_CHANNELS[f"conv{b}_1"][0]
+        for b in blocks
+    )
+    wanted = loss_layer_elements(h, w, layers)
+    return min(1.0, (wanted + inputs + max(blocks.values())) / total)
+
+
 def estimate_bytes(
     shape: tuple[int, int],
     *,
     layers: Sequence[str],
     dtype: str = "float32",
     remat: str = "none",
+    pooling: str = "max",
     optimizer: str = "lbfgs",
     lbfgs_memory: int = 10,
     batch: int = 1,
+    platform: str | None = None,
 ) -> int:
-    """Estimated peak bytes of stylising ``batch`` images of ``shape`` (h, w).
+    """Estimated peak bytes of stylising ``batch`` images of ``shape`` (h, w) on ``platform``.
 
     Args:
       layers: every layer the losses read (content and style).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``.
       remat: ``"none"``, ``"conv"`` or ``"block"``.
+      platform: ``"cpu"``, ``"gpu"``, ``"tpu"``; default the default backend's.
     """
     h, w = shape
-    act_bytes = 2 if dtype == "bfloat16" else 4
+    platform = platform or jax.default_backend()
     acts = activation_elements(h, w, layers)
     deepest = _deepest(layers)
-    params = sum(
-        9 * cin * cout + cout
-        for name, (cin, cout) in vgg.CONV_CHANNELS.items()
-        if vgg.LAYERS.index(name) <= deepest
-    )
-    param_bytes = params * 4 + (params * 2 if dtype == "bfloat16" else 0)
+    used = sum(9 * ci * co + co for n, (ci, co) in vgg.CONV_CHANNELS.items() if vgg.LAYERS.index(n) <= deepest)
+    every = sum(9 * ci * co + co for ci, co in vgg.CONV_CHANNELS.values())
+    param_bytes = every * 4 + (used * 2 if dtype == "bfloat16" else 0)
 
-    wanted = sum(
-        vgg.layer_shape(n, h, w)[0] * vgg.layer_shape(n, h, w)[1] * vgg.layer_channels(n) for n in set(layers)
-    )
-    if remat == "none":
-        kept = 2 * sum(acts.values())
-    elif remat == "conv":
-        kept = sum(acts.values()) + wanted
-    elif remat == "block":
-        blocks: dict[int, int] = {}
-        for name, n in acts.items():
-            blocks[vgg.layer_block(name)] = blocks.get(vgg.layer_block(name), 0) + n
-        block_inputs = sum(acts[f"conv{b}_1"] // vgg.layer_channels(f"conv{b}_1") * (3 if b == 1 else vgg.BLOCKS[b - 2][0]) for b in blocks)
-        kept = wanted + block_inputs + 2 * max(blocks.values())
-    else:
-        raise ValueError(f"remat must be one of {REMAT_ORDER}, got {remat!r}")
-    activation_bytes = kept * act_bytes
-    gradient_bytes = 2 * max(acts.values()) * 4
-
-    image = h * w * 3 * 4
-    copies = 4 + (2 * lbfgs_memory + 3 if optimizer == "lbfgs" else 2)
-    return int(param_bytes + batch * (activation_bytes + gradient_bytes + copies * image))
+    keep = 1.0 if platform == "cpu" else remat_keep_ratio(shape, layers, remat)
+    if dtype == "bfloat16" and platform != "cpu":
+        keep *= 0.5
+    per_all, per_loss = _ACTIVATION_BYTES[pooling]
+    activation_bytes = (per_all * sum(acts.values()) + per_loss * loss_layer_elements(h, w, layers)) * keep
+    copies = 4 + (2 * lbfgs_memory + 4 if optimizer == "lbfgs" else 2)
+    image_bytes = copies * h * w * 3 * 4
+    return int(param_bytes + _SLACK + batch * (activation_bytes + image_bytes))
 
 
 def device_memory_bytes(device: jax.Device | None = None) -> int | None:
@@ -126,16 +167,26 @@ def choose_remat(
     config: StylizeConfig,
     *,
     batch: int = 1,
-    n_terms: int = 1,
     available: int | None = None,
+    platform: str | None = None,
 ) -> str:
     """The remat mode to use: ``config.remat``, or for ``"auto"`` the least that fits.
 
+    Args:
+      available: bytes free on the device (default: asked from the device).
+      platform: default the default backend's.
+
     Raises NstjaxError with the estimate and a suggestion when nothing fits.
     """
+    platform = platform or jax.default_backend()
     layers = [n for n, _ in config.content_layers] + [n for n, _ in config.style_layers]
     available = device_memory_bytes() if available is None else available
-    modes = REMAT_ORDER if config.remat == "auto" else (config.remat,)
+    if config.remat != "auto":
+        modes = (config.remat,)
+    elif platform == "cpu":
+        modes = ("none",)  # remat saves nothing on XLA:CPU (see module docstring)
+    else:
+        modes = REMAT_ORDER
 
     def estimate(mode):
         return estimate_bytes(
@@ -143,9 +194,11 @@ def choose_remat(
             layers=layers,
             dtype=config.dtype,
             remat=mode,
+            pooling=config.pooling,
             optimizer=config.optimizer,
             lbfgs_memory=config.lbfgs_memory,
             batch=batch,
+            platform=platform,
         )
 
     if available is None:
@@ -155,7 +208,7 @@ def choose_remat(
             return mode
     need = estimate(modes[-1])
     hints = []
-    if config.remat not in ("auto", "block"):
+    if config.remat not in ("auto", "block") and platform != "cpu":
         hints.append("--remat block")
     if config.dtype == "float32":
         hints.append("--dtype bfloat16")

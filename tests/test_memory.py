@@ -1,0 +1,117 @@
+"""The memory estimate against XLA's buffer assignment and against a real run's peak RSS."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from nstjax import memory
+from nstjax.config import preset
+from nstjax.errors import NstjaxError
+
+engine = importlib.import_module("nstjax.stylize")
+
+# Shallow layers keep compile times low; the estimate's per-element factors do not depend on depth.
+LAYERS = dict(
+    content_layers=(("relu2_2", 1.0),),
+    style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0)),
+)
+NAMES = ["relu2_2", "relu1_1", "relu2_1", "relu3_1"]
+
+
+def compiled_bytes(config, shape, weights):
+    """Peak bytes XLA assigns to one compiled optimiser chunk (arguments + temporaries)."""
+    spec = engine.make_spec(config, "torch", guided=False)
+    image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
+
+    def targets_of(img):
+        return engine.Targets(
+            engine.content_targets(weights.params, img, spec),
+            engine.style_grams(weights.params, img, None, spec),
+            None,
+            jnp.ones((1,)),
+        )
+
+    targets = jax.eval_shape(targets_of, image)
+    carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)
+    scalars = {"content": jnp.float32(1), "style": jnp.float32(1), "tv": jnp.float32(0)}
+    stop = {"tolerance": jnp.float32(0), "patience": jnp.int32(1)}
+    lowered = engine._run_chunk.lower(carry, weights.params, targets, scalars, jnp.int32(1), stop, spec)
+    m = lowered.compile().memory_analysis()
+    return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+
+
+@pytest.mark.parametrize(
+    "optimizer, dtype", [("lbfgs", "float32"), ("adam", "bfloat16")], ids=["lbfgs-f32", "adam-bf16"]
+)
+def test_estimate_matches_xla_buffer_assignment(random_weights, optimizer, dtype):
+    shape = (640, 512)
+    config = preset("gatys", optimizer=optimizer, dtype=dtype, pooling="max", **LAYERS)
+    measured = compiled_bytes(config, shape, random_weights)
+    estimate = memory.estimate_bytes(
+        shape, layers=NAMES, dtype=dtype, pooling="max", optimizer=optimizer, platform="cpu"
+    )
+    assert 0.8 < estimate / measured < 1.25, (estimate / 2**20, measured / 2**20)
+
+
+_RSS_SCRIPT = """
+import json, resource, sys
+import numpy as np
+from nstjax.stylize import run_stylize
+from nstjax.weights import random_weights
+size = int(sys.argv[1])
+rng = np.random.default_rng(0)
+content = rng.random((size, size, 3), dtype=np.float32)
+run_stylize(content, content, weights=random_weights(0), size=size, steps=1, optimizer="adam",
+            pooling="max", content_layers=(("relu2_2", 1.0),),
+            style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0), ("relu3_1", 1.0)))
+print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def peak_rss_bytes(size, tmp_path):
+    env = {**os.environ, "NSTJAX_CACHE": str(tmp_path), "NSTJAX_COMPILATION_CACHE": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(size)], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] * 1024
+
+
+def test_estimate_tracks_measured_peak_rss(tmp_path):
+    # The process's own overhead (Python, JAX, compilation) is measured at a tiny size and removed.
+    small, large = 64, 768
+    grown = peak_rss_bytes(large, tmp_path) - peak_rss_bytes(small, tmp_path)
+    kwargs = dict(layers=NAMES, optimizer="adam", pooling="max", platform="cpu")
+    predicted = memory.estimate_bytes((large, large), **kwargs) - memory.estimate_bytes((small, small), **kwargs)
+    assert 0.7 < predicted / grown < 1.3, (predicted / 2**20, grown / 2**20)
+
+
+def test_remat_model_on_accelerators():
+    shape = (4096, 4096)
+    gatys = ["relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    sizes = {m: memory.estimate_bytes(shape, layers=gatys, remat=m, platform="gpu") for m in memory.REMAT_ORDER}
+    assert sizes["block"] < sizes["none"] and sizes["conv"] < sizes["none"]
+    # XLA:CPU ignores remat for peak memory, so the CPU estimate does not change with it.
+    cpu = {m: memory.estimate_bytes(shape, layers=gatys, remat=m, platform="cpu") for m in memory.REMAT_ORDER}
+    assert len(set(cpu.values())) == 1
+    # The target, 4096 px on one 80 GB GPU with L-BFGS: float32 needs remat, which auto picks.
+    config = preset("gatys", size=4096, pooling="max")
+    assert sizes["none"] > 80e9 > sizes["block"]
+    assert memory.choose_remat(shape, config, available=int(80e9), platform="gpu") in ("conv", "block")
+    assert memory.choose_remat(shape, config.replace(dtype="bfloat16"), available=int(80e9), platform="gpu") == "none"
+
+
+def test_choose_remat_refuses_with_estimate_and_hint():
+    config = preset("gatys", size=2048)
+    with pytest.raises(NstjaxError) as info:
+        memory.choose_remat((1536, 2048), config, available=256 << 20)
+    message = str(info.value)
+    assert "needs about" in message and "GiB" in message and "--dtype bfloat16" in message
+    assert memory.choose_remat((64, 64), config, available=64 << 30) == "none"
