@@ -195,9 +195,15 @@ class Carry(NamedTuple):
 def init_carry(image: Array, spec: EngineSpec) -> Carry:
     """Fresh optimiser state for ``image`` [B, H, W, 3] (float32)."""
     image = image.astype(jnp.float32)
+    # optax starts some state as weakly typed Python scalars that its first update returns
+    # strongly typed; fixing the types here keeps the carry's type stable, so the chunk
+    # compiles once instead of twice.
+    opt_state = jax.tree.map(
+        lambda x: jax.lax.convert_element_type(x, jnp.asarray(x).dtype), spec.optimizer_transform().init(image)
+    )
     return Carry(
         image=image,
-        opt_state=spec.optimizer_transform().init(image),
+        opt_state=opt_state,
         average=image,
         best_image=image,
         best_loss=jnp.array(jnp.inf, jnp.float32),
@@ -652,7 +658,7 @@ def run_stylize(
     from .memory import choose_remat
 
     final_shape = problem.shape_at(config.size)
-    remat = choose_remat(final_shape, config, n_terms=1)
+    remat = choose_remat(final_shape, config)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights = {
         "content": jnp.float32(config.content_weight),

@@ -1,0 +1,228 @@
+"""`nstjax stylize` through the Typer app: a real run, and one clear error per bad input."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import CONTENT_SHAPE, smooth_image
+from PIL import Image
+from typer.testing import CliRunner
+
+import importlib
+
+from nstjax import memory
+from nstjax.cli import app
+
+# `nstjax.stylize` is the function (the public API); the engine module is reached by name.
+stylize_module = importlib.import_module("nstjax.stylize")
+
+runner = CliRunner()
+
+# Same shapes and layers as tests/test_stylize.py, so the compiled programs are shared.
+SHALLOW = [
+    "--size", "32", "--pooling", "max", "--tolerance", "0", "--weights", "random",
+    "--content-layers", "relu2_2", "--style-layers", "relu1_1:1,relu2_1:1,relu3_1:0.5", "--quiet",
+]
+
+
+def save(path, array):
+    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture()
+def files(tmp_path):
+    content = save(tmp_path / "content.png", smooth_image(CONTENT_SHAPE, 1))
+    style = save(tmp_path / "style.png", np.random.default_rng(2).random((32, 32, 3)))
+    return tmp_path, content, style
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def assert_one_line_error(result, *fragments, code=2):
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+
+
+def test_stylize_64px_full_gatys_layers(tmp_path):
+    """The must-show run: 64 px content and style, default Gatys layers, random weights."""
+    # Inputs in awkward modes on purpose: a palette photo and an RGBA painting convert cleanly.
+    content = Image.fromarray((smooth_image((48, 64), 5) * 255).astype(np.uint8)).convert("P")
+    content.save(tmp_path / "photo.png")
+    rgba = np.random.default_rng(6).integers(0, 256, (64, 64, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "painting.png")
+    out = tmp_path / "out.jpg"
+    result = invoke(
+        "stylize", tmp_path / "photo.png", tmp_path / "painting.png", "-o", out,
+        "--size", "64", "--steps", "3", "--weights", "random", "--quiet", "--quality", "90",
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "wrote" in result.stdout and "loss" in result.stdout and "style" in result.stdout
+    with Image.open(out) as im:
+        assert im.size == (64, 48) and im.format == "JPEG"
+
+
+def test_shallow_run_and_snapshots(files):
+    tmp_path, content, style = files
+    out = tmp_path / "out.png"
+    result = invoke("stylize", content, style, "-o", out, "--steps", "4", "--save-every", "2", *SHALLOW)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert out.exists()
+    assert (tmp_path / "out_step0002.png").exists()
+    with Image.open(out) as im:
+        assert im.size == (32, 24)
+
+
+def test_ctrl_c_saves_best_image(files, monkeypatch):
+    tmp_path, content, style = files
+
+    def interrupting(stream=None):
+        def draw(p):
+            if p.step >= 2:
+                raise KeyboardInterrupt
+
+        return draw
+
+    monkeypatch.setattr(stylize_module, "print_progress", interrupting)
+    out = tmp_path / "out.png"
+    args = [a for a in SHALLOW if a != "--quiet"]
+    result = invoke("stylize", content, style, "-o", out, "--steps", "50", *args)
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert "interrupted" in result.stderr
+    with Image.open(out) as im:
+        assert im.size == (32, 24)
+
+
+def test_nan_stops_and_keeps_last_finite_image(files):
+    tmp_path, content, style = files
+    out = tmp_path / "out.png"
+    result = invoke("stylize", content, style, "-o", out, "--optimizer", "adam", "--lr", "1e20", "--steps", "8", *SHALLOW)
+    assert result.exit_code == 1
+    assert "NaN or infinite" in result.stderr
+    assert out.exists()
+    assert np.isfinite(np.asarray(Image.open(out), np.float32)).all()
+
+
+# ------------------------------------------------------------------ bad input: one line, exit 2
+
+
+def test_missing_content_file(files):
+    tmp_path, _, style = files
+    result = invoke("stylize", tmp_path / "nope.jpg", style, "-o", tmp_path / "o.png", *SHALLOW)
+    assert_one_line_error(result, "nope.jpg")
+
+
+def test_not_an_image(files):
+    tmp_path, content, _ = files
+    fake = tmp_path / "painting.jpg"
+    fake.write_text("this is not a picture")
+    result = invoke("stylize", content, fake, "-o", tmp_path / "o.png", *SHALLOW)
+    assert_one_line_error(result, "painting.jpg")
+
+
+def test_truncated_image(files):
+    tmp_path, content, style = files
+    data = style.read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    result = invoke("stylize", content, cut, "-o", tmp_path / "o.png", *SHALLOW)
+    assert_one_line_error(result, "cut.png", "truncated")
+    assert not (tmp_path / "o.png").exists()
+
+
+def _png_claiming(width, height):
+    """A PNG whose header claims ``width x height`` pixels (a decompression bomb's trick)."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb(files):
+    tmp_path, content, _ = files
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    result = invoke("stylize", content, bomb, "-o", tmp_path / "o.png", *SHALLOW)
+    assert_one_line_error(result, "bomb.png", "pixels")
+
+
+def test_output_directory_missing(files):
+    tmp_path, content, style = files
+    result = invoke("stylize", content, style, "-o", tmp_path / "no" / "such" / "o.png", *SHALLOW)
+    assert_one_line_error(result, "does not exist")
+
+
+def test_unknown_output_extension(files):
+    tmp_path, content, style = files
+    result = invoke("stylize", content, style, "-o", tmp_path / "o.xyz", *SHALLOW)
+    assert_one_line_error(result, "o.xyz")
+
+
+def test_size_too_small_for_deepest_layer(files):
+    tmp_path, content, style = files
+    result = invoke("stylize", content, style, "-o", tmp_path / "o.png", "--size", "8", "--weights", "random")
+    assert_one_line_error(result, "too small", "16 px")
+
+
+def test_memory_estimate_refused(files, monkeypatch):
+    tmp_path, content, style = files
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda device=None: 1 << 20)
+    result = invoke("stylize", content, style, "-o", tmp_path / "o.png", *SHALLOW)
+    assert_one_line_error(result, "needs about", "GiB", "try")
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--style-layers", "relu1_1,relu4_5"], ["relu4_5", "did you mean"]),
+        (["--content-layers", "relu4_2:abc"], ["not a number"]),
+        (["--style-weight", "-3"], ["style_weight", "non-negative"]),
+        (["--style-blend", "0.5,0.3,0.2"], ["--style-blend", "3 values for 1 style"]),
+        (["--preset", "picasso"], ["unknown preset"]),
+        (["--optimizer", "sgd"], ["optimizer must be one of"]),
+        (["--scales", "300,200"], ["--scales"]),
+    ],
+    ids=["layer", "layer-weight", "negative", "blend", "preset", "optimizer", "scales"],
+)
+def test_bad_settings(files, flags, fragments):
+    tmp_path, content, style = files
+    result = invoke("stylize", content, style, "-o", tmp_path / "o.png", "--weights", "random", "--quiet", *flags)
+    assert_one_line_error(result, *fragments)
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "stylize" in result.stdout and "weights" in result.stdout
+
+
+def test_stylize_batch_command(files):
+    tmp_path, content, style = files
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        save(photos / f"p{i}.png", smooth_image(CONTENT_SHAPE, 10 + i))
+    out = tmp_path / "styled"
+    args = ["stylize-batch", photos, style, "-o", out, "--steps", "2", "--batch-size", "2", *SHALLOW]
+    result = invoke(*args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 3
+    # A rerun finds everything done and redoes nothing.
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    again = invoke(*args)
+    assert again.exit_code == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before
