@@ -113,6 +113,7 @@ from .stylize import (
     make_spec,
     objective,
     run_steps,
+    traced_settings,
 )
 
 __all__ = [
@@ -247,15 +248,7 @@ class _Engine:
     def create(cls, config: StylizeConfig, weights: Any, styles: list[np.ndarray], multiple: int) -> _Engine:
         mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
         params = jax.device_put(weights.params, NamedSharding(mesh, P()))
-        loss_weights = {
-            "content": jnp.float32(config.content_weight),
-            "style": jnp.float32(config.style_weight),
-            "tv": jnp.float32(config.tv_weight),
-        }
-        stop = {
-            "tolerance": jnp.float32(config.tolerance if config.tolerance > 0 else -jnp.inf),
-            "patience": jnp.int32(config.patience),
-        }
+        loss_weights, stop = traced_settings(config)
         return cls(config, weights, styles, mesh, params, loss_weights, stop, multiple)
 
     @property

@@ -195,18 +195,25 @@ Quality = Annotated[int, typer.Option(help="JPEG/WebP quality.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")]
 
 
-def _settings(preset, *, lr, content_layers, style_layers, scales, scale_steps, style_blend, style_scale, **flags):
-    """A StylizeConfig from the shared flags (strings parsed here, the rest passed through)."""
+# Flags passed to StylizeConfig as they are (the rest are parsed in _settings).
+_PLAIN_FLAGS = (
+    "size", "steps", "optimizer", "content_weight", "style_weight", "tv_weight", "pooling", "padding",
+    "init", "seed", "dtype", "remat", "tolerance", "save_every", "preserve_color", "color_match",
+)  # fmt: skip
+
+
+def _settings(flags: dict):
+    """A StylizeConfig from a command's parameters (``locals()``): preset, then the flags given."""
     return _config.from_flags(
-        preset,
-        scales=scales,
-        scale_steps=scale_steps,
-        learning_rate=lr,
-        content_layers=_layers(content_layers, "content layer"),
-        style_layers=_layers(style_layers, "style layer"),
-        style_blend=_floats(style_blend, "--style-blend"),
-        style_scale=_floats(style_scale, "--style-scale"),
-        **flags,
+        flags["preset"],
+        scales=flags["scales"],
+        scale_steps=flags["scale_steps"],
+        learning_rate=flags["lr"],
+        content_layers=_layers(flags["content_layers"], "content layer"),
+        style_layers=_layers(flags["style_layers"], "style layer"),
+        style_blend=_floats(flags["style_blend"], "--style-blend"),
+        style_scale=_floats(flags["style_scale"], "--style-scale"),
+        **{name: flags[name] for name in _PLAIN_FLAGS if name in flags},
     )
 
 
@@ -259,14 +266,7 @@ def stylize(
 
     with _cli_errors():
         output = check_output_path(output)  # before any work: a bad path must not cost a long run
-        settings = _settings(
-            preset, size=size, steps=steps, optimizer=optimizer, lr=lr, content_weight=content_weight,
-            style_weight=style_weight, tv_weight=tv_weight, content_layers=content_layers,
-            style_layers=style_layers, pooling=pooling, padding=padding, init=init, scales=scales,
-            scale_steps=scale_steps, seed=seed, dtype=dtype, remat=remat, tolerance=tolerance,
-            save_every=save_every, style_blend=style_blend, style_scale=style_scale,
-            preserve_color=preserve_color, color_match=color_match,
-        )  # fmt: skip
+        settings = _settings(locals())
         code = stylize_to_file(
             content,
             styles,
@@ -328,14 +328,7 @@ def stylize_batch(
     from .batch import stylize_batch_to_dir
 
     with _cli_errors():
-        settings = _settings(
-            preset, size=size, steps=steps, optimizer=optimizer, lr=lr, content_weight=content_weight,
-            style_weight=style_weight, tv_weight=tv_weight, content_layers=content_layers,
-            style_layers=style_layers, pooling=pooling, padding=padding, init=init, scales=scales,
-            scale_steps=scale_steps, seed=seed, dtype=dtype, remat=remat, tolerance=tolerance,
-            style_blend=style_blend, style_scale=style_scale, preserve_color=preserve_color,
-            color_match=color_match,
-        )  # fmt: skip
+        settings = _settings(locals())
         code = stylize_batch_to_dir(
             inputs,
             styles,

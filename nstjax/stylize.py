@@ -105,6 +105,25 @@ def make_spec(config: StylizeConfig, preprocessing: str, *, guided: bool, remat:
     )
 
 
+def traced_settings(config: StylizeConfig) -> tuple[dict[str, Array], dict[str, Array]]:
+    """The settings that enter the jitted loop as data: (loss weights, early-stop rule).
+
+    Passing them as arrays rather than in :class:`EngineSpec` means changing a
+    weight or the tolerance does not recompile.
+    """
+    loss_weights = {
+        "content": jnp.float32(config.content_weight),
+        "style": jnp.float32(config.style_weight),
+        "tv": jnp.float32(config.tv_weight),
+    }
+    stop = {
+        # A tolerance of 0 disables early stopping: no relative improvement is below -inf.
+        "tolerance": jnp.float32(config.tolerance if config.tolerance > 0 else -jnp.inf),
+        "patience": jnp.int32(config.patience),
+    }
+    return loss_weights, stop
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -660,15 +679,7 @@ def run_stylize(
     final_shape = problem.shape_at(config.size)
     remat = choose_remat(final_shape, config)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
-    loss_weights = {
-        "content": jnp.float32(config.content_weight),
-        "style": jnp.float32(config.style_weight),
-        "tv": jnp.float32(config.tv_weight),
-    }
-    stop = {
-        "tolerance": jnp.float32(config.tolerance if config.tolerance > 0 else -jnp.inf),
-        "patience": jnp.int32(config.patience),
-    }
+    loss_weights, stop = traced_settings(config)
 
     start = time.perf_counter()
     histories: list[np.ndarray] = []
