@@ -483,7 +483,7 @@ def stylize_images(
     style_list = [styles] if isinstance(styles, str | os.PathLike | np.ndarray) else list(styles)
     style_arrays = [_as_image(s, f"style image {i + 1}") for i, s in enumerate(style_list)]
     engine = _Engine.create(config, weights, style_arrays, bucket_multiple)
-    problems = [_Problem(c, style_arrays, config, weights, None, None, None) for c in contents]
+    problems = [_Problem(c, style_arrays, config, weights) for c in contents]
     buckets: dict[tuple, list[int]] = {}
     for index, problem in enumerate(problems):
         key = bucket_key(problem.content.shape[:2], config, bucket_multiple)
@@ -993,9 +993,7 @@ def stylize_batch(
                 while queue and len(batch) < size:
                     item = queue.pop(0)
                     try:
-                        problem = _Problem(
-                            _images.load_image(item.input), style_arrays, config, weights, None, None, None
-                        )
+                        problem = _Problem(_images.load_image(item.input), style_arrays, config, weights)
                     except NstjaxError as exc:
                         fail(item.input, item.output, exc.problem)
                         continue

@@ -34,25 +34,27 @@ weights_app = typer.Typer(
 
 @contextlib.contextmanager
 def _cli_errors() -> Iterator[None]:
-    """Turn NstjaxError into a one-line message and exit status 2; show nstjax warnings as notes."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Turn NstjaxError into a one-line message and exit status 2; show nstjax warnings as notes.
+
+    Warnings from nstjax (weights, masks) are printed as they happen, as one
+    ``warning: …`` line each; others are shown the usual way.
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("nstjax"):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+        warnings.showwarning = show  # restored by catch_warnings on exit
         warnings.simplefilter("always", _weights.WeightsWarning)
         try:
             yield
         except NstjaxError as e:
-            _flush_warnings(caught)
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-        _flush_warnings(caught)
-
-
-def _flush_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        if issubclass(w.category, _weights.WeightsWarning):
-            typer.echo(f"warning: {w.message}", err=True)
-        else:  # not ours: show it the usual way
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
-    caught.clear()
 
 
 class _ProgressBar:
@@ -257,6 +259,9 @@ def stylize(
     region_styles: Annotated[
         Optional[str], typer.Option(help="Which style each region takes, e.g. '#87ceeb:0,#228b22:1'.")
     ] = None,
+    allow_unmatched: Annotated[
+        bool, typer.Option(help="Content regions missing from every style mask get no style loss instead of an error.")
+    ] = False,
     quality: Quality = 95,
     quiet: Quiet = False,
 ) -> None:
@@ -276,6 +281,7 @@ def stylize(
             content_mask=content_mask,
             style_masks=style_mask,
             region_styles=region_styles,
+            allow_unmatched=allow_unmatched,
             quality=quality,
             quiet=quiet,
         )

@@ -432,7 +432,10 @@ def _resolve_weights(weights: Any, seed: int):
 class _Problem:
     """Images, masks and settings prepared once; builds the per-scale targets."""
 
-    def __init__(self, content, styles, config, weights, content_mask, style_masks, region_styles):
+    def __init__(
+        self, content, styles, config, weights, *, content_mask=None, style_masks=None, region_styles=None,
+        allow_unmatched=False,
+    ):  # fmt: skip
         from . import masks as _masks
 
         self.config = config
@@ -477,10 +480,11 @@ class _Problem:
             self.region = _masks.match_regions(
                 content_seg,
                 style_segs,
+                allow_unmatched=allow_unmatched,
                 content_name=_name(content_mask, "content mask"),
                 style_names=[_name(m, f"style mask {i + 1}") for i, m in enumerate(style_masks)],
             )
-            self.region_styles = _region_style_table(self.region, region_styles, n, _masks)
+            self.region_styles = _region_style_table(self.region, region_styles, self.blend, _masks)
             self.mode = "semantic"
         elif style_masks is not None:
             style_masks = [style_masks] if isinstance(style_masks, str | os.PathLike | np.ndarray) else list(style_masks)
@@ -601,10 +605,18 @@ def _resize_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return masks[:, rows][:, :, cols].astype(np.float32)
 
 
-def _region_style_table(region, region_styles, n_styles, _masks):
-    """For each region: [(style index, share)], shares summing to 1."""
-    use = _masks.resolve_region_styles(region, _masks.parse_region_styles(region_styles, n_styles))  # [S, R]
-    return [[(int(s), 1.0 / use[:, r].sum()) for s in np.flatnonzero(use[:, r])] for r in range(use.shape[1])]
+def _region_style_table(region, region_styles, blend, _masks):
+    """For each region: [(style index, share)]; a region drawing on several styles splits by blend weight."""
+    use = _masks.resolve_region_styles(region, _masks.parse_region_styles(region_styles, len(blend)))  # [S, R]
+    table = []
+    for r in range(use.shape[1]):
+        chosen = [int(s) for s in np.flatnonzero(use[:, r])]
+        total = sum(blend[s] for s in chosen)
+        if total <= 0:  # every style this region draws on has blend weight 0: fall back to equal shares
+            table.append([(s, 1.0 / len(chosen)) for s in chosen])
+        else:
+            table.append([(s, blend[s] / total) for s in chosen if blend[s] > 0])
+    return table
 
 
 def _initial_image(config: StylizeConfig, problem: _Problem, shape: tuple[int, int]) -> np.ndarray:
@@ -643,6 +655,7 @@ def run_stylize(
     content_mask: ImageLike | None = None,
     style_masks: ImageLike | Sequence[ImageLike] | None = None,
     region_styles: str | None = None,
+    allow_unmatched: bool = False,
     progress: Callable[[Progress], None] | None = None,
     **overrides: Any,
 ) -> StylizeResult:
@@ -659,7 +672,10 @@ def run_stylize(
         style) for semantic control, or ``style_masks`` alone: one grayscale mask
         of the content per style.
       region_styles: with several styles, which style each region takes, e.g.
-        ``"#87ceeb:0,#228b22:1"``.
+        ``"#87ceeb:0,#228b22:1"``. A region drawing on several styles splits its
+        weight by ``style_blend``.
+      allow_unmatched: content regions whose colour is in no style segmentation
+        get no style loss (reported as a warning) instead of an error.
       progress: called after every chunk of steps with a :class:`Progress`.
 
     Raises:
@@ -669,7 +685,16 @@ def run_stylize(
     config = (config or preset(None)).replace(**overrides) if overrides else (config or preset(None))
     enable_compilation_cache()
     weights = _resolve_weights(weights, config.seed)
-    problem = _Problem(content, styles, config, weights, content_mask, style_masks, region_styles)
+    problem = _Problem(
+        content,
+        styles,
+        config,
+        weights,
+        content_mask=content_mask,
+        style_masks=style_masks,
+        region_styles=region_styles,
+        allow_unmatched=allow_unmatched,
+    )
     schedule = config.schedule
     for longest, _ in schedule:
         problem._check_size(problem.shape_at(longest), "output")

@@ -226,3 +226,24 @@ def test_stylize_batch_command(files):
     again = invoke(*args)
     assert again.exit_code == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before
+
+
+def test_mask_of_another_size_warns_and_finishes(files):
+    # A segmentation at half the photo's size is resized with nearest neighbour, and the CLI says so
+    # (one "warning:" line) instead of failing, then finishes the run.
+    tmp_path, content, style = files
+    half = np.zeros((CONTENT_SHAPE[0] // 2, CONTENT_SHAPE[1] // 2, 3), np.uint8)
+    half[:] = (10, 200, 30)
+    Image.fromarray(half).save(tmp_path / "content_seg.png")
+    full = np.zeros((32, 32, 3), np.uint8)
+    full[:] = (10, 200, 30)
+    Image.fromarray(full).save(tmp_path / "style_seg.png")
+    out = tmp_path / "out.png"
+    result = invoke(
+        "stylize", content, style, "-o", out, "--steps", "2", *SHALLOW,
+        "--content-mask", tmp_path / "content_seg.png", "--style-mask", tmp_path / "style_seg.png",
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "content_seg.png" in warnings[0], result.stderr
+    assert out.exists()

@@ -221,3 +221,20 @@ def test_histogram_preservation_runs_on_matched_style(content_image, style_image
     flat_m, flat_c = matched.reshape(-1, 3), content_image.reshape(-1, 3)
     np.testing.assert_allclose(flat_m.mean(0), flat_c.mean(0), atol=1e-5)
     np.testing.assert_allclose(np.cov(flat_m.T), np.cov(flat_c.T), atol=1e-5)
+
+
+def test_semantic_regions_split_by_style_blend(content_image, style_image, style_image_b, random_weights):
+    # One region present in both style segmentations draws on both styles, weighted by the blend:
+    # (1, 0) must give exactly the first style alone.
+    plain = run(content_image, style_image, random_weights, steps=4)
+    content_seg = np.full((*content_image.shape[:2], 3), (10, 200, 30), np.uint8)
+    style_seg = np.full((*style_image.shape[:2], 3), (10, 200, 30), np.uint8)
+    blended = run_stylize(
+        content_image,
+        [style_image, style_image_b],
+        weights=random_weights,
+        config=BASE.replace(steps=4, style_blend=(1.0, 0.0)),
+        content_mask=content_seg,
+        style_masks=[style_seg, style_seg],
+    )
+    np.testing.assert_allclose(blended.image, plain.image, atol=1e-4)
