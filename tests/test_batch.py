@@ -96,7 +96,7 @@ out["traces"] = {str(k): v for k, v in B.TRACE_COUNTS.items()}
 # `patience`, so their loop condition is false from the start; the others run 3 steps.
 eng = B._Engine.create(cfg, w, [style], 0)
 spec = B._spec_for(eng, "none")
-targets = eng.targets([_Problem(c, [style], cfg, w, None, None, None) for c in contents], (16, 16), spec)
+targets = eng.targets([_Problem(c, [style], cfg, w) for c in contents], (16, 16), spec)
 x = jax.device_put(np.stack(contents)[:, None], eng.batched())
 carry = B._batch_init(x, jax.device_put(np.zeros(8, bool), eng.batched()), spec, eng.batched())
 stall = np.zeros(8, np.int32)
