@@ -12,7 +12,9 @@ The estimate counts the bytes alive at the peak of the jitted optimiser chunk:
   that carry a loss (their Gram/content gradients are extra buffers). ``a`` and
   ``b`` were fitted to XLA's own buffer assignment of the compiled chunk
   (``compiled.memory_analysis()``) on XLA:CPU over five layer sets and two
-  sizes, float32 (within ±10 % for average pooling, ±20 % for max pooling):
+  sizes (384–640 px), float32: within ±10 % for average pooling and ±20 % for
+  max pooling there; at 1792–2048 px with the Gatys layers and max pooling it
+  runs 17–38 % above XLA's figure (docs/scale.md), which errs on the safe side:
   average pooling a = 7.2, b = 6.7; max pooling a = 17.2, b = 3.6 (its
   backward keeps selection masks). XLA:CPU has no bfloat16 convolution and
   computes in float32, so bfloat16 costs the same there; on GPU/TPU the
@@ -28,9 +30,10 @@ one block at a time. Those two ratios are the model, not a measurement.
 
 ``tests/test_memory.py`` checks the estimate against ``memory_analysis()`` and
 against the measured peak RSS of real runs. On CPU the resident memory follows
-the buffer assignment only partly: for the default Gatys layers the estimate is
-25–31 % above the measured RSS growth (512 and 768 px), so it refuses safely; for
-shallow layer sets it is up to ~2.4× above. On GPU, XLA reserves what its buffer
+the buffer assignment only partly: for the default Gatys layers and Adam the
+estimate is 25–31 % above the measured RSS growth (512 and 768 px), so it
+refuses safely; for shallow layer sets it is up to ~2.4× above; for one L-BFGS
+step at 512 px it was 7 % below the measured growth (docs/scale.md). On GPU, XLA reserves what its buffer
 assignment says, which is what the estimate models.
 """
 
