@@ -226,3 +226,42 @@ def choose_remat(
         f"a {shape[1]}x{shape[0]} image needs about {_gib(need)} (estimate, remat {modes[-1]}) "
         f"but the device has {_gib(available)} free; try {', '.join(hints)}"
     )
+
+
+def compiled_memory(config: StylizeConfig, shape: tuple[int, int], weights) -> dict[str, int]:
+    """XLA's buffer assignment of the compiled optimiser chunk for one ``shape`` image (compile only).
+
+    What the estimate is checked against: ``temp``, ``arguments``, ``outputs`` and
+    ``aliased`` bytes from ``compiled.memory_analysis()``, and ``total`` = their
+    peak (temporaries + arguments + outputs − aliased). Compiles, runs nothing.
+    """
+    import importlib
+
+    import jax.numpy as jnp
+
+    engine = importlib.import_module("nstjax.stylize")  # the attribute nstjax.stylize is the function
+    remat = "none" if config.remat == "auto" else config.remat
+    spec = engine.make_spec(config, weights.preprocessing, guided=False, remat=remat)
+    image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
+
+    def targets_of(img):
+        return engine.Targets(
+            engine.content_targets(weights.params, img, spec),
+            engine.style_grams(weights.params, img, None, spec),
+            None,
+            jnp.ones((1,)),
+        )
+
+    targets = jax.eval_shape(targets_of, image)
+    carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)
+    loss_weights, stop = engine.traced_settings(config)
+    lowered = engine._run_chunk.lower(carry, weights.params, targets, loss_weights, jnp.int32(1), stop, spec)
+    m = lowered.compile().memory_analysis()
+    sizes = {
+        "temp": m.temp_size_in_bytes,
+        "arguments": m.argument_size_in_bytes,
+        "outputs": m.output_size_in_bytes,
+        "aliased": m.alias_size_in_bytes,
+    }
+    sizes["total"] = sizes["temp"] + sizes["arguments"] + sizes["outputs"] - sizes["aliased"]
+    return sizes

@@ -514,43 +514,16 @@ def run_batch(args) -> dict[str, Any]:
 
 def compiled_bytes(weights, size: int, dtype: str, remat: str) -> dict[str, Any]:
     """XLA's buffer assignment of the L-BFGS chunk for a size x size image (compile only)."""
-    import jax
-    import jax.numpy as jnp
-
     from nstjax.config import preset
+    from nstjax.memory import compiled_memory
 
-    engine = _engine()
     config = preset("gatys", pooling="max", optimizer="lbfgs", dtype=dtype, remat=remat,
                     content_layers=GATYS_CONTENT, style_layers=GATYS_STYLE)
-    spec = engine.make_spec(config, weights.preprocessing, guided=False, remat=remat)
-    image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-
-    def targets_of(img):
-        return engine.Targets(
-            engine.content_targets(weights.params, img, spec),
-            engine.style_grams(weights.params, img, None, spec),
-            None,
-            jnp.ones((1,)),
-        )
-
-    targets = jax.eval_shape(targets_of, image)
-    carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)
-    scalars = {"content": jnp.float32(1), "style": jnp.float32(1), "tv": jnp.float32(0)}
-    stop = {"tolerance": jnp.float32(0), "patience": jnp.int32(1)}
     t0 = time.perf_counter()
-    compiled = engine._run_chunk.lower(carry, weights.params, targets, scalars, jnp.int32(1), stop, spec).compile()
+    sizes = compiled_memory(config, (size, size), weights)
     seconds = time.perf_counter() - t0
-    m = compiled.memory_analysis()
-    total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-    return {
-        "size": size,
-        "bytes": int(total),
-        "temp": int(m.temp_size_in_bytes),
-        "arguments": int(m.argument_size_in_bytes),
-        "outputs": int(m.output_size_in_bytes),
-        "aliased": int(m.alias_size_in_bytes),
-        "compile_s": seconds,
-    }
+    return {"size": size, "bytes": int(sizes["total"]), **{k: int(v) for k, v in sizes.items() if k != "total"},
+            "compile_s": seconds}
 
 
 def estimate(size: int, dtype: str, remat: str, platform: str = "cpu") -> int:

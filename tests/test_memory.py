@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from nstjax import memory
 from nstjax.config import preset
 from nstjax.errors import NstjaxError
 
-engine = importlib.import_module("nstjax.stylize")
 
 # Shallow layers keep compile times low; the estimate's per-element factors do not depend on depth.
 LAYERS = dict(
@@ -26,35 +22,13 @@ LAYERS = dict(
 NAMES = ["relu2_2", "relu1_1", "relu2_1", "relu3_1"]
 
 
-def compiled_bytes(config, shape, weights):
-    """Peak bytes XLA assigns to one compiled optimiser chunk (arguments + temporaries)."""
-    spec = engine.make_spec(config, "torch", guided=False)
-    image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
-
-    def targets_of(img):
-        return engine.Targets(
-            engine.content_targets(weights.params, img, spec),
-            engine.style_grams(weights.params, img, None, spec),
-            None,
-            jnp.ones((1,)),
-        )
-
-    targets = jax.eval_shape(targets_of, image)
-    carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)
-    scalars = {"content": jnp.float32(1), "style": jnp.float32(1), "tv": jnp.float32(0)}
-    stop = {"tolerance": jnp.float32(0), "patience": jnp.int32(1)}
-    lowered = engine._run_chunk.lower(carry, weights.params, targets, scalars, jnp.int32(1), stop, spec)
-    m = lowered.compile().memory_analysis()
-    return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-
-
 @pytest.mark.parametrize(
     "optimizer, dtype", [("lbfgs", "float32"), ("adam", "bfloat16")], ids=["lbfgs-f32", "adam-bf16"]
 )
 def test_estimate_matches_xla_buffer_assignment(random_weights, optimizer, dtype):
     shape = (640, 512)
     config = preset("gatys", optimizer=optimizer, dtype=dtype, pooling="max", **LAYERS)
-    measured = compiled_bytes(config, shape, random_weights)
+    measured = memory.compiled_memory(config, shape, random_weights)["total"]
     estimate = memory.estimate_bytes(
         shape, layers=NAMES, dtype=dtype, pooling="max", optimizer=optimizer, platform="cpu"
     )
