@@ -1,0 +1,465 @@
+"""Shared pieces of the benchmarks: problems, machine description, FLOP model.
+
+Both benchmarks build the *same* problem for nstjax and for the PyTorch
+reference (``torch_reference.py``): the same seeded random VGG-19 parameters,
+the same images, the same layers, weights and normalisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+SHARED_IMAGES = REPO.parent / "shared" / "images"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYERS = (("relu4_2", 1.0),)
+STYLE_LAYERS = tuple((n, 1.0) for n in GATYS_STYLE_LAYERS)
+BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _generated(shape: tuple[int, int], seed: int, smooth: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if not smooth:
+        return rng.random((*shape, 3), dtype=np.float32)
+    # Low-frequency noise: photo-like content.
+    small = rng.random((max(2, shape[0] // 16), max(2, shape[1] // 16), 3)).astype(np.float32)
+    from PIL import Image
+
+    out = np.stack(
+        [np.asarray(Image.fromarray(small[..., c]).resize(shape[::-1], Image.Resampling.BICUBIC)) for c in range(3)],
+        axis=-1,
+    )
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def load_pair(size: int, content_name: str = "chelsea.png", style_name: str = "starry_night.jpg"):
+    """(content, style, description): RGB float32 [H, W, 3] in [0, 1], longest side ``size``.
+
+    Uses ``../shared/images`` when present, else generated images (smooth noise
+    for the content, white noise for the style).
+    """
+    from nstjax import images
+
+    content_path, style_path = SHARED_IMAGES / content_name, SHARED_IMAGES / style_name
+    if content_path.exists() and style_path.exists():
+        content = images.load_image(content_path)
+        style = images.load_image(style_path)
+        content = images.resize_image(content, images.fit_longest_side(content.shape[:2], size))
+        style = images.resize_image(style, images.fit_longest_side(style.shape[:2], size))
+        return content, style, f"{content_name} / {style_name}"
+    return (
+        _generated((size, size), 1, smooth=True),
+        _generated((size, size), 2, smooth=False),
+        "generated (smooth noise / white noise)",
+    )
+
+
+def square_pair(size: int):
+    """Square content and style of side ``size`` (speed runs: exactly size x size pixels)."""
+    content, style, what = load_pair(size)
+    from nstjax import images
+
+    return images.resize_image(content, (size, size)), images.resize_image(style, (size, size)), what
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def random_params(seed: int = 0):
+    """Seeded random VGG-19 parameters (nstjax layout) with their preprocessing ("torch")."""
+    from nstjax import vgg
+
+    return vgg.init_params(seed), "torch"
+
+
+def save_params(path: Path, params) -> None:
+    np.savez(path, **{f"{k}/{kk}": vv for k, v in params.items() for kk, vv in v.items()})
+
+
+def load_params_npz(path: Path):
+    data = np.load(path)
+    params: dict[str, dict[str, np.ndarray]] = {}
+    for key in data.files:
+        layer, name = key.split("/")
+        params.setdefault(layer, {})[name] = data[key]
+    return params
+
+
+# --------------------------------------------------------------------------- problem settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Loss settings shared by both implementations (nstjax's "gatys" preset)."""
+
+    content_weight: float = 1.0
+    style_weight: float = 5e3
+    tv_weight: float = 0.0
+    pooling: str = "avg"
+    padding: str = "zero"
+    learning_rate: float = 0.02
+    lbfgs_memory: int = 10
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        return dict(
+            content_layers=CONTENT_LAYERS,
+            style_layers=STYLE_LAYERS,
+            content_weight=self.content_weight,
+            style_weight=self.style_weight,
+            tv_weight=self.tv_weight,
+            pooling=self.pooling,
+            padding=self.padding,
+        )
+
+
+def nstjax_problem(params, preprocessing, content, style, *, settings: Settings, optimizer="lbfgs",
+                   dtype="float32", remat="none"):
+    """(spec, targets, loss_weights) for nstjax's engine."""
+    import jax.numpy as jnp
+
+    from nstjax.config import preset
+    from nstjax.stylize import Targets, content_targets, make_spec, style_grams
+
+    config = preset(
+        "gatys",
+        pooling=settings.pooling,
+        padding=settings.padding,
+        optimizer=optimizer,
+        learning_rate=settings.learning_rate,
+        lbfgs_memory=settings.lbfgs_memory,
+        content_weight=settings.content_weight,
+        style_weight=settings.style_weight,
+        tv_weight=settings.tv_weight,
+        dtype=dtype,
+        remat=remat,
+        content_layers=CONTENT_LAYERS,
+        style_layers=STYLE_LAYERS,
+    )
+    spec = make_spec(config, preprocessing, guided=False)
+    targets = Targets(
+        content_targets(params, jnp.asarray(content)[None], spec),
+        style_grams(params, jnp.asarray(style)[None], None, spec),
+        None,
+        jnp.ones((1,), jnp.float32),
+    )
+    loss_weights = {
+        "content": jnp.float32(settings.content_weight),
+        "style": jnp.float32(settings.style_weight),
+        "tv": jnp.float32(settings.tv_weight),
+    }
+    return spec, targets, loss_weights
+
+
+NEVER_STOP = {"tolerance": -np.inf, "patience": 1 << 30}
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_value_and_grad():
+    """jit(value_and_grad(objective)) with the spec static: one evaluation of nstjax."""
+    import jax
+
+    from nstjax.stylize import objective
+
+    def value(image, params, targets, loss_weights, spec):
+        return objective(image, params, targets, loss_weights, spec)[0]
+
+    return jax.jit(jax.value_and_grad(value), static_argnames=("spec",))
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_run_steps():
+    """The chunk of optimiser steps ``run_stylize`` runs (``nstjax.stylize._run_chunk``)."""
+    import importlib
+
+    # (``nstjax.stylize`` the attribute is the function; the module is in sys.modules.)
+    return importlib.import_module("nstjax.stylize")._run_chunk
+
+
+# --------------------------------------------------------------------------- FLOP model
+
+
+def conv_macs(height: int, width: int, last_conv: str = "conv5_1") -> int:
+    """Multiply-accumulates of the VGG-19 convolutions up to ``last_conv`` for one image."""
+    total, c_in, h, w = 0, 3, height, width
+    for b, (c_out, count) in enumerate(BLOCKS, 1):
+        for n in range(1, count + 1):
+            total += h * w * 9 * c_in * c_out
+            c_in = c_out
+            if f"conv{b}_{n}" == last_conv:
+                return total
+        h, w = h // 2, w // 2
+    return total
+
+
+def gram_macs(height: int, width: int) -> int:
+    """MACs of the Gram matrices of the five Gatys style layers."""
+    total = 0
+    for b, (c, _) in enumerate(BLOCKS, 1):
+        h, w = height >> (b - 1), width >> (b - 1)
+        total += h * w * c * c
+    return total
+
+
+def eval_flops(height: int, width: int) -> float:
+    """FLOPs of one loss-and-gradient evaluation (the model used for "achieved FLOP/s").
+
+    Forward: 2·MACs of the convolutions up to conv5_1 (the deepest layer used,
+    relu5_1) plus the Gram matrices. Backward: the gradient with respect to the
+    *input* of each convolution costs as many MACs as its forward (no weight
+    gradients are needed, and neither implementation computes them), and each
+    Gram matrix's gradient about twice its forward. So one evaluation ≈ 2× the
+    forward FLOPs of the network, + 3× the Gram FLOPs. Element-wise work
+    (ReLU, pooling, losses, optimiser) is not counted.
+    """
+    return 2.0 * (2 * conv_macs(height, width)) + 3.0 * (2 * gram_macs(height, width))
+
+
+def cpu_peak_flops() -> tuple[float | None, str]:
+    """Estimated float32 peak of this CPU, and how it was estimated."""
+    info = lscpu()
+    cores = os.cpu_count() or 1
+    flags = info.get("Flags", "")
+    mhz = None
+    for key in ("CPU max MHz", "CPU MHz"):
+        if info.get(key):
+            try:
+                mhz = float(info[key])
+                break
+            except ValueError:
+                pass
+    how = "lscpu max MHz"
+    if mhz is None and info.get("BogoMIPS"):
+        mhz = float(info["BogoMIPS"]) / 2  # BogoMIPS = 2 x TSC MHz on x86
+        how = "BogoMIPS/2 (TSC clock; turbo not visible in this VM)"
+    if mhz is None:
+        return None, "n/a (clock unknown)"
+    if re.search(r"\bavx512f\b", flags):
+        per_cycle, isa = 64, "AVX-512: 2 FMA x 16 lanes x 2"
+    elif re.search(r"\bavx2\b", flags) and re.search(r"\bfma\b", flags):
+        per_cycle, isa = 32, "AVX2+FMA: 2 FMA x 8 lanes x 2"
+    else:
+        per_cycle, isa = 8, "SSE guess"
+    peak = cores * mhz * 1e6 * per_cycle
+    return peak, f"{cores} cores x {mhz:.0f} MHz ({how}) x {per_cycle} FLOP/cycle ({isa})"
+
+
+GPU_PEAKS = {  # dense float32 (no TF32) and bfloat16 tensor-core peaks, FLOP/s
+    "H100": (67e12, 989e12),
+    "H200": (67e12, 989e12),
+    "A100": (19.5e12, 312e12),
+}
+
+
+def device_peak_flops(dtype: str = "float32") -> tuple[float | None, str]:
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        peak, how = cpu_peak_flops()
+        return peak, how
+    kind = getattr(device, "device_kind", "")
+    for name, (f32, bf16) in GPU_PEAKS.items():
+        if name in kind:
+            return (bf16 if dtype == "bfloat16" else f32), f"{kind} datasheet ({dtype}, dense)"
+    return None, f"n/a ({kind})"
+
+
+# --------------------------------------------------------------------------- machine
+
+
+@functools.lru_cache(maxsize=None)
+def lscpu() -> dict[str, str]:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    info = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+def machine() -> dict[str, Any]:
+    import jax
+
+    info = lscpu()
+    out: dict[str, Any] = {
+        "cpu": info.get("Model name", platform.processor()),
+        "cpu_family_model": f"{info.get('CPU family', '?')}/{info.get('Model', '?')}",
+        "cores": os.cpu_count(),
+        "avx512": "avx512f" in info.get("Flags", ""),
+        "avx512_bf16": "avx512_bf16" in info.get("Flags", ""),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "jax_backend": jax.default_backend(),
+        "jax_device": str(jax.devices()[0]),
+        "versions": versions(),
+        "load_average": os.getloadavg(),
+    }
+    return out
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "nstjax"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "n/a"
+    return out
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's high-water mark of this process's RSS (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_bytes(field: str = "VmRSS") -> int | None:
+    """Current (``VmRSS``) or peak (``VmHWM``) resident set size of this process."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if field == "VmHWM":
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return None
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_default) + "\n")
+
+
+def _default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def median(values) -> float:
+    return float(np.median(np.asarray(values, np.float64))) if len(values) else float("nan")
+
+
+# --------------------------------------------------------------------------- what-if: a faster backward convolution
+
+
+def with_transposed_kernels(params):
+    """``params`` plus ``kernel_t``: each kernel flipped in space with in/out channels swapped (HWIO).
+
+    That is the kernel of the convolution that gives the gradient with respect
+    to a convolution's input. Computed once, outside the optimiser loop.
+    """
+    return {
+        name: {**p, "kernel_t": np.ascontiguousarray(np.flip(np.asarray(p["kernel"]), (0, 1)).transpose(0, 1, 3, 2))}
+        for name, p in params.items()
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_conv():
+    import jax
+
+    def conv(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    @jax.custom_vjp
+    def fast_conv(x, kernel, kernel_t):
+        return conv(x, kernel)
+
+    def fwd(x, kernel, kernel_t):
+        return conv(x, kernel), (kernel, kernel_t)
+
+    def bwd(res, g):
+        kernel, kernel_t = res
+        # Input gradient = convolution with the pre-transposed kernel: a plain HWIO convolution,
+        # which XLA:CPU hands to its fast (YNNPACK) kernels even inside a while loop.
+        return conv(g, kernel_t.astype(g.dtype)), jax.numpy.zeros_like(kernel), jax.numpy.zeros_like(kernel_t)
+
+    fast_conv.defvjp(fwd, bwd)
+    return fast_conv
+
+
+@functools.lru_cache(maxsize=None)
+def _patched_conv_class():
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    from nstjax import vgg
+
+    class Conv3x3TransposedVJP(nn.Module):
+        """nstjax's ``Conv3x3`` (zero padding) with a custom VJP using ``kernel_t``."""
+
+        features: int
+        padding: str = "zero"
+        dtype: Any = jnp.float32
+
+        @nn.compact
+        def __call__(self, x):
+            if self.padding != "zero":
+                raise NotImplementedError("the what-if convolution only does zero padding")
+            kernel = self.param("kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features), jnp.float32)
+            kernel_t = self.param("kernel_t", nn.initializers.zeros_init(), (3, 3, self.features, x.shape[-1]), jnp.float32)
+            bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+            y = _fast_conv()(x.astype(self.dtype), kernel.astype(self.dtype), kernel_t.astype(self.dtype))
+            return y + bias.astype(self.dtype)
+
+    return vgg, Conv3x3TransposedVJP
+
+
+class transposed_vjp_conv:
+    """Context manager: while tracing inside it, nstjax's VGG uses :func:`_fast_conv`.
+
+    Only for what-if measurements; programs traced inside keep the patch (they
+    are cached by jit), programs traced outside are nstjax's own. Use it with
+    :func:`with_transposed_kernels` parameters, whose different structure gives
+    them their own jit cache entries.
+    """
+
+    def __enter__(self):
+        vgg, patched = _patched_conv_class()
+        self._vgg, self._original = vgg, vgg.Conv3x3
+        vgg.Conv3x3 = patched
+        return self
+
+    def __exit__(self, *exc):
+        self._vgg.Conv3x3 = self._original
+        return False
