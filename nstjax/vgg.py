@@ -17,6 +17,7 @@ Conventions
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -125,6 +126,47 @@ def preprocess(images: jax.Array, preprocessing: str) -> jax.Array:
     raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}")
 
 
+def _conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
+    """Stride-1 NHWC x HWIO convolution with explicit spatial ``padding``."""
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=(1, 1), padding=padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
+    """3x3 stride-1 convolution, ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO).
+
+    The same function as ``lax.conv_general_dilated``, with a hand-written VJP:
+    the gradient with respect to ``x`` is computed as a plain HWIO convolution
+    with an explicitly flipped, in/out-swapped kernel. JAX's own transpose rule
+    expresses the same thing through the convolution's dimension numbers (kernel
+    as OIHW, reversed), which XLA:CPU runs on a slow generic path inside a
+    ``while_loop``; that made optimiser steps 2-3x slower than a lone gradient
+    (docs/benchmarks.md). The kernel gradient is exact too, and XLA drops it
+    when nothing uses it, as in style transfer. Reverse mode only (no ``jvp``).
+    """
+    return _conv(x, kernel, padding)
+
+
+def _conv3x3_fwd(x, kernel, padding):
+    return _conv(x, kernel, padding), (x, kernel)
+
+
+def _conv3x3_bwd(padding, residuals, g):
+    x, kernel = residuals
+    # Stride 1, 3x3: the input gradient is a "full" convolution of g; a side
+    # padded by p forward is padded by 2 - p backward.
+    kernel_t = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+    dx = _conv(g, kernel_t, tuple((2 - lo, 2 - hi) for lo, hi in padding))
+    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k, padding), kernel)
+    (dkernel,) = kernel_vjp(g)
+    return dx, dkernel
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
 class Conv3x3(nn.Module):
     """A 3x3, stride-1 convolution with bias; output has the input's spatial size.
 
@@ -148,13 +190,7 @@ class Conv3x3(nn.Module):
             mode = {"reflect": "reflect", "replicate": "edge"}[self.padding]
             x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
             pad = ((0, 0), (0, 0))
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype),
-            kernel.astype(self.dtype),
-            window_strides=(1, 1),
-            padding=pad,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        y = conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), pad)
         return y + bias.astype(self.dtype)
 
 

@@ -30,17 +30,23 @@ def image() -> np.ndarray:
     return np.random.default_rng(123).random((1, IMG_H, IMG_W, 3)).astype(np.float32)
 
 
-def _walk_primitives(jaxpr, acc: list[str]) -> list[str]:
-    """Primitive names of a jaxpr, recursing into sub-jaxprs (jit, remat, custom_jvp…)."""
+def _walk_eqns(jaxpr, acc: list) -> list:
+    """Equations of a jaxpr, recursing into sub-jaxprs (jit, remat, custom_vjp…)."""
     for eqn in jaxpr.eqns:
-        acc.append(eqn.primitive.name)
+        acc.append(eqn)
         for value in eqn.params.values():
             for sub in value if isinstance(value, (list, tuple)) else (value,):
                 if hasattr(sub, "eqns"):
-                    _walk_primitives(sub, acc)
+                    _walk_eqns(sub, acc)
                 elif hasattr(sub, "jaxpr"):
                     inner = sub.jaxpr
-                    _walk_primitives(inner if hasattr(inner, "eqns") else inner.jaxpr, acc)
+                    _walk_eqns(inner if hasattr(inner, "eqns") else inner.jaxpr, acc)
+    return acc
+
+
+def _walk_primitives(jaxpr, acc: list[str]) -> list[str]:
+    """Primitive names of a jaxpr, recursing into sub-jaxprs."""
+    acc.extend(eqn.primitive.name for eqn in _walk_eqns(jaxpr, []))
     return acc
 
 
@@ -245,6 +251,71 @@ def test_caffe_preprocessing_flips_to_bgr(params, image) -> None:
 
 
 # --------------------------------------------------------------------------- #
+# The convolution's hand-written VJP
+# --------------------------------------------------------------------------- #
+
+
+def _lax_conv(x, kernel, padding):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 0), (0, 0)), ((1, 0), (0, 1))])
+@pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_conv3x3_vjp_matches_autodiff(padding, dtype, tol) -> None:
+    """Input and kernel gradients equal JAX's own transpose rule (odd sizes, asymmetric padding)."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((2, 7, 9, 5)), dtype)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 5, 4)), dtype)
+    weights = jnp.asarray(rng.standard_normal(_lax_conv(x, kernel, padding).shape), jnp.float32)
+
+    def loss(conv, x, kernel):
+        return jnp.sum(conv(x, kernel, padding).astype(jnp.float32) * weights)
+
+    ours = jax.grad(lambda x, k: loss(vgg.conv3x3, x, k), argnums=(0, 1))(x, kernel)
+    theirs = jax.grad(lambda x, k: loss(_lax_conv, x, k), argnums=(0, 1))(x, kernel)
+    np.testing.assert_array_equal(vgg.conv3x3(x, kernel, padding), _lax_conv(x, kernel, padding))
+    for name, a, b in zip(("input", "kernel"), ours, theirs):
+        assert a.dtype == b.dtype == dtype, name
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol * np.abs(b).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("padding", vgg.PADDINGS)
+def test_network_gradient_matches_plain_autodiff(params, image, padding) -> None:
+    """The image gradient through the network equals the one of lax's convolution, for every padding."""
+    layers = ("relu1_1", "relu2_1")
+
+    def loss(x):
+        feats = vgg.features(params, x, layers, padding=padding, pooling="avg")
+        return sum(jnp.mean(jnp.square(f)) for f in feats.values())
+
+    ours = jax.jit(jax.grad(loss))(image)
+    original = vgg.conv3x3
+    try:
+        vgg.conv3x3 = _lax_conv  # what the network was before the custom VJP
+        theirs = jax.jit(jax.grad(loss))(image + 0.0)  # new argument identity: a fresh trace
+    finally:
+        vgg.conv3x3 = original
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert np.abs(theirs).max() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * np.abs(theirs).max())
+
+
+def test_backward_convolutions_use_hwio_kernels(params, image) -> None:
+    """Every convolution with a 3x3 kernel in the image gradient keeps the forward's HWIO layout.
+
+    JAX's default transpose rule would convolve with the kernel as OIHW instead
+    (I/O swapped in the dimension numbers), the slow path inside loops on XLA:CPU.
+    """
+    fn = jax.grad(lambda x: jnp.sum(vgg.features(params, x, ("relu2_1",))["relu2_1"]))
+    eqns = [e for e in _walk_eqns(jax.make_jaxpr(fn)(image).jaxpr, []) if e.primitive.name == "conv_general_dilated"]
+    with_kernels = [e for e in eqns if e.invars[1].aval.shape[:2] == (3, 3)]
+    assert len(with_kernels) >= 6  # 3 forward + 3 input gradients
+    specs = {e.params["dimension_numbers"].rhs_spec for e in with_kernels}
+    assert specs == {(3, 2, 0, 1)}, specs  # HWIO: out channels at axis 3, in channels at axis 2
+
+
+# --------------------------------------------------------------------------- #
 # Nothing past the deepest requested layer
 # --------------------------------------------------------------------------- #
 
@@ -300,7 +371,7 @@ def test_bfloat16_compute(params, image) -> None:
 
     # the convolutions run in bfloat16 ...
     jaxpr = jax.make_jaxpr(lambda p, x: vgg.features(p, x, ("relu1_1",), dtype=jnp.bfloat16))(params, image)
-    convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+    convs = [e for e in _walk_eqns(jaxpr.jaxpr, []) if e.primitive.name == "conv_general_dilated"]
     assert convs and all(v.aval.dtype == jnp.bfloat16 for e in convs for v in e.invars)
     # ... while parameters stay float32, both the ones passed in and freshly initialised ones
     assert all(v.dtype == np.float32 for p in params.values() for v in p.values())
