@@ -379,87 +379,38 @@ def median(values) -> float:
     return float(np.median(np.asarray(values, np.float64))) if len(values) else float("nan")
 
 
-# --------------------------------------------------------------------------- what-if: a faster backward convolution
+# --------------------------------------------------------------------------- before/after: the convolution's VJP
 
 
-def with_transposed_kernels(params):
-    """``params`` plus ``kernel_t``: each kernel flipped in space with in/out channels swapped (HWIO).
+def with_cache_marker(params):
+    """``params`` plus an empty, unused leaf per convolution.
 
-    That is the kernel of the convolution that gives the gradient with respect
-    to a convolution's input. Computed once, outside the optimiser loop.
+    The different tree structure gives programs traced under :class:`autodiff_conv`
+    their own jit cache entries, apart from nstjax's own programs.
     """
-    return {
-        name: {**p, "kernel_t": np.ascontiguousarray(np.flip(np.asarray(p["kernel"]), (0, 1)).transpose(0, 1, 3, 2))}
-        for name, p in params.items()
-    }
+    return {name: {**p, "autodiff_conv": np.zeros((0,), np.float32)} for name, p in params.items()}
 
 
-@functools.lru_cache(maxsize=None)
-def _fast_conv():
-    import jax
-
-    def conv(x, k):
-        return jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    @jax.custom_vjp
-    def fast_conv(x, kernel, kernel_t):
-        return conv(x, kernel)
-
-    def fwd(x, kernel, kernel_t):
-        return conv(x, kernel), (kernel, kernel_t)
-
-    def bwd(res, g):
-        kernel, kernel_t = res
-        # Input gradient = convolution with the pre-transposed kernel: a plain HWIO convolution,
-        # which XLA:CPU hands to its fast (YNNPACK) kernels even inside a while loop.
-        return conv(g, kernel_t.astype(g.dtype)), jax.numpy.zeros_like(kernel), jax.numpy.zeros_like(kernel_t)
-
-    fast_conv.defvjp(fwd, bwd)
-    return fast_conv
-
-
-@functools.lru_cache(maxsize=None)
-def _patched_conv_class():
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    from nstjax import vgg
-
-    class Conv3x3TransposedVJP(nn.Module):
-        """nstjax's ``Conv3x3`` (zero padding) with a custom VJP using ``kernel_t``."""
-
-        features: int
-        padding: str = "zero"
-        dtype: Any = jnp.float32
-
-        @nn.compact
-        def __call__(self, x):
-            if self.padding != "zero":
-                raise NotImplementedError("the what-if convolution only does zero padding")
-            kernel = self.param("kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features), jnp.float32)
-            kernel_t = self.param("kernel_t", nn.initializers.zeros_init(), (3, 3, self.features, x.shape[-1]), jnp.float32)
-            bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-            y = _fast_conv()(x.astype(self.dtype), kernel.astype(self.dtype), kernel_t.astype(self.dtype))
-            return y + bias.astype(self.dtype)
-
-    return vgg, Conv3x3TransposedVJP
-
-
-class transposed_vjp_conv:
-    """Context manager: while tracing inside it, nstjax's VGG uses :func:`_fast_conv`.
-
-    Only for what-if measurements; programs traced inside keep the patch (they
-    are cached by jit), programs traced outside are nstjax's own. Use it with
-    :func:`with_transposed_kernels` parameters, whose different structure gives
-    them their own jit cache entries.
+class autodiff_conv:
+    """Context manager: while tracing inside it, nstjax's VGG differentiates its
+    convolutions with JAX's default transpose rule instead of ``vgg.conv3x3``'s VJP
+    (what nstjax did before; see docs/benchmarks.md). Use it with
+    :func:`with_cache_marker` parameters.
     """
 
     def __enter__(self):
-        vgg, patched = _patched_conv_class()
-        self._vgg, self._original = vgg, vgg.Conv3x3
-        vgg.Conv3x3 = patched
+        import jax
+
+        from nstjax import vgg
+
+        def lax_conv(x, kernel, padding):
+            return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        self._vgg, self._original = vgg, vgg.conv3x3
+        vgg.conv3x3 = lax_conv
         return self
 
     def __exit__(self, *exc):
-        self._vgg.Conv3x3 = self._original
+        self._vgg.conv3x3 = self._original
         return False

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc  # noqa: E402
 
 IMPLS = ("nstjax", "reference")
-WHAT_IF = "nstjax+transposed-vjp"  # --what-if: nstjax with the backward-convolution fix (see docs/benchmarks.md)
+BEFORE = "nstjax-autodiff-conv"  # --compare-autodiff-conv: nstjax with JAX's default convolution VJP (the old path)
 MODES = ("eval", "adam", "lbfgs")
 
 
@@ -58,7 +58,7 @@ class Workload:
     def __init__(self, impl: str, dtype: str, mode: str, unit: Callable[[int], int]):
         self.impl, self.dtype, self.mode = impl, dtype, mode
         self._unit = unit
-        self.trace_context = None  # entered around the warm-up calls (what-if variants)
+        self.trace_context = None  # entered around the warm-up calls (the autodiff-conv variant)
         self.calls = 1  # calls (eval) or steps (optimisers) per timed unit
         self.first_s = float("nan")
         self.rates: list[float] = []
@@ -90,8 +90,8 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
     for dtype in dtypes:
         for mode in modes[dtype]:
             optimizer = "adam" if mode == "adam" else "lbfgs"
-            what_if = impl != "nstjax"
-            with bc.transposed_vjp_conv() if what_if else contextlib.nullcontext():
+            before = impl != "nstjax"
+            with bc.autodiff_conv() if before else contextlib.nullcontext():
                 spec, targets, lw = bc.nstjax_problem(
                     params, preprocessing, content, style, settings=settings, optimizer=optimizer, dtype=dtype
                 )
@@ -119,8 +119,8 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
                     return evals
 
             w = Workload(impl, dtype, mode, unit)
-            if what_if:
-                w.trace_context = bc.transposed_vjp_conv
+            if before:
+                w.trace_context = bc.autodiff_conv
             out.append(w)
     return out
 
@@ -194,18 +194,18 @@ def throughput(size: int, args, settings, device: str) -> dict[str, Any]:
     if "bfloat16" in ref_dtypes and (size > args.reference_bf16_max_size or not reference_bf16_ok(device)):
         ref_dtypes.remove("bfloat16")
     ours = nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes)
-    fixed = []
-    if args.what_if:
-        fixed = nstjax_workloads(bc.with_transposed_kernels(params), preprocessing, content, style, settings,
-                                 dtypes, modes, impl=WHAT_IF)
+    old = []
+    if args.compare_autodiff_conv:
+        old = nstjax_workloads(bc.with_cache_marker(params), preprocessing, content, style, settings,
+                               dtypes, modes, impl=BEFORE)
     theirs = reference_workloads(params, preprocessing, content, style, settings, ref_dtypes, modes, device,
                                  channels_last=args.reference_channels_last)
-    # Pair the workloads nstjax, reference, (what-if), nstjax, reference, …
+    # Pair the workloads nstjax, reference, (autodiff-conv), nstjax, reference, …
     workloads: list[Workload] = []
     for a in ours:
         workloads.append(a)
-        workloads += [b for b in theirs + fixed if (b.dtype, b.mode) == (a.dtype, a.mode)]
-    workloads += [b for b in theirs + fixed if b not in workloads]
+        workloads += [b for b in theirs + old if (b.dtype, b.mode) == (a.dtype, a.mode)]
+    workloads += [b for b in theirs + old if b not in workloads]
 
     for w in workloads:  # warm-up: compilation (nstjax), primitive creation (torch); then calibrate
         if w.trace_context is not None:
@@ -520,9 +520,9 @@ def main(argv=None) -> int:
                         "(default: all on GPU; 128 on a CPU without native bfloat16, where it is ~30x slower)")
     parser.add_argument("--reference-channels-last", action="store_true",
                         help="run the reference in channels_last (NHWC) memory format instead of the tutorial's NCHW")
-    parser.add_argument("--what-if", action="store_true",
-                        help=f"also time {WHAT_IF}: nstjax with a custom-VJP convolution whose input gradient uses "
-                        "pre-transposed kernels (a proposed fix; patched in this process only)")
+    parser.add_argument("--compare-autodiff-conv", action="store_true",
+                        help=f"also time {BEFORE}: nstjax with JAX's default convolution VJP instead of "
+                        "vgg.conv3x3's (the path before the fix; patched in this process only)")
     parser.add_argument("--no-subprocess", action="store_true", help="skip compile-time/memory subprocesses")
     parser.add_argument("--no-throughput", action="store_true", help="only the subprocess measurements")
     parser.add_argument("--child-timeout", type=float, default=900)
