@@ -11,6 +11,8 @@ Conventions
   mean/std) is applied inside, so callers never deal with it.
 * Parameters are float32, ``{"conv1_1": {"kernel": [3, 3, Cin, Cout], "bias": [Cout]}, …}``
   (HWIO), with input channels in the order of the source (BGR for caffe weights).
+  :func:`with_transposed_kernels` adds each kernel's input-gradient form once per
+  run, which makes image gradients cheaper.
 * Activations come back in the compute ``dtype`` (float32 or bfloat16).
 """
 
@@ -133,44 +135,81 @@ def _conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...])
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv3x3(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
+def transposed_kernel(kernel: Any) -> Any:
+    """The kernel of a 3x3 convolution's input gradient: flipped in space, in/out swapped.
+
+    ``[3, 3, Cin, Cout]`` (HWIO) -> ``[3, 3, Cout, Cin]``, still HWIO. NumPy in,
+    NumPy out (no device work); JAX in, JAX out.
+    """
+    if isinstance(kernel, np.ndarray):
+        return np.ascontiguousarray(np.flip(kernel, (0, 1)).swapaxes(2, 3))
+    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
+def with_transposed_kernels(params: Any) -> Any:
+    """``params`` with each convolution's :func:`transposed_kernel` added as ``"kernel_t"``.
+
+    Gradients with respect to the image then read ``kernel_t`` instead of
+    transposing every kernel on every evaluation (about a tenth of an
+    evaluation's time at 128 px on CPU). Do it once per run, outside the
+    optimiser. The features are unchanged; ``kernel_t`` must stay in step with
+    ``kernel`` (the convolution trusts it) and receives no gradient.
+    """
+    return {
+        name: {**layer, "kernel_t": transposed_kernel(layer["kernel"])}
+        if "kernel" in layer and "kernel_t" not in layer else layer
+        for name, layer in params.items()
+    }
+
+
+def conv3x3(
+    x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...], kernel_t: jax.Array | None = None
+) -> jax.Array:
     """3x3 stride-1 convolution, ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO).
 
     The same function as ``lax.conv_general_dilated``, with a hand-written VJP:
-    the gradient with respect to ``x`` is computed as a plain HWIO convolution
-    with an explicitly flipped, in/out-swapped kernel. JAX's own transpose rule
-    expresses the same thing through the convolution's dimension numbers (kernel
-    as OIHW, reversed), which XLA:CPU runs on a slow generic path inside a
-    ``while_loop``; that made optimiser steps 2-3x slower than a lone gradient
-    (docs/benchmarks.md). The kernel gradient is exact too, and XLA drops it
-    when nothing uses it, as in style transfer. Reverse mode only (no ``jvp``).
+    the gradient with respect to ``x`` is a plain HWIO convolution with
+    ``kernel_t`` (:func:`transposed_kernel`, computed here when not given).
+    JAX's own transpose rule expresses the same thing through the convolution's
+    dimension numbers (kernel read as OIHW, reversed), which XLA:CPU runs on a
+    slow generic path inside a ``while_loop``: optimiser steps were 2-3x slower
+    than a lone gradient (docs/benchmarks.md). The kernel gradient is exact too,
+    and XLA drops it when nothing uses it, as in style transfer. Reverse mode
+    only (no ``jvp``).
     """
+    if kernel_t is None:
+        kernel_t = transposed_kernel(kernel)
+    return _conv3x3(x, kernel, kernel_t, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv3x3(x, kernel, kernel_t, padding):
     return _conv(x, kernel, padding)
 
 
-def _conv3x3_fwd(x, kernel, padding):
-    return _conv(x, kernel, padding), (x, kernel)
+def _conv3x3_fwd(x, kernel, kernel_t, padding):
+    return _conv(x, kernel, padding), (x, kernel, kernel_t)
 
 
 def _conv3x3_bwd(padding, residuals, g):
-    x, kernel = residuals
+    x, kernel, kernel_t = residuals
     # Stride 1, 3x3: the input gradient is a "full" convolution of g; a side
     # padded by p forward is padded by 2 - p backward.
-    kernel_t = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
     dx = _conv(g, kernel_t, tuple((2 - lo, 2 - hi) for lo, hi in padding))
     _, kernel_vjp = jax.vjp(lambda k: _conv(x, k, padding), kernel)
     (dkernel,) = kernel_vjp(g)
-    return dx, dkernel
+    return dx, dkernel, jnp.zeros_like(kernel_t)
 
 
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+_conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 class Conv3x3(nn.Module):
     """A 3x3, stride-1 convolution with bias; output has the input's spatial size.
 
-    Parameters are float32; the arithmetic runs in ``dtype``.
+    Parameters are float32; the arithmetic runs in ``dtype``. An optional
+    ``kernel_t`` parameter (see :func:`with_transposed_kernels`) serves the
+    input gradient.
     """
 
     features: int
@@ -190,7 +229,10 @@ class Conv3x3(nn.Module):
             mode = {"reflect": "reflect", "replicate": "edge"}[self.padding]
             x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
             pad = ((0, 0), (0, 0))
-        y = conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), pad)
+        kernel_t = self.get_variable("params", "kernel_t") if self.has_variable("params", "kernel_t") else None
+        if kernel_t is not None:
+            kernel_t = kernel_t.astype(self.dtype)
+        y = conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), pad, kernel_t)
         return y + bias.astype(self.dtype)
 
 
@@ -255,6 +297,22 @@ class VGG19(nn.Module):
         return out
 
 
+def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
+    """2x2, stride-2 max or average pooling of ``x`` [B, H, W, C]; odd rows/columns are dropped.
+
+    Written as a reshape and a reduction rather than ``lax.reduce_window``: XLA
+    fuses it into a plain loop, where XLA:CPU ran the windowed form ~10x slower
+    than memory speed. For max pooling, JAX's gradient splits ties equally
+    among the tied inputs (``reduce_window`` gives it all to one); after a ReLU
+    the only ties are zeros, whose gradient the ReLU stops either way.
+    """
+    b, h, w, c = x.shape
+    windows = x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c)
+    if pooling == "max":
+        return windows.max(axis=(2, 4))
+    return windows.mean(axis=(2, 4))
+
+
 def _run_block(vgg: VGG19, x: jax.Array, block: int, wanted: tuple[str, ...], last: str):
     """Run block ``block`` of ``vgg`` on ``x`` up to layer ``last``.
 
@@ -274,8 +332,7 @@ def _run_block(vgg: VGG19, x: jax.Array, block: int, wanted: tuple[str, ...], la
             found[f"relu{block}_{n}"] = x
         if last == f"relu{block}_{n}":
             return x, found
-    pool = nn.max_pool if vgg.pooling == "max" else nn.avg_pool
-    x = pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    x = pool2x2(x, vgg.pooling)
     if f"pool{block}" in wanted:
         found[f"pool{block}"] = x
     return x, found

@@ -255,7 +255,8 @@ def test_caffe_preprocessing_flips_to_bgr(params, image) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def _lax_conv(x, kernel, padding):
+def _lax_conv(x, kernel, padding, kernel_t=None):
+    del kernel_t  # JAX's own transpose rule needs none
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -281,19 +282,22 @@ def test_conv3x3_vjp_matches_autodiff(padding, dtype, tol) -> None:
 
 
 @pytest.mark.parametrize("padding", vgg.PADDINGS)
-def test_network_gradient_matches_plain_autodiff(params, image, padding) -> None:
-    """The image gradient through the network equals the one of lax's convolution, for every padding."""
+@pytest.mark.parametrize("prepared", [False, True], ids=["kernel", "kernel_t"])
+def test_network_gradient_matches_plain_autodiff(params, image, padding, prepared) -> None:
+    """The image gradient through the network equals the one of lax's convolution, for every
+    padding, with the transposed kernels computed inside or given with the parameters."""
     layers = ("relu1_1", "relu2_1")
+    ours_params = vgg.with_transposed_kernels(params) if prepared else params
 
-    def loss(x):
-        feats = vgg.features(params, x, layers, padding=padding, pooling="avg")
+    def loss(p, x):
+        feats = vgg.features(p, x, layers, padding=padding, pooling="avg")
         return sum(jnp.mean(jnp.square(f)) for f in feats.values())
 
-    ours = jax.jit(jax.grad(loss))(image)
+    ours = jax.grad(loss, argnums=1)(ours_params, image)
     original = vgg.conv3x3
     try:
         vgg.conv3x3 = _lax_conv  # what the network was before the custom VJP
-        theirs = jax.jit(jax.grad(loss))(image + 0.0)  # new argument identity: a fresh trace
+        theirs = jax.grad(loss, argnums=1)(params, image)
     finally:
         vgg.conv3x3 = original
     ours, theirs = np.asarray(ours), np.asarray(theirs)
@@ -313,6 +317,29 @@ def test_backward_convolutions_use_hwio_kernels(params, image) -> None:
     assert len(with_kernels) >= 6  # 3 forward + 3 input gradients
     specs = {e.params["dimension_numbers"].rhs_spec for e in with_kernels}
     assert specs == {(3, 2, 0, 1)}, specs  # HWIO: out channels at axis 3, in channels at axis 2
+
+
+def test_transposed_kernels_given_once(params, image) -> None:
+    """With ``kernel_t`` in the parameters, an image gradient transposes no kernel;
+    the features are the same and ``kernel_t`` is the flipped, I/O-swapped kernel."""
+    prepared = vgg.with_transposed_kernels(params)
+    k = params["conv2_1"]["kernel"]
+    kt = prepared["conv2_1"]["kernel_t"]
+    assert kt.shape == (3, 3, k.shape[3], k.shape[2])
+    assert kt[0, 2, 5, 7] == k[2, 0, 7, 5]  # independent index arithmetic
+    assert vgg.with_transposed_kernels(prepared)["conv2_1"]["kernel_t"] is kt  # idempotent
+
+    layers = ("relu2_1",)
+    np.testing.assert_array_equal(vgg.features(prepared, image, layers)["relu2_1"],
+                                  vgg.features(params, image, layers)["relu2_1"])
+
+    def kernel_flips(p):
+        fn = jax.grad(lambda p, x: jnp.sum(vgg.features(p, x, layers)["relu2_1"]), argnums=1)
+        eqns = _walk_eqns(jax.make_jaxpr(fn)(p, image).jaxpr, [])  # parameters as arguments, as under jit
+        return [e for e in eqns if e.primitive.name == "rev" and e.invars[0].aval.shape[:2] == (3, 3)]
+
+    assert len(kernel_flips(params)) == 3  # transposed in every evaluation ...
+    assert not kernel_flips(prepared)  # ... or not at all
 
 
 # --------------------------------------------------------------------------- #
