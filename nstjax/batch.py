@@ -247,7 +247,7 @@ class _Engine:
     @classmethod
     def create(cls, config: StylizeConfig, weights: Any, styles: list[np.ndarray], multiple: int) -> _Engine:
         mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
-        params = jax.device_put(weights.params, NamedSharding(mesh, P()))
+        params = jax.device_put(vgg.with_transposed_kernels(weights.params), NamedSharding(mesh, P()))
         loss_weights, stop = traced_settings(config)
         return cls(config, weights, styles, mesh, params, loss_weights, stop, multiple)
 

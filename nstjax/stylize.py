@@ -705,6 +705,8 @@ def run_stylize(
     remat = choose_remat(final_shape, config)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights, stop = traced_settings(config)
+    # On the device once, with the input-gradient kernels the optimiser's every step reads.
+    params = jax.device_put(vgg.with_transposed_kernels(weights.params))
 
     start = time.perf_counter()
     histories: list[np.ndarray] = []
@@ -744,7 +746,7 @@ def run_stylize(
                 if config.save_every:
                     n = min(n, config.save_every - done % config.save_every)
                 t0 = time.perf_counter()
-                carry, hist = _run_chunk(carry, weights.params, targets, loss_weights, jnp.int32(n), stop, spec)
+                carry, hist = _run_chunk(carry, params, targets, loss_weights, jnp.int32(n), stop, spec)
                 hist = np.asarray(hist)
                 ran = int(carry.step) - done
                 history.append(hist[:ran])
@@ -754,7 +756,7 @@ def run_stylize(
                     chunk = max(1, min(HISTORY_LEN, int(ran / dt)))
                 loss = float(carry.best_loss)
                 if progress is not None:
-                    _, t = _evaluate(carry.best_image, weights.params, targets, loss_weights, spec)
+                    _, t = _evaluate(carry.best_image, params, targets, loss_weights, spec)
                     terms = {k: float(v[0]) for k, v in t.items()}
                     progress(
                         Progress(
@@ -796,7 +798,7 @@ def run_stylize(
         raise StylizeInterrupted(result_now(best)) from None
 
     final_targets, _ = problem.targets(image.shape[:2], spec)
-    total, t = _evaluate(jnp.asarray(image)[None], weights.params, final_targets, loss_weights, spec)
+    total, t = _evaluate(jnp.asarray(image)[None], params, final_targets, loss_weights, spec)
     loss, terms = float(total), {k: float(v[0]) for k, v in t.items()}
     return result_now(image)
 
