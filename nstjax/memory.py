@@ -2,8 +2,9 @@
 
 The estimate counts the bytes alive at the peak of the jitted optimiser chunk:
 
-* **parameters**: all 16 convolutions in float32 (they are passed in whole), plus
-  a compute-dtype copy of the used ones for bfloat16;
+* **parameters**: all 16 convolutions in float32 (they are passed in whole) with
+  the transposed kernels of :func:`nstjax.vgg.with_transposed_kernels`, plus a
+  compute-dtype copy of the used ones for bfloat16;
 * **images held by the optimiser**, per image: iterate, Adam average, best image
   and the new carry (4), plus ``2·m + 4`` for L-BFGS (m curvature pairs, the
   line search's gradient and state) or 2 moments for Adam;
@@ -12,13 +13,13 @@ The estimate counts the bytes alive at the peak of the jitted optimiser chunk:
   that carry a loss (their Gram/content gradients are extra buffers). ``a`` and
   ``b`` were fitted to XLA's own buffer assignment of the compiled chunk
   (``compiled.memory_analysis()``) on XLA:CPU over five layer sets and two
-  sizes (384–640 px), float32: within ±10 % for average pooling and ±20 % for
-  max pooling there; at 1792–2048 px with the Gatys layers and max pooling it
-  runs 17–38 % above XLA's figure (docs/scale.md), which errs on the safe side:
-  average pooling a = 7.2, b = 6.7; max pooling a = 17.2, b = 3.6 (its
-  backward keeps selection masks). XLA:CPU has no bfloat16 convolution and
-  computes in float32, so bfloat16 costs the same there; on GPU/TPU the
-  activation bytes are halved for bfloat16 (model, not measured here);
+  sizes (384–640 px), float32, with the reshape pooling of
+  :func:`nstjax.vgg.pool2x2`: within −8 %…+8 % of XLA's figure for either pooling;
+  average pooling a = 5.4, b = 6.6; max pooling a = 5.2, b = 10.3 (its backward
+  compares each window with its maximum, which costs loss-layer-sized buffers).
+  XLA:CPU has no bfloat16 convolution and computes in float32, but keeps some
+  buffers in bfloat16: 0.8 of the float32 bytes there (measured); on GPU/TPU
+  the activation bytes are halved for bfloat16 (model, not measured here);
 * a fixed 64 MiB of small buffers.
 
 Rematerialisation: XLA:CPU schedules the recomputation next to the forward pass,
@@ -29,12 +30,11 @@ outputs (½), ``"block"`` keeps block inputs and requested features and recomput
 one block at a time. Those two ratios are the model, not a measurement.
 
 ``tests/test_memory.py`` checks the estimate against ``memory_analysis()`` and
-against the measured peak RSS of real runs. On CPU the resident memory follows
-the buffer assignment only partly: for the default Gatys layers and Adam the
-estimate is 25–31 % above the measured RSS growth (512 and 768 px), so it
-refuses safely; for shallow layer sets it is up to ~2.4× above; for one L-BFGS
-step at 512 px it was 7 % below the measured growth (docs/scale.md). On GPU, XLA reserves what its buffer
-assignment says, which is what the estimate models.
+against the measured peak RSS of real runs. On CPU the resident memory grows
+more than XLA's buffer assignment (by ~17 % for the Gatys layers, Adam, 512 px),
+so the CPU estimate adds 25 % to the activations (``buffers_only=True`` leaves
+that out). On GPU, XLA reserves what its buffer assignment says, which is what
+the estimate models.
 """
 
 from __future__ import annotations
@@ -50,8 +50,14 @@ from .errors import NstjaxError
 
 REMAT_ORDER = ("none", "conv", "block")
 # Bytes per element of (all conv outputs, loss-layer outputs), float32, by pooling (fit on XLA:CPU).
-_ACTIVATION_BYTES = {"avg": (7.2, 6.7), "max": (17.2, 3.6)}
+_ACTIVATION_BYTES = {"avg": (5.4, 6.6), "max": (5.2, 10.3)}
 _SLACK = 64 << 20
+# XLA:CPU computes bfloat16 convolutions in float32 but keeps some buffers in bfloat16: 0.8 of
+# float32's activation bytes (measured 0.79-0.83 at 640x512).
+_CPU_BFLOAT16 = 0.8
+# A CPU process's resident memory grows ~17 % more than XLA's buffer assignment (allocator
+# slack, the separate targets/evaluation programs); measured at 512 px, Adam, Gatys layers.
+_CPU_RESIDENT = 1.25
 
 
 def _deepest(layers: Sequence[str]) -> int:
@@ -118,6 +124,7 @@ def estimate_bytes(
     lbfgs_memory: int = 10,
     batch: int = 1,
     platform: str | None = None,
+    buffers_only: bool = False,
 ) -> int:
     """Estimated peak bytes of stylising ``batch`` images of ``shape`` (h, w) on ``platform``.
 
@@ -126,18 +133,23 @@ def estimate_bytes(
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``.
       remat: ``"none"``, ``"conv"`` or ``"block"``.
       platform: ``"cpu"``, ``"gpu"``, ``"tpu"``; default the default backend's.
+      buffers_only: XLA's buffer assignment alone, without the margin for the
+        resident memory of an XLA:CPU process (``_CPU_RESIDENT``).
     """
     h, w = shape
     platform = platform or jax.default_backend()
     acts = activation_elements(h, w, layers)
     deepest = _deepest(layers)
-    used = sum(9 * ci * co + co for n, (ci, co) in vgg.CONV_CHANNELS.items() if vgg.LAYERS.index(n) <= deepest)
-    every = sum(9 * ci * co + co for ci, co in vgg.CONV_CHANNELS.values())
+    # kernel, kernel_t (its transposed copy) and bias of each convolution
+    used = sum(2 * 9 * ci * co + co for n, (ci, co) in vgg.CONV_CHANNELS.items() if vgg.LAYERS.index(n) <= deepest)
+    every = sum(2 * 9 * ci * co + co for ci, co in vgg.CONV_CHANNELS.values())
     param_bytes = every * 4 + (used * 2 if dtype == "bfloat16" else 0)
 
     keep = 1.0 if platform == "cpu" else remat_keep_ratio(shape, layers, remat)
-    if dtype == "bfloat16" and platform != "cpu":
-        keep *= 0.5
+    if dtype == "bfloat16":
+        keep *= _CPU_BFLOAT16 if platform == "cpu" else 0.5
+    if platform == "cpu" and not buffers_only:
+        keep *= _CPU_RESIDENT
     per_all, per_loss = _ACTIVATION_BYTES[pooling]
     activation_bytes = (per_all * sum(acts.values()) + per_loss * loss_layer_elements(h, w, layers)) * keep
     copies = 4 + (2 * lbfgs_memory + 4 if optimizer == "lbfgs" else 2)
@@ -243,6 +255,7 @@ def compiled_memory(config: StylizeConfig, shape: tuple[int, int], weights) -> d
     remat = "none" if config.remat == "auto" else config.remat
     spec = engine.make_spec(config, weights.preprocessing, guided=False, remat=remat)
     image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
+    params = jax.eval_shape(vgg.with_transposed_kernels, weights.params)  # what run_stylize passes
 
     def targets_of(img):
         return engine.Targets(
@@ -255,7 +268,7 @@ def compiled_memory(config: StylizeConfig, shape: tuple[int, int], weights) -> d
     targets = jax.eval_shape(targets_of, image)
     carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)
     loss_weights, stop = engine.traced_settings(config)
-    lowered = engine._run_chunk.lower(carry, weights.params, targets, loss_weights, jnp.int32(1), stop, spec)
+    lowered = engine._run_chunk.lower(carry, params, targets, loss_weights, jnp.int32(1), stop, spec)
     m = lowered.compile().memory_analysis()
     sizes = {
         "temp": m.temp_size_in_bytes,
