@@ -184,6 +184,16 @@ def jitted_value_and_grad():
     return jax.jit(jax.value_and_grad(value), static_argnames=("spec",))
 
 
+def engine_params(params):
+    """``params`` as ``run_stylize`` passes them to the optimiser: on the device, with
+    the input-gradient kernels of ``nstjax.vgg.with_transposed_kernels``."""
+    import jax
+
+    from nstjax.vgg import with_transposed_kernels
+
+    return jax.device_put(with_transposed_kernels(params))
+
+
 @functools.lru_cache(maxsize=None)
 def jitted_run_steps():
     """The chunk of optimiser steps ``run_stylize`` runs (``nstjax.stylize._run_chunk``)."""
@@ -403,7 +413,7 @@ class autodiff_conv:
 
         from nstjax import vgg
 
-        def lax_conv(x, kernel, padding):
+        def lax_conv(x, kernel, padding, kernel_t=None):
             return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
 

@@ -78,15 +78,18 @@ def _fast_start_class():
     return FastStartSpec
 
 
-def run_nstjax(content, style, params, preprocessing, optimizer, budget, settings, what_if=False) -> dict[str, Any]:
+def run_nstjax(content, style, params, preprocessing, optimizer, budget, settings, what_if=False,
+               dtype="float32") -> dict[str, Any]:
     """Steps of nstjax's engine until ``budget`` evaluations are used."""
     import jax.numpy as jnp
 
     stylize_module = importlib.import_module("nstjax.stylize")
-    spec, targets, lw = bc.nstjax_problem(params, preprocessing, content, style, settings=settings, optimizer=optimizer)
+    spec, targets, lw = bc.nstjax_problem(params, preprocessing, content, style, settings=settings,
+                                          optimizer=optimizer, dtype=dtype)
     if what_if:
         spec = fast_start_spec(spec)
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
+    params = bc.engine_params(params)
     start = time.perf_counter()
     carry = stylize_module._init_carry_jit(jnp.asarray(content)[None], spec)
     curve: list[tuple[int, float]] = []  # (evaluations made when this loss was known, loss)
@@ -135,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--optimizers", default="lbfgs,adam")
     parser.add_argument("--out-dir", default="bench_quality")
     parser.add_argument("--save-images", action="store_true", help="also write the final images (PNG)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also run nstjax in bfloat16 (final losses still evaluated in float32)")
     parser.add_argument("--what-if", action="store_true",
                         help="also run nstjax L-BFGS with the line search growing steps 10x per trial (a proposed fix)")
     args = parser.parse_args(argv)
@@ -162,8 +167,11 @@ def main(argv=None) -> int:
         for optimizer in args.optimizers.split(","):
             ours = run_nstjax(content, style, params, preprocessing, optimizer, args.evals, settings)
             theirs = run_reference(content, style, params, preprocessing, optimizer, args.evals, settings)
-            spec, targets, lw = ours["spec"], ours["targets"], ours["loss_weights"]
+            spec, targets, lw = ours["spec"], ours["targets"], ours["loss_weights"]  # float32: the common judge
             runs = [("nstjax", ours), ("reference", theirs)]
+            if args.bf16:
+                runs.append(("nstjax-bfloat16", run_nstjax(content, style, params, preprocessing, optimizer,
+                                                            args.evals, settings, dtype="bfloat16")))
             if args.what_if and optimizer == "lbfgs":
                 runs.append(("nstjax+increase10", run_nstjax(content, style, params, preprocessing, optimizer,
                                                               args.evals, settings, what_if=True)))
@@ -203,7 +211,7 @@ def main(argv=None) -> int:
     plot(result, out_dir / "curves.png")
 
     print()
-    print(f"| pair | optimizer | implementation | evaluations | content | style | total | total (clipped to [0, 1]) | start |")
+    print("| pair | optimizer | implementation | evaluations | content | style | total | total (clipped to [0, 1]) | start |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['pair']} | {r['optimizer']} | {r['impl']} | {r['evaluations']} | {r['content']:.4g} | "

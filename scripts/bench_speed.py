@@ -85,6 +85,7 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
     # The jitted init (as run_stylize uses): fresh buffers, safe to donate to the chunk.
     init_carry = importlib.import_module("nstjax.stylize")._init_carry_jit
     out = []
+    targets_params, params = params, bc.engine_params(params)
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
     for dtype in dtypes:
@@ -93,7 +94,7 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
             before = impl != "nstjax"
             with bc.autodiff_conv() if before else contextlib.nullcontext():
                 spec, targets, lw = bc.nstjax_problem(
-                    params, preprocessing, content, style, settings=settings, optimizer=optimizer, dtype=dtype
+                    targets_params, preprocessing, content, style, settings=settings, optimizer=optimizer, dtype=dtype
                 )
             if mode == "eval":
                 vg = bc.jitted_value_and_grad()
@@ -328,8 +329,9 @@ def child_nstjax_memory(job: dict[str, Any]) -> dict[str, Any]:
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
     carry = stylize_module._init_carry_jit(x0, spec)
+    params = bc.engine_params(weights.params)
     # Compile first (from the warm cache the parent passes), so compiler memory is not counted.
-    chunk = stylize_module._run_chunk.lower(carry, weights.params, targets, lw, jnp.int32(3), stop, spec=spec).compile()
+    chunk = stylize_module._run_chunk.lower(carry, params, targets, lw, jnp.int32(3), stop, spec=spec).compile()
     out: dict[str, Any] = {}
     try:
         analysis = chunk.memory_analysis()
@@ -339,7 +341,7 @@ def child_nstjax_memory(job: dict[str, Any]) -> dict[str, Any]:
     device = jax.devices()[0]
     idle = bc.rss_bytes("VmRSS")
     bc.reset_peak_rss()
-    carry, _ = chunk(carry, weights.params, targets, lw, jnp.int32(3), stop)
+    carry, _ = chunk(carry, params, targets, lw, jnp.int32(3), stop)
     out["evaluations"] = int(carry.evaluations)
     peak = bc.rss_bytes("VmHWM")
     out.update(rss_idle_bytes=idle, rss_peak_bytes=peak, rss_delta_bytes=(peak - idle) if peak and idle else None)

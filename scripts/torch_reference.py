@@ -57,7 +57,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
 LAYERS = tuple(
