@@ -35,8 +35,7 @@ from nstjax.errors import NstjaxError
 
 # Two shallow blocks are enough for the batching mechanics; Adam keeps each compile to a few
 # seconds. Every in-process test uses this one config so a bucket shape compiles once per session.
-CFG = preset(
-    "gatys",
+CFG_KWARGS = dict(
     size=16,
     steps=3,
     optimizer="adam",
@@ -46,6 +45,7 @@ CFG = preset(
     content_layers=(("relu2_1", 1.0),),
     style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0)),
 )
+CFG = preset("gatys", **CFG_KWARGS)
 WIDE = (16, 24)  # -> (11, 16) at size 16
 TALL = (24, 16)  # -> (16, 11)
 
@@ -367,3 +367,80 @@ def test_multi_device_batch_matches_single_runs(multi_device_job):
     assert out["shard_shapes"] == [[2, 1, 16, 16, 3]] * 4
     assert out["traces_after"] == {"(8, 1, 16, 16, 3)": 1}
 
+
+
+# --------------------------------------------------------------------------- several processes (jax.distributed)
+
+# One process of a two-process job on this machine: jax.distributed over 127.0.0.1, started by
+# stylize_batch itself from the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
+# environment, as on a cluster. Prints one JSON line.
+MULTI_PROCESS_CODE = r"""
+import json, sys
+import jax
+from nstjax import batch
+from nstjax.config import preset
+from nstjax.weights import random_weights
+
+kwargs = json.loads(sys.argv[4])
+for key in ("content_layers", "style_layers"):
+    kwargs[key] = tuple(tuple(pair) for pair in kwargs[key])
+report = batch.stylize_batch(sys.argv[1], sys.argv[2], sys.argv[3], weights=random_weights(0),
+                             config=preset("gatys", **kwargs))
+print(json.dumps({"process_index": jax.process_index(), "process_count": jax.process_count(),
+                  "written": len(report.written), "ok": report.ok}))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_share_the_job(tmp_path, random_weights):
+    """Two processes joined by jax.distributed split the inputs, write disjoint shares with
+    one manifest each, and give the pixels of a one-process run."""
+    write_images(tmp_path / "in", [WIDE] * 5)
+    style = tmp_path / "style.png"
+    images.save_image(style, smooth_image((16, 16), 9))
+    out = tmp_path / "out"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+           "JAX_NUM_PROCESSES": "2"}
+    env.pop("XLA_FLAGS", None)
+    args = [sys.executable, "-c", MULTI_PROCESS_CODE, str(tmp_path / "in"), str(style), str(out),
+            json.dumps(CFG_KWARGS)]
+    procs = [subprocess.Popen(args, env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    results = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr[-3000:]
+            results.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert sorted(r["process_index"] for r in results) == [0, 1]
+    assert all(r["process_count"] == 2 and r["ok"] for r in results)
+    assert sorted(r["written"] for r in results) == [2, 3]  # sorted inputs [0::2] and [1::2]
+
+    shares = []
+    for index in (0, 1):
+        lines = (out / f"manifest.p{index:03d}.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        assert all(r["status"] == "done" and r["process_index"] == index for r in records)
+        shares.append({r["output"] for r in records})
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == {f"img{i:02d}.png" for i in range(5)}
+    assert not (out / MANIFEST_NAME).exists()
+
+    # The same job in one process (this one) gives the same pixels.
+    alone = tmp_path / "alone"
+    assert stylize_batch(tmp_path / "in", style, alone, weights=random_weights, config=CFG).ok
+    for name in shares[0] | shares[1]:
+        a = images.load_image(out / name)
+        b = images.load_image(alone / name)
+        assert np.abs(a - b).max() <= 1 / 255 + 1e-6, name  # PNG levels; batches of 2-3 vs 5
