@@ -108,6 +108,7 @@ from .stylize import (
     _resolve_weights,
     _upsample,
     content_targets,
+    device_params,
     enable_compilation_cache,
     init_carry,
     make_spec,
@@ -247,7 +248,7 @@ class _Engine:
     @classmethod
     def create(cls, config: StylizeConfig, weights: Any, styles: list[np.ndarray], multiple: int) -> _Engine:
         mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
-        params = jax.device_put(vgg.with_transposed_kernels(weights.params), NamedSharding(mesh, P()))
+        params = device_params(weights.params, NamedSharding(mesh, P()))
         loss_weights, stop = traced_settings(config)
         return cls(config, weights, styles, mesh, params, loss_weights, stop, multiple)
 

@@ -258,15 +258,7 @@ def compiled_memory(config: StylizeConfig, shape: tuple[int, int], weights) -> d
     image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
     params = jax.eval_shape(vgg.with_transposed_kernels, weights.params)  # what run_stylize passes
 
-    def targets_of(img):
-        return engine.Targets(
-            engine.content_targets(weights.params, img, spec),
-            engine.style_grams(weights.params, img, None, spec),
-            None,
-            jnp.ones((1,)),
-        )
-
-    targets = jax.eval_shape(targets_of, image)
+    targets = jax.eval_shape(lambda img: engine.plain_targets(weights.params, img, img, spec), image)
     carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)
     loss_weights, stop = engine.traced_settings(config)
     lowered = engine._run_chunk.lower(carry, params, targets, loss_weights, jnp.int32(1), stop, spec)

@@ -164,6 +164,22 @@ def style_grams(params: Any, style: Array, masks: dict[str, Array] | None, spec:
     return {n: jax.vmap(lambda m, f=feats[n]: losses.gram_matrix(f, m[None])[0])(masks[n]) for n in names}
 
 
+def plain_targets(params: Any, content: Array, style: Array, spec: EngineSpec) -> Targets:
+    """Targets of one style image [1, Hs, Ws, 3] for contents [B, H, W, 3]: no masks, one term."""
+    return Targets(
+        content_targets(params, content, spec),
+        style_grams(params, style, None, spec),
+        None,
+        jnp.ones((1,), jnp.float32),
+    )
+
+
+def device_params(params: Any, sharding: Any = None) -> Any:
+    """``params`` as the optimiser takes them: with :func:`nstjax.vgg.with_transposed_kernels`'
+    input-gradient kernels, put on the device (or ``sharding``) once per run."""
+    return jax.device_put(vgg.with_transposed_kernels(params), sharding)
+
+
 # --------------------------------------------------------------------------- objective
 
 
@@ -705,8 +721,7 @@ def run_stylize(
     remat = choose_remat(final_shape, config)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights, stop = traced_settings(config)
-    # On the device once, with the input-gradient kernels the optimiser's every step reads.
-    params = jax.device_put(vgg.with_transposed_kernels(weights.params))
+    params = device_params(weights.params)
 
     start = time.perf_counter()
     histories: list[np.ndarray] = []

@@ -136,7 +136,7 @@ def nstjax_problem(params, preprocessing, content, style, *, settings: Settings,
     import jax.numpy as jnp
 
     from nstjax.config import preset
-    from nstjax.stylize import Targets, content_targets, make_spec, style_grams
+    from nstjax.stylize import make_spec, plain_targets, traced_settings
 
     config = preset(
         "gatys",
@@ -154,18 +154,8 @@ def nstjax_problem(params, preprocessing, content, style, *, settings: Settings,
         style_layers=STYLE_LAYERS,
     )
     spec = make_spec(config, preprocessing, guided=False)
-    targets = Targets(
-        content_targets(params, jnp.asarray(content)[None], spec),
-        style_grams(params, jnp.asarray(style)[None], None, spec),
-        None,
-        jnp.ones((1,), jnp.float32),
-    )
-    loss_weights = {
-        "content": jnp.float32(settings.content_weight),
-        "style": jnp.float32(settings.style_weight),
-        "tv": jnp.float32(settings.tv_weight),
-    }
-    return spec, targets, loss_weights
+    targets = plain_targets(params, jnp.asarray(content)[None], jnp.asarray(style)[None], spec)
+    return spec, targets, traced_settings(config)[0]
 
 
 NEVER_STOP = {"tolerance": -np.inf, "patience": 1 << 30}
@@ -182,16 +172,6 @@ def jitted_value_and_grad():
         return objective(image, params, targets, loss_weights, spec)[0]
 
     return jax.jit(jax.value_and_grad(value), static_argnames=("spec",))
-
-
-def engine_params(params):
-    """``params`` as ``run_stylize`` passes them to the optimiser: on the device, with
-    the input-gradient kernels of ``nstjax.vgg.with_transposed_kernels``."""
-    import jax
-
-    from nstjax.vgg import with_transposed_kernels
-
-    return jax.device_put(with_transposed_kernels(params))
 
 
 @functools.lru_cache(maxsize=None)

@@ -326,17 +326,8 @@ def run_drift(args) -> dict[str, Any]:
             spec = engine.make_spec(config32, weights.preprocessing, guided=False)
             shape = images["float32"].shape[:2]
             assert shape == content.shape[:2] == style.shape[:2], (shape, content.shape, style.shape)
-            targets = engine.Targets(
-                engine.content_targets(weights.params, jnp.asarray(content)[None], spec),
-                engine.style_grams(weights.params, jnp.asarray(style)[None], None, spec),
-                None,
-                jnp.ones((1,), jnp.float32),
-            )
-            lw = {
-                "content": jnp.float32(config32.content_weight),
-                "style": jnp.float32(config32.style_weight),
-                "tv": jnp.float32(config32.tv_weight),
-            }
+            targets = engine.plain_targets(weights.params, jnp.asarray(content)[None], jnp.asarray(style)[None], spec)
+            lw = engine.traced_settings(config32)[0]
 
             def f32_loss(img):
                 total, terms = evaluate(jnp.asarray(img)[None], weights.params, targets, lw, spec)

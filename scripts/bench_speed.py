@@ -82,10 +82,11 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
 
     import importlib
 
+    engine = importlib.import_module("nstjax.stylize")
     # The jitted init (as run_stylize uses): fresh buffers, safe to donate to the chunk.
-    init_carry = importlib.import_module("nstjax.stylize")._init_carry_jit
+    init_carry = engine._init_carry_jit
     out = []
-    targets_params, params = params, bc.engine_params(params)
+    targets_params, params = params, engine.device_params(params)  # as run_stylize passes them
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
     for dtype in dtypes:
@@ -329,7 +330,7 @@ def child_nstjax_memory(job: dict[str, Any]) -> dict[str, Any]:
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
     carry = stylize_module._init_carry_jit(x0, spec)
-    params = bc.engine_params(weights.params)
+    params = stylize_module.device_params(weights.params)
     # Compile first (from the warm cache the parent passes), so compiler memory is not counted.
     chunk = stylize_module._run_chunk.lower(carry, params, targets, lw, jnp.int32(3), stop, spec=spec).compile()
     out: dict[str, Any] = {}

@@ -38,10 +38,9 @@ from nstjax import vgg  # noqa: E402
 from nstjax.config import preset  # noqa: E402
 from nstjax.stylize import (  # noqa: E402
     Targets,
-    content_targets,
     make_spec,
     objective,
-    style_grams,
+    plain_targets,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -134,12 +133,7 @@ def make_nstjax_spec(*, preprocessing, pooling, padding, optimizer="lbfgs"):
 
 
 def targets_for(params, content, style, spec) -> Targets:
-    return Targets(
-        content_targets(params, content[None], spec),
-        style_grams(params, style[None], None, spec),
-        None,
-        jnp.ones((1,), jnp.float32),
-    )
+    return plain_targets(params, content[None], style[None], spec)
 
 
 # One compiled program per case for the targets, one for the gradient (shared with the Adam test).
