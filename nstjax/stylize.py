@@ -700,12 +700,11 @@ def run_stylize(
     """
     config = (config or preset(None)).replace(**overrides) if overrides else (config or preset(None))
     enable_compilation_cache()
-    weights = _resolve_weights(weights, config.seed)
     problem = _Problem(
         content,
         styles,
         config,
-        weights,
+        None,
         content_mask=content_mask,
         style_masks=style_masks,
         region_styles=region_styles,
@@ -714,6 +713,8 @@ def run_stylize(
     schedule = config.schedule
     for longest, _ in schedule:
         problem._check_size(problem.shape_at(longest), "output")
+    # Weights only after the inputs passed their checks: a mistyped path must not wait for a download.
+    problem.weights = weights = _resolve_weights(weights, config.seed)
 
     from .memory import choose_remat
 

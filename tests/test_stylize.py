@@ -9,6 +9,7 @@ from conftest import CONTENT_SHAPE, SIZE
 
 from nstjax import images, losses
 from nstjax.config import preset
+from nstjax.errors import NstjaxError
 from nstjax.stylize import (
     StylizeInterrupted,
     content_targets,
@@ -238,3 +239,19 @@ def test_semantic_regions_split_by_style_blend(content_image, style_image, style
         style_masks=[style_seg, style_seg],
     )
     np.testing.assert_allclose(blended.image, plain.image, atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", ["content", "style", "size"])
+def test_inputs_are_checked_before_weights_load(tmp_path, content_image, style_image, monkeypatch, bad):
+    """A missing file or a too-small size is reported before any weights are fetched or read."""
+    import nstjax.weights
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were loaded before the inputs were checked")
+
+    monkeypatch.setattr(nstjax.weights, "load_weights", no_weights)
+    content = tmp_path / "missing.png" if bad == "content" else content_image
+    style = tmp_path / "missing.png" if bad == "style" else style_image
+    size = 2 if bad == "size" else SIZE  # below relu3_1's 4 px
+    with pytest.raises(NstjaxError, match="missing.png|too small"):
+        run_stylize(content, style, weights="auto", config=BASE.replace(size=size, steps=1))
