@@ -856,11 +856,11 @@ def stylize_batch(
     mine = every[process_index::process_count]
 
     enable_compilation_cache()
-    weights = _resolve_weights(weights, config.seed)
     style_list = [styles] if isinstance(styles, str | os.PathLike | np.ndarray) else list(styles)
     style_arrays = [_as_image(s, f"style image {i + 1}") for i, s in enumerate(style_list)]
     if not style_arrays:
         raise NstjaxError("at least one style image is needed")
+    weights = _resolve_weights(weights, config.seed)  # after the inputs' checks, as in run_stylize
     style_hashes = [
         _sha256_file(Path(s)) if isinstance(s, str | os.PathLike) else _sha256_array(a)
         for s, a in zip(style_list, style_arrays)

@@ -444,3 +444,15 @@ def test_two_processes_share_the_job(tmp_path, random_weights):
         a = images.load_image(out / name)
         b = images.load_image(alone / name)
         assert np.abs(a - b).max() <= 1 / 255 + 1e-6, name  # PNG levels; batches of 2-3 vs 5
+
+
+def test_missing_style_is_reported_before_weights_load(tmp_path, monkeypatch):
+    import nstjax.weights
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were loaded before the inputs were checked")
+
+    monkeypatch.setattr(nstjax.weights, "load_weights", no_weights)
+    write_images(tmp_path / "in", [WIDE])
+    with pytest.raises(NstjaxError, match="missing.png"):
+        stylize_batch(tmp_path / "in", tmp_path / "missing.png", tmp_path / "out", weights="auto", config=CFG)
