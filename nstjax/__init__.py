@@ -1,43 +1,66 @@
-"""nstjax: neural style transfer in JAX (Gatys et al.).
+"""nstjax: neural style transfer and its generative cousins in JAX.
 
-A from-scratch Flax VGG-19 on converted ImageNet weights, jit-compiled content
-and style losses, optimised with Optax L-BFGS or Adam::
+Gatys et al.'s optimisation on a from-scratch Flax VGG-19 with converted
+ImageNet weights, jit-compiled losses, Optax L-BFGS or Adam::
 
     import nstjax
     image = nstjax.stylize("photo.jpg", "painting.jpg", size=512)   # [H, W, 3] RGB in [0, 1]
     nstjax.save_image("out.png", image)
+
+Each system is a subpackage (:mod:`nstjax.nst`, ...); shared parts are
+:mod:`nstjax.io`, :mod:`nstjax.models`, :mod:`nstjax.losses` and
+:mod:`nstjax.hub`. The names below are re-exported from them and imported on
+first use, so ``import nstjax`` (and ``nstjax --help``) stays fast.
 """
 
-from .batch import stylize_batch
-from .config import PRESETS, StylizeConfig, preset
-from .errors import NstjaxError
-from .images import load_image, save_image
-from .losses import content_loss, gram_matrix, style_loss, total_variation_loss
-from .stylize import StylizeInterrupted, StylizeResult, run_stylize, stylize, stylize_to_file
-from .vgg import LAYERS, VGG19, features
-from .weights import VGGWeights, load_weights
+from __future__ import annotations
 
-__all__ = [
-    "LAYERS",
-    "PRESETS",
-    "VGG19",
-    "NstjaxError",
-    "StylizeConfig",
-    "StylizeInterrupted",
-    "StylizeResult",
-    "VGGWeights",
-    "content_loss",
-    "features",
-    "gram_matrix",
-    "load_image",
-    "load_weights",
-    "preset",
-    "run_stylize",
-    "save_image",
-    "style_loss",
-    "stylize",
-    "stylize_batch",
-    "stylize_to_file",
-    "total_variation_loss",
-]
-__version__ = "0.1.0"
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from .errors import NstjaxError
+
+try:
+    __version__ = version("nstjax")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# Public name -> module that defines it.
+_EXPORTS = {
+    "LAYERS": "nstjax.models.vgg",
+    "VGG19": "nstjax.models.vgg",
+    "features": "nstjax.models.vgg",
+    "VGGWeights": "nstjax.models.vgg_weights",
+    "load_weights": "nstjax.models.vgg_weights",
+    "content_loss": "nstjax.losses.style",
+    "gram_matrix": "nstjax.losses.style",
+    "style_loss": "nstjax.losses.style",
+    "total_variation_loss": "nstjax.losses.style",
+    "load_image": "nstjax.io.images",
+    "save_image": "nstjax.io.images",
+    "PRESETS": "nstjax.nst.config",
+    "StylizeConfig": "nstjax.nst.config",
+    "preset": "nstjax.nst.config",
+    "StylizeInterrupted": "nstjax.nst.run",
+    "StylizeResult": "nstjax.nst.run",
+    "run_stylize": "nstjax.nst.run",
+    "stylize": "nstjax.nst.run",
+    "stylize_to_file": "nstjax.nst.run",
+    "stylize_batch": "nstjax.nst.batch",
+}
+
+__all__ = ["NstjaxError", "__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nstjax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

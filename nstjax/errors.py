@@ -16,3 +16,10 @@ class NstjaxError(Exception):
         self.problem = " ".join(str(problem).split())
         self.path = None if path is None else os.fspath(path)
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
+
+
+class NstjaxWarning(UserWarning):
+    """Base of nstjax's warnings: something the user should know that does not stop the run.
+
+    The CLI prints each as one ``warning: …`` line as it happens.
+    """

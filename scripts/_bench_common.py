@@ -56,7 +56,7 @@ def load_pair(size: int, content_name: str = "chelsea.png", style_name: str = "s
     Uses ``../shared/images`` when present, else generated images (smooth noise
     for the content, white noise for the style).
     """
-    from nstjax import images
+    from nstjax.io import images
 
     content_path, style_path = SHARED_IMAGES / content_name, SHARED_IMAGES / style_name
     if content_path.exists() and style_path.exists():
@@ -75,7 +75,7 @@ def load_pair(size: int, content_name: str = "chelsea.png", style_name: str = "s
 def square_pair(size: int):
     """Square content and style of side ``size`` (speed runs: exactly size x size pixels)."""
     content, style, what = load_pair(size)
-    from nstjax import images
+    from nstjax.io import images
 
     return images.resize_image(content, (size, size)), images.resize_image(style, (size, size)), what
 
@@ -85,7 +85,7 @@ def square_pair(size: int):
 
 def random_params(seed: int = 0):
     """Seeded random VGG-19 parameters (nstjax layout) with their preprocessing ("torch")."""
-    from nstjax import vgg
+    from nstjax.models import vgg
 
     return vgg.init_params(seed), "torch"
 
@@ -135,8 +135,8 @@ def nstjax_problem(params, preprocessing, content, style, *, settings: Settings,
     """(spec, targets, loss_weights) for nstjax's engine."""
     import jax.numpy as jnp
 
-    from nstjax.config import preset
-    from nstjax.stylize import make_spec, plain_targets, traced_settings
+    from nstjax.nst.config import preset
+    from nstjax.nst.engine import make_spec, plain_targets, traced_settings
 
     config = preset(
         "gatys",
@@ -166,7 +166,7 @@ def jitted_value_and_grad():
     """jit(value_and_grad(objective)) with the spec static: one evaluation of nstjax."""
     import jax
 
-    from nstjax.stylize import objective
+    from nstjax.nst.engine import objective
 
     def value(image, params, targets, loss_weights, spec):
         return objective(image, params, targets, loss_weights, spec)[0]
@@ -176,11 +176,10 @@ def jitted_value_and_grad():
 
 @functools.lru_cache(maxsize=None)
 def jitted_run_steps():
-    """The chunk of optimiser steps ``run_stylize`` runs (``nstjax.stylize._run_chunk``)."""
-    import importlib
+    """The chunk of optimiser steps ``run_stylize`` runs (:func:`nstjax.nst.engine.run_chunk`)."""
+    from nstjax.nst.engine import run_chunk
 
-    # (``nstjax.stylize`` the attribute is the function; the module is in sys.modules.)
-    return importlib.import_module("nstjax.stylize")._run_chunk
+    return run_chunk
 
 
 # --------------------------------------------------------------------------- FLOP model
@@ -391,7 +390,7 @@ class autodiff_conv:
     def __enter__(self):
         import jax
 
-        from nstjax import vgg
+        from nstjax.models import vgg
 
         def lax_conv(x, kernel, padding, kernel_t=None):
             return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import importlib
 import sys
 import time
 from pathlib import Path
@@ -64,7 +63,7 @@ def _fast_start_class():
 
     import optax
 
-    stylize_module = importlib.import_module("nstjax.stylize")
+    from nstjax.nst import engine as stylize_module
 
     @dataclasses.dataclass(frozen=True)
     class FastStartSpec(stylize_module.EngineSpec):
@@ -83,7 +82,8 @@ def run_nstjax(content, style, params, preprocessing, optimizer, budget, setting
     """Steps of nstjax's engine until ``budget`` evaluations are used."""
     import jax.numpy as jnp
 
-    stylize_module = importlib.import_module("nstjax.stylize")
+    from nstjax.nst import engine as stylize_module
+
     spec, targets, lw = bc.nstjax_problem(params, preprocessing, content, style, settings=settings,
                                           optimizer=optimizer, dtype=dtype)
     if what_if:
@@ -91,12 +91,12 @@ def run_nstjax(content, style, params, preprocessing, optimizer, budget, setting
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
     params = stylize_module.device_params(params)  # as run_stylize passes them
     start = time.perf_counter()
-    carry = stylize_module._init_carry_jit(jnp.asarray(content)[None], spec)
+    carry = stylize_module.init_carry_jit(jnp.asarray(content)[None], spec)
     curve: list[tuple[int, float]] = []  # (evaluations made when this loss was known, loss)
     evals_before = 0
     steps = 0
     while evals_before < budget:
-        carry, history = stylize_module._run_chunk(carry, params, targets, lw, jnp.int32(1), stop, spec)
+        carry, history = stylize_module.run_chunk(carry, params, targets, lw, jnp.int32(1), stop, spec)
         value = float(history[0])
         evals_now = int(carry.evaluations)
         if optimizer == "adam":  # each step evaluates its starting point: evaluation number evals_before + 1
@@ -147,8 +147,8 @@ def main(argv=None) -> int:
     import jax
     import jax.numpy as jnp
 
-    from nstjax import images as nst_images
-    from nstjax.stylize import objective
+    from nstjax.io import images as nst_images
+    from nstjax.nst.engine import objective
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

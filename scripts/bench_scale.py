@@ -6,7 +6,7 @@ machine, versions, the command line and load averages):
 ``drift``
     The same content/style, seed, steps and settings (``gatys`` preset: avg
     pooling, content 1, style 5e3; early stop off) run in float32 and in
-    bfloat16 with :func:`nstjax.stylize.run_stylize`. Reported: PSNR (dB, [0, 1]
+    bfloat16 with :func:`nstjax.nst.run.run_stylize`. Reported: PSNR (dB, [0, 1]
     images) of the bfloat16 result against the float32 result, the final
     weighted losses (total/content/style) of *both* results evaluated with the
     **float32** objective (float32 targets), the loss the bfloat16 run reports
@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -97,8 +96,22 @@ GIB = 2**30
 
 
 def _engine():
-    # ``nstjax.stylize`` the attribute is the function; the module is in sys.modules.
-    return importlib.import_module("nstjax.stylize")
+    """nstjax's engine and run modules as one namespace (``run_stylize``, ``make_spec``, …)."""
+    import types
+
+    from nstjax.nst import engine, run
+
+    return types.SimpleNamespace(
+        run_stylize=run.run_stylize, objective=engine.objective, make_spec=engine.make_spec,
+        plain_targets=engine.plain_targets, traced_settings=engine.traced_settings,
+    )
+
+
+def _run_module():
+    """The module whose ``run_chunk`` ``run_stylize`` calls (patched by :class:`ChunkTimer`)."""
+    from nstjax.nst import run
+
+    return run
 
 
 def machine() -> dict[str, Any]:
@@ -140,7 +153,7 @@ def loadavg() -> list[float]:
 
 def load_square_pair(size: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Content and style resized to ``size`` x ``size`` (shared images, else generated)."""
-    from nstjax import images
+    from nstjax.io import images
 
     c, s = SHARED_IMAGES / "chelsea.png", SHARED_IMAGES / "starry_night.jpg"
     if c.exists() and s.exists():
@@ -156,7 +169,7 @@ def load_square_pair(size: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 def content_set(size: int, n: int) -> list[np.ndarray]:
     """``n`` distinct square content images (shared photos, flipped/rolled for variety)."""
-    from nstjax import images
+    from nstjax.io import images
 
     names = ["chelsea.png", "astronaut.png", "coffee.png", "shipwreck.jpg"]
     base = [images.load_image(SHARED_IMAGES / f) for f in names if (SHARED_IMAGES / f).exists()]
@@ -211,23 +224,25 @@ class ChunkTimer:
 
 
 class FinishCapture:
-    """Records the unclipped best image ``run_stylize`` hands to ``_finish`` (which clips it to [0, 1])."""
+    """Records the unclipped best image ``run_stylize`` hands to ``Problem.finish`` (which clips it to [0, 1])."""
 
-    def __init__(self, module):
-        self.module, self.original, self.last = module, module._finish, None
+    def __init__(self):
+        from nstjax.nst.problem import Problem
+
+        self.cls, self.original, self.last = Problem, Problem.finish, None
 
     def __enter__(self):
         original = self.original
 
-        def finish(image, problem):
+        def finish(problem, image):
             self.last = np.array(image, np.float32)
-            return original(image, problem)
+            return original(problem, image)
 
-        self.module._finish = finish
+        self.cls.finish = finish
         return self
 
     def __exit__(self, *exc):
-        self.module._finish = self.original
+        self.cls.finish = self.original
 
 
 def write_json(path: str | None, data: Any) -> None:
@@ -272,9 +287,9 @@ def run_drift(args) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from nstjax.config import preset
-    from nstjax.images import resize_image
-    from nstjax.weights import random_weights
+    from nstjax.nst.config import preset
+    from nstjax.io.images import resize_image
+    from nstjax.models.vgg_weights import random_weights
 
     engine = _engine()
     evaluate = jax.jit(engine.objective, static_argnames=("spec",))
@@ -290,11 +305,11 @@ def run_drift(args) -> dict[str, Any]:
             images, iterates = {}, {}
             for dtype in ("float32", "bfloat16"):
                 config = base.replace(dtype=dtype)
-                with ChunkTimer(engine, "_run_chunk") as warm_t:
+                with ChunkTimer(_run_module(), "run_chunk") as warm_t:
                     t0 = time.perf_counter()
                     engine.run_stylize(content, style, weights=weights, config=config.replace(steps=1))
                     warm_s = time.perf_counter() - t0
-                with ChunkTimer(engine, "_run_chunk") as timer, FinishCapture(engine) as finish:
+                with ChunkTimer(_run_module(), "run_chunk") as timer, FinishCapture() as finish:
                     t0 = time.perf_counter()
                     result = engine.run_stylize(content, style, weights=weights, config=config)
                     wall = time.perf_counter() - t0
@@ -409,10 +424,10 @@ def _batch_inner(args) -> dict[str, Any]:
     """Throughput in this process (whatever devices it has)."""
     import jax
 
-    from nstjax.config import preset
-    from nstjax.weights import random_weights
+    from nstjax.nst.config import preset
+    from nstjax.models.vgg_weights import random_weights
 
-    batch_mod = importlib.import_module("nstjax.batch")
+    from nstjax.nst import batch as batch_mod
     engine = _engine()
     weights = random_weights(0)
     size, steps = args.size, args.steps
@@ -427,7 +442,7 @@ def _batch_inner(args) -> dict[str, Any]:
     warm = time.perf_counter()
     engine.run_stylize(contents[0], style, weights=weights, config=config.replace(steps=1))
     warm = time.perf_counter() - warm
-    with ChunkTimer(engine, "_run_chunk") as timer:
+    with ChunkTimer(_run_module(), "run_chunk") as timer:
         t0 = time.perf_counter()
         for c in contents[: args.baseline_images]:
             engine.run_stylize(c, style, weights=weights, config=config)
@@ -505,8 +520,8 @@ def run_batch(args) -> dict[str, Any]:
 
 def compiled_bytes(weights, size: int, dtype: str, remat: str) -> dict[str, Any]:
     """XLA's buffer assignment of the L-BFGS chunk for a size x size image (compile only)."""
-    from nstjax.config import preset
-    from nstjax.memory import compiled_memory
+    from nstjax.nst.config import preset
+    from nstjax.nst.memory import compiled_memory
 
     config = preset("gatys", pooling="max", optimizer="lbfgs", dtype=dtype, remat=remat,
                     content_layers=GATYS_CONTENT, style_layers=GATYS_STYLE)
@@ -518,7 +533,7 @@ def compiled_bytes(weights, size: int, dtype: str, remat: str) -> dict[str, Any]
 
 
 def estimate(size: int, dtype: str, remat: str, platform: str = "cpu") -> int:
-    from nstjax import memory
+    from nstjax.nst import memory
 
     return memory.estimate_bytes((size, size), layers=GATYS_LAYER_NAMES, dtype=dtype, remat=remat,
                                  pooling="max", optimizer="lbfgs", platform=platform)
@@ -586,7 +601,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[2])
 from bench_scale import load_square_pair
 from nstjax.stylize import run_stylize
-from nstjax.weights import random_weights
+from nstjax.models.vgg_weights import random_weights
 
 def status(field):
     for line in open("/proc/self/status"):
@@ -627,7 +642,7 @@ def run_rss(size: int, small_size: int = 128) -> dict[str, Any]:
     The peak RSS during ``run_stylize`` above the RSS at its start ("grown") still holds
     size-independent costs (compilation, code); the difference between the two sizes removes them.
     """
-    from nstjax.weights import random_weights
+    from nstjax.models.vgg_weights import random_weights
 
     print(f"  real L-BFGS step in fresh subprocesses at {small_size} and {size} px ...", flush=True)
     small, large = measure_rss(small_size), measure_rss(size)
@@ -661,8 +676,8 @@ def run_rss(size: int, small_size: int = 128) -> dict[str, Any]:
 
 
 def run_fit(args) -> dict[str, Any]:
-    from nstjax import memory
-    from nstjax.weights import random_weights
+    from nstjax.nst import memory
+    from nstjax.models.vgg_weights import random_weights
 
     weights = random_weights(0)
     available = memory.device_memory_bytes()

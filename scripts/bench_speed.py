@@ -80,11 +80,10 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
     import jax
     import jax.numpy as jnp
 
-    import importlib
+    from nstjax.nst import engine
 
-    engine = importlib.import_module("nstjax.stylize")
     # The jitted init (as run_stylize uses): fresh buffers, safe to donate to the chunk.
-    init_carry = engine._init_carry_jit
+    init_carry = engine.init_carry_jit
     out = []
     targets_params, params = params, engine.device_params(params)  # as run_stylize passes them
     x0 = jnp.asarray(content)[None]
@@ -270,9 +269,9 @@ def child_nstjax(job: dict[str, Any]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from nstjax.config import preset
+    from nstjax.nst.config import preset
     from nstjax.stylize import run_stylize
-    from nstjax.weights import random_weights
+    from nstjax.models.vgg_weights import random_weights
 
     size, dtype = job["size"], job["dtype"]
     data = np.load(job["images"])
@@ -314,14 +313,12 @@ def child_nstjax(job: dict[str, Any]) -> dict[str, Any]:
 
 def child_nstjax_memory(job: dict[str, Any]) -> dict[str, Any]:
     """Peak memory of three L-BFGS steps in a fresh process: nothing ran before them."""
-    import importlib
-
     import jax
     import jax.numpy as jnp
 
-    from nstjax.weights import random_weights
+    from nstjax.models.vgg_weights import random_weights
+    from nstjax.nst import engine as stylize_module
 
-    stylize_module = importlib.import_module("nstjax.stylize")
     data = np.load(job["images"])
     content, style = data["content"], data["style"]
     weights = random_weights(0)
@@ -329,10 +326,10 @@ def child_nstjax_memory(job: dict[str, Any]) -> dict[str, Any]:
                                           settings=bc.Settings(), optimizer="lbfgs", dtype=job["dtype"])
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
-    carry = stylize_module._init_carry_jit(x0, spec)
+    carry = stylize_module.init_carry_jit(x0, spec)
     params = stylize_module.device_params(weights.params)
     # Compile first (from the warm cache the parent passes), so compiler memory is not counted.
-    chunk = stylize_module._run_chunk.lower(carry, params, targets, lw, jnp.int32(3), stop, spec=spec).compile()
+    chunk = stylize_module.run_chunk.lower(carry, params, targets, lw, jnp.int32(3), stop, spec=spec).compile()
     out: dict[str, Any] = {}
     try:
         analysis = chunk.memory_analysis()

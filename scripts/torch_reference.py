@@ -425,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
 
-    from nstjax import images  # only for file I/O and weights; the algorithm above is torch-only
-    from nstjax.weights import load_weights
+    from nstjax.io import images  # only for file I/O and weights; the algorithm above is torch-only
+    from nstjax.models.vgg_weights import load_weights
 
     weights = load_weights(args.weights)
     content = images.load_image(args.content)

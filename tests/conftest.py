@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nstjax.weights import random_weights as random_weights_for
+from nstjax.models.vgg_weights import random_weights as random_weights_for
 
 CONTENT_SHAPE = (24, 32)
 STYLE_SHAPE = (32, 32)

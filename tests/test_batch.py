@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 from conftest import smooth_image
 
-from nstjax import batch, images
-from nstjax.batch import (
+from nstjax.io import images
+from nstjax.nst import batch
+from nstjax.nst.batch import (
     MANIFEST_NAME,
     TRACE_COUNTS,
     bucket_key,
     read_manifest,
     stylize_batch,
-    stylize_batch_to_dir,
 )
-from nstjax.config import preset
+from nstjax.nst.config import preset
 from nstjax.errors import NstjaxError
 
 # Two shallow blocks are enough for the batching mechanics; Adam keeps each compile to a few
@@ -59,10 +59,11 @@ import jax, jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 assert len(jax.devices()) == 4, jax.devices()
-from nstjax import batch as B
-from nstjax.config import preset
-from nstjax.stylize import _Problem, run_stylize
-from nstjax.weights import random_weights
+from nstjax.nst import batch as B
+from nstjax.nst.config import preset
+from nstjax.nst.problem import Problem
+from nstjax.nst.run import run_stylize
+from nstjax.models.vgg_weights import random_weights
 
 cfg = preset("gatys", size=16, steps=5, tolerance=0.0, pooling="max", optimizer="lbfgs",
              content_layers=(("relu2_1", 1.0),), style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0)))
@@ -94,16 +95,16 @@ out["traces"] = {str(k): v for k, v in B.TRACE_COUNTS.items()}
 
 # Freezing under the batched while_loop: images 0 and 5 start with their stall counter at
 # `patience`, so their loop condition is false from the start; the others run 3 steps.
-eng = B._Engine.create(cfg, w, [style], 0)
-spec = B._spec_for(eng, "none")
-targets = eng.targets([_Problem(c, [style], cfg, w) for c in contents], (16, 16), spec)
+eng = B.BatchEngine.create(cfg, w, [style], 0)
+spec = eng.spec("none")
+targets = eng.targets([Problem(c, [style], cfg, w) for c in contents], (16, 16), spec)
 x = jax.device_put(np.stack(contents)[:, None], eng.batched())
-carry = B._batch_init(x, jax.device_put(np.zeros(8, bool), eng.batched()), spec, eng.batched())
+carry = B.batch_init_carry(x, jax.device_put(np.zeros(8, bool), eng.batched()), spec, eng.batched())
 stall = np.zeros(8, np.int32)
 stall[[0, 5]] = cfg.patience
 carry = carry._replace(stall=jax.device_put(stall, eng.batched()))
 before = jax.tree.map(np.asarray, carry)  # host copy: the chunk donates `carry`
-carry, hist = B._batch_chunk(carry, eng.params, targets, eng.loss_weights, jnp.int32(3), eng.stop,
+carry, hist = B.batch_run_chunk(carry, eng.params, targets, eng.loss_weights, jnp.int32(3), eng.stop,
                              spec, False, eng.batched())
 after = jax.tree.map(np.asarray, carry)
 same = lambda i: all(np.array_equal(a[i], b[i]) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
@@ -264,6 +265,31 @@ def test_killed_job_resumes_without_redoing_finished_images(tmp_path, random_wei
 # --------------------------------------------------------------------------- bad input
 
 
+# The CLI flags that give CFG (for tests through `nstjax stylize-batch`).
+CFG_FLAGS = [
+    "--preset", "gatys", "--size", "16", "--steps", "3", "--optimizer", "adam", "--lr", "0.05",
+    "--tolerance", "0", "--pooling", "max", "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
+    "--weights", "random", "--batch-size", "2",
+]  # fmt: skip
+
+
+def run_cli(*args):
+    from typer.testing import CliRunner
+
+    from nstjax.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_flags_give_the_test_config():
+    from nstjax.cli.nst import STYLE_OPTIONS, config_from_options
+
+    options = {name: default for name, (_, default) in STYLE_OPTIONS.items()}
+    options.update(preset="gatys", size=16, steps=3, optimizer="adam", lr=0.05, tolerance=0.0, pooling="max",
+                   content_layers="relu2_1", style_layers="relu1_1,relu2_1")
+    assert config_from_options(options) == CFG
+
+
 def test_bad_images_fail_alone_and_exit_nonzero(tmp_path, random_weights, style_image_small):
     good = write_images(tmp_path / "in", [WIDE, WIDE, WIDE], seed=20)
     (tmp_path / "in" / "garbage.png").write_bytes(b"not a png")
@@ -272,40 +298,41 @@ def test_bad_images_fail_alone_and_exit_nonzero(tmp_path, random_weights, style_
     data = good[0].read_bytes()
     (tmp_path / "in" / "cut.png").write_bytes(data[: len(data) // 2])
     (tmp_path / "in" / "notes.txt").write_text("not an input")
-    stream = io.StringIO()
-    code = stylize_batch_to_dir(tmp_path / "in", style_image_small, tmp_path / "out", weights=random_weights,
-                                config=CFG, batch_size=2, stream=stream)
-    assert code == 1
-    log = stream.getvalue()
+    style = tmp_path / "style.png"
+    images.save_image(style, style_image_small)
+    result = run_cli("stylize-batch", tmp_path / "in", style, "-o", tmp_path / "out", *CFG_FLAGS)
+    assert result.exit_code == 1, (result.output, result.exception)
+    log = result.stderr
     assert "garbage.png: not an image" in log and "cut.png: corrupt or truncated" in log
-    assert "images 5/5" in log and "img/s" in log
+    assert "img/s" in log and "5/5" in log
+    assert "wrote 3 images" in result.stdout and "2 failed" in result.stdout
     records = read_manifest(tmp_path / "out")
     assert {k: v["status"] for k, v in records.items()} == {
         "garbage.png": "failed", "cut.png": "failed", "img00.png": "done", "img01.png": "done", "img02.png": "done",
     }
     assert all("\n" not in r["error"] for r in records.values() if r["status"] == "failed")
     # A rerun retries only the failures (and fails again).
-    code = stylize_batch_to_dir(tmp_path / "in", style_image_small, tmp_path / "out", weights=random_weights,
-                                config=CFG, batch_size=2, quiet=True, stream=io.StringIO())
-    assert code == 1
+    result = run_cli("stylize-batch", tmp_path / "in", style, "-o", tmp_path / "out", *CFG_FLAGS, "--quiet")
+    assert result.exit_code == 1
+    assert "3 already done" in result.stdout
     assert len(read_manifest(tmp_path / "out")) == 5
 
 
-def test_ctrl_c_exits_130_and_keeps_finished_batches(tmp_path, random_weights, style_image_small, monkeypatch):
+def test_ctrl_c_exits_130_and_keeps_finished_batches(tmp_path, style_image_small, monkeypatch):
+    from nstjax.cli import nst as cli_nst
+
     write_images(tmp_path / "in", [WIDE] * 3, seed=40)
+    style = tmp_path / "style.png"
+    images.save_image(style, style_image_small)
 
-    def interrupt_after_first_batch(stream):
-        def draw(p):
-            if p.batch_finished:
-                raise KeyboardInterrupt
+    def interrupt_after_first_batch(self, p):
+        if p.batch_finished:
+            raise KeyboardInterrupt
 
-        return draw
-
-    monkeypatch.setattr(batch, "print_batch_progress", interrupt_after_first_batch)
-    stream = io.StringIO()
-    code = stylize_batch_to_dir(tmp_path / "in", style_image_small, tmp_path / "out", weights=random_weights,
-                                config=CFG, batch_size=2, stream=stream)
-    assert code == 130 and "rerun the same command to resume" in stream.getvalue()
+    monkeypatch.setattr(cli_nst.BatchBar, "__call__", interrupt_after_first_batch)
+    result = run_cli("stylize-batch", tmp_path / "in", style, "-o", tmp_path / "out", *CFG_FLAGS)
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert "rerun the same command to resume" in result.stderr
     assert sorted(read_manifest(tmp_path / "out")) == ["img00.png", "img01.png"]
 
 
@@ -377,9 +404,9 @@ def test_multi_device_batch_matches_single_runs(multi_device_job):
 MULTI_PROCESS_CODE = r"""
 import json, sys
 import jax
-from nstjax import batch
-from nstjax.config import preset
-from nstjax.weights import random_weights
+from nstjax.nst import batch
+from nstjax.nst.config import preset
+from nstjax.models.vgg_weights import random_weights
 
 kwargs = json.loads(sys.argv[4])
 for key in ("content_layers", "style_layers"):
@@ -447,12 +474,12 @@ def test_two_processes_share_the_job(tmp_path, random_weights):
 
 
 def test_missing_style_is_reported_before_weights_load(tmp_path, monkeypatch):
-    import nstjax.weights
+    import nstjax.models.vgg_weights
 
     def no_weights(*args, **kwargs):
         raise AssertionError("weights were loaded before the inputs were checked")
 
-    monkeypatch.setattr(nstjax.weights, "load_weights", no_weights)
+    monkeypatch.setattr(nstjax.models.vgg_weights, "load_weights", no_weights)
     write_images(tmp_path / "in", [WIDE])
     with pytest.raises(NstjaxError, match="missing.png"):
         stylize_batch(tmp_path / "in", tmp_path / "missing.png", tmp_path / "out", weights="auto", config=CFG)

@@ -11,13 +11,9 @@ from conftest import CONTENT_SHAPE, smooth_image
 from PIL import Image
 from typer.testing import CliRunner
 
-import importlib
-
-from nstjax import memory
 from nstjax.cli import app
-
-# `nstjax.stylize` is the function (the public API); the engine module is reached by name.
-stylize_module = importlib.import_module("nstjax.stylize")
+from nstjax.cli import nst as cli_nst
+from nstjax.nst import memory
 
 runner = CliRunner()
 
@@ -87,14 +83,11 @@ def test_shallow_run_and_snapshots(files):
 def test_ctrl_c_saves_best_image(files, monkeypatch):
     tmp_path, content, style = files
 
-    def interrupting(stream=None):
-        def draw(p):
-            if p.step >= 2:
-                raise KeyboardInterrupt
+    def interrupting(self, p):
+        if p.step >= 2:
+            raise KeyboardInterrupt
 
-        return draw
-
-    monkeypatch.setattr(stylize_module, "print_progress", interrupting)
+    monkeypatch.setattr(cli_nst.StepBar, "__call__", interrupting)
     out = tmp_path / "out.png"
     args = [a for a in SHALLOW if a != "--quiet"]
     result = invoke("stylize", content, style, "-o", out, "--steps", "50", *args)
@@ -191,8 +184,8 @@ def test_memory_estimate_refused(files, monkeypatch):
         (["--content-layers", "relu4_2:abc"], ["not a number"]),
         (["--style-weight", "-3"], ["style_weight", "non-negative"]),
         (["--style-blend", "0.5,0.3,0.2"], ["--style-blend", "3 values for 1 style"]),
-        (["--preset", "picasso"], ["unknown preset"]),
-        (["--optimizer", "sgd"], ["optimizer must be one of"]),
+        (["--preset", "picasso"], ["--preset", "'picasso' is not one of", "'auto'", "'neural-style'"]),
+        (["--optimizer", "sgd"], ["--optimizer", "'sgd' is not one of 'lbfgs', 'adam'"]),
         (["--scales", "300,200"], ["--scales"]),
     ],
     ids=["layer", "layer-weight", "negative", "blend", "preset", "optimizer", "scales"],

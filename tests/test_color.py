@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nstjax.images import (
+from nstjax.io.color import (
     RGB_TO_YIQ,
     YIQ_TO_RGB,
     _color_affine,

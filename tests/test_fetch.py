@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 import _synthetic_weights as sw
-from nstjax import weights as W
-from nstjax.cli import weights_app
+from nstjax.models import vgg_weights as W
+from nstjax.cli.weights import app as weights_app
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageCms, JpegImagePlugin
 
 from nstjax.errors import NstjaxError
-from nstjax.images import (
+from nstjax.io.images import (
     SUPPORTED_SUFFIXES,
     check_output_path,
     fit_longest_side,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nstjax.errors import NstjaxError
-from nstjax.masks import (
+from nstjax.nst.masks import (
     MaskWarning,
     hex_to_rgb,
     layer_masks,

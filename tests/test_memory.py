@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from nstjax import memory
-from nstjax.config import preset
+from nstjax.nst import memory
+from nstjax.nst.config import preset
 from nstjax.errors import NstjaxError
 
 
@@ -40,8 +40,8 @@ def test_estimate_matches_xla_buffer_assignment(random_weights, optimizer, dtype
 _RSS_SCRIPT = """
 import json, sys
 import numpy as np
-from nstjax.stylize import run_stylize
-from nstjax.weights import random_weights
+from nstjax.nst.run import run_stylize
+from nstjax.models.vgg_weights import random_weights
 size = int(sys.argv[1])
 rng = np.random.default_rng(0)
 content = rng.random((size, size, 3), dtype=np.float32)

@@ -34,9 +34,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from nstjax import vgg  # noqa: E402
-from nstjax.config import preset  # noqa: E402
-from nstjax.stylize import (  # noqa: E402
+from nstjax.models import vgg  # noqa: E402
+from nstjax.nst.config import preset  # noqa: E402
+from nstjax.nst.engine import (  # noqa: E402
     Targets,
     make_spec,
     objective,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import _synthetic_weights as sw
-from nstjax import _pth
+from nstjax.io import pth as _pth
 from nstjax.errors import NstjaxError
 
 try:

@@ -7,18 +7,12 @@ import numpy as np
 import pytest
 from conftest import CONTENT_SHAPE, SIZE
 
-from nstjax import images, losses
-from nstjax.config import preset
+from nstjax import losses
+from nstjax.io import color, images
+from nstjax.nst.config import preset
 from nstjax.errors import NstjaxError
-from nstjax.stylize import (
-    StylizeInterrupted,
-    content_targets,
-    make_spec,
-    objective,
-    run_stylize,
-    style_grams,
-    stylize,
-)
+from nstjax.nst.engine import content_targets, make_spec, objective, style_grams
+from nstjax.nst.run import StylizeInterrupted, run_stylize, stylize
 
 # One config for all runs: only traced values (weights, steps) vary between tests, so the
 # jitted chunk compiles once per optimiser. Layers stop at relu3_1: the engine's mechanics do
@@ -113,7 +107,7 @@ def test_objective_terms_are_weighted_losses(content_image, style_image, random_
     params = random_weights.params
     content = jnp.asarray(content_image)[None]
     style = jnp.asarray(style_image)[None]
-    from nstjax.stylize import Targets
+    from nstjax.nst.engine import Targets
 
     targets = Targets(
         content_targets(params, content, spec), style_grams(params, style, None, spec), None, jnp.ones((1,))
@@ -208,17 +202,17 @@ def test_luminance_transfer_keeps_content_chroma(content_image, style_image, ran
     result = run(content, style_image, random_weights, steps=3, preserve_color="luminance")
     inside = np.all((result.image > 1e-3) & (result.image < 1 - 1e-3), axis=-1)
     assert inside.mean() > 0.9
-    out_iq = images.rgb_to_yiq(result.image)[..., 1:][inside]
-    content_iq = images.rgb_to_yiq(content)[..., 1:][inside]
+    out_iq = color.rgb_to_yiq(result.image)[..., 1:][inside]
+    content_iq = color.rgb_to_yiq(content)[..., 1:][inside]
     np.testing.assert_allclose(out_iq, content_iq, atol=1e-5)
     # ...while the luminance did change: style was transferred.
-    assert np.abs(images.luminance(result.image) - images.luminance(content)).max() > 1e-3
+    assert np.abs(color.luminance(result.image) - color.luminance(content)).max() > 1e-3
 
 
 def test_histogram_preservation_runs_on_matched_style(content_image, style_image, random_weights):
     result = run(content_image, style_image, random_weights, steps=2, preserve_color="histogram")
     assert result.image.shape == (*CONTENT_SHAPE, 3)
-    matched = images.match_color(style_image, content_image)
+    matched = color.match_color(style_image, content_image)
     flat_m, flat_c = matched.reshape(-1, 3), content_image.reshape(-1, 3)
     np.testing.assert_allclose(flat_m.mean(0), flat_c.mean(0), atol=1e-5)
     np.testing.assert_allclose(np.cov(flat_m.T), np.cov(flat_c.T), atol=1e-5)
@@ -244,12 +238,12 @@ def test_semantic_regions_split_by_style_blend(content_image, style_image, style
 @pytest.mark.parametrize("bad", ["content", "style", "size"])
 def test_inputs_are_checked_before_weights_load(tmp_path, content_image, style_image, monkeypatch, bad):
     """A missing file or a too-small size is reported before any weights are fetched or read."""
-    import nstjax.weights
+    import nstjax.models.vgg_weights
 
     def no_weights(*args, **kwargs):
         raise AssertionError("weights were loaded before the inputs were checked")
 
-    monkeypatch.setattr(nstjax.weights, "load_weights", no_weights)
+    monkeypatch.setattr(nstjax.models.vgg_weights, "load_weights", no_weights)
     content = tmp_path / "missing.png" if bad == "content" else content_image
     style = tmp_path / "missing.png" if bad == "style" else style_image
     size = 2 if bad == "size" else SIZE  # below relu3_1's 4 px

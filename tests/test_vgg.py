@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nstjax import vgg
+from nstjax.models import vgg
 from nstjax.errors import NstjaxError
 
 IMG_H, IMG_W = 20, 24

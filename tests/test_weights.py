@@ -26,14 +26,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from typer.testing import CliRunner
 
 import _synthetic_weights as sw
-from nstjax import vgg
-from nstjax import weights as W
-from nstjax.cli import weights_app
+from nstjax.models import vgg
+from nstjax.models import vgg_weights as W
+from nstjax.cli.weights import app as weights_app
 from nstjax.errors import NstjaxError
 
 RELUS = [f"relu{layer[4:]}" for layer in sw.LAYERS]
 # Synthetic files are never the published ones; the tests that care assert the warning.
-pytestmark = pytest.mark.filterwarnings("ignore::nstjax.weights.WeightsWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::nstjax.models.vgg_weights.WeightsWarning")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -227,11 +227,10 @@ def test_manifest():
 
 
 def test_manifest_ships_in_the_wheel(tmp_path):
-    """A non-editable build carries weights/manifest.json as nstjax/_data/manifest.json."""
+    """A non-editable build carries nstjax/manifests/vgg19.json and every subpackage."""
     pytest.importorskip("setuptools")
     src = tmp_path / "src"
     shutil.copytree(REPO / "nstjax", src / "nstjax", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "weights", src / "weights")
     shutil.copy(REPO / "pyproject.toml", src / "pyproject.toml")
     (src / "README.md").write_text("x\n")
     result = subprocess.run(
@@ -242,8 +241,11 @@ def test_manifest_ships_in_the_wheel(tmp_path):
         pytest.skip(f"cannot build a wheel here: {result.stderr.strip()[-300:]}")
     (wheel,) = (tmp_path / "dist").glob("nstjax-*.whl")
     with zipfile.ZipFile(wheel) as zf:
-        assert json.loads(zf.read("nstjax/_data/manifest.json")) == W.load_manifest()
-        assert "nstjax/weights.py" in zf.namelist()
+        assert json.loads(zf.read("nstjax/manifests/vgg19.json")) == W.load_manifest()
+        names = zf.namelist()
+        packages = sorted(str(p.parent.relative_to(REPO)) for p in (REPO / "nstjax").rglob("__init__.py"))
+        assert all(f"{package}/__init__.py" in names for package in packages), packages
+        assert "nstjax/models/vgg_weights.py" in names
 
 
 # ---- cache location and layout -----------------------------------------------------------

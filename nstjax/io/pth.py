@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import NstjaxError
+from ..errors import NstjaxError
 
 __all__ = ["load_state_dict", "is_torch_checkpoint", "LEGACY_MAGIC"]
 

@@ -37,7 +37,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from nstjax.errors import NstjaxError
+from ..errors import NstjaxError, NstjaxWarning
+from ..models import vgg
 
 __all__ = [
     "DEFAULT_MIN_FRACTION",
@@ -71,7 +72,7 @@ DEFAULT_TOLERANCE = 40.0
 _FAR_PIXEL_WARN_FRACTION = 0.10
 
 
-class MaskWarning(UserWarning):
+class MaskWarning(NstjaxWarning):
     """A mask was resized, a region was dropped, or a region vanished at a layer."""
 
 
@@ -646,11 +647,6 @@ def match_regions(
 # masks at each VGG-19 layer
 # --------------------------------------------------------------------------
 
-_CONVS_PER_BLOCK = {1: 2, 2: 2, 3: 4, 4: 4, 5: 4}
-_CONV_RE = re.compile(r"(conv|relu)([1-5])_([1-4])")
-_POOL_RE = re.compile(r"pool([1-5])")
-
-
 def layer_stage(name: str) -> int:
     """Number of 2x2 poolings between the input and VGG-19 layer ``name``.
 
@@ -659,18 +655,8 @@ def layer_stage(name: str) -> int:
 
     Raises NstjaxError for a name that is not a VGG-19 layer.
     """
-    m = _CONV_RE.fullmatch(name)
-    if m is not None:
-        block, n = int(m.group(2)), int(m.group(3))
-        if n <= _CONVS_PER_BLOCK[block]:
-            return block - 1
-    m = _POOL_RE.fullmatch(name)
-    if m is not None:
-        return int(m.group(1))
-    raise NstjaxError(
-        f"unknown VGG-19 layer {name!r}: expected conv{{b}}_{{n}} or relu{{b}}_{{n}}"
-        " (b=1,2: n=1..2; b=3,4,5: n=1..4) or pool{b} (b=1..5)"
-    )
+    (name,) = vgg.validate_layers((name,), "VGG-19 layer")
+    return vgg.layer_halvings(name)
 
 
 def _avg_pool2(x: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import NstjaxError
-from .vgg import PADDINGS, POOLINGS, REMATS, validate_layers
+from ..errors import NstjaxError
+from ..models.vgg import PADDINGS, POOLINGS, REMATS, validate_layers
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -163,6 +163,18 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         init="noise",
         tolerance=0.0,
     ),
+    # What a CPU finishes in a few minutes (about 4 on 2 cores, see docs/benchmarks.md): the paper's
+    # losses at 384 px with 100 L-BFGS steps from the content, where most of the style arrives.
+    "cpu": dict(
+        size=384,
+        steps=100,
+        optimizer="lbfgs",
+        pooling="avg",
+        content_weight=1.0,
+        style_weight=5e3,
+        tv_weight=0.0,
+        init="content",
+    ),
     # Quick previews: Adam with a large step, fewer steps, smaller image.
     "fast": dict(
         size=384,
@@ -178,15 +190,38 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
 }
 
 
-def preset(name: str | None, **overrides: Any) -> StylizeConfig:
-    """The config of preset ``name`` (default ``gatys``) with ``overrides`` applied.
+PRESET_NAMES: tuple[str, ...] = ("auto", *PRESETS)
+"""Every name :func:`preset` takes: ``auto`` and the named presets."""
 
-    ``None`` values in ``overrides`` are ignored, so CLI flags that were not
-    given leave the preset's values alone.
+ACCELERATORS = ("gpu", "tpu", "cuda", "rocm")
+"""JAX platforms on which ``auto`` means the paper's settings."""
+
+
+def auto_preset_name(platform: str | None = None) -> str:
+    """What ``auto`` stands for on ``platform`` (default: JAX's default backend).
+
+    ``gatys`` (the paper: 512 px, 500 L-BFGS steps) on a GPU or TPU; ``cpu`` (384
+    px, 100 steps: a few minutes instead of ~40) everywhere else.
     """
-    name = name or "gatys"
+    if platform is None:
+        import jax  # here, not at import: reading the backend initialises it
+
+        platform = jax.default_backend()
+    return "gatys" if platform.lower() in ACCELERATORS else "cpu"
+
+
+def preset(name: str | None, **overrides: Any) -> StylizeConfig:
+    """The config of preset ``name`` (default ``auto``) with ``overrides`` applied.
+
+    ``auto`` is :func:`auto_preset_name` of the default backend. ``None`` values in
+    ``overrides`` are ignored, so CLI flags that were not given leave the preset's
+    values alone.
+    """
+    name = name or "auto"
+    if name == "auto":
+        name = auto_preset_name()
     if name not in PRESETS:
-        raise NstjaxError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise NstjaxError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
     return StylizeConfig(**values)
 

@@ -3,7 +3,7 @@
 The estimate counts the bytes alive at the peak of the jitted optimiser chunk:
 
 * **parameters**: all 16 convolutions in float32 (they are passed in whole) with
-  the transposed kernels of :func:`nstjax.vgg.with_transposed_kernels`, plus a
+  the transposed kernels of :func:`nstjax.models.vgg.with_transposed_kernels`, plus a
   compute-dtype copy of the used ones for bfloat16;
 * **images held by the optimiser**, per image: iterate, Adam average, best image
   and the new carry (4), plus ``2·m + 4`` for L-BFGS (m curvature pairs, the
@@ -14,7 +14,7 @@ The estimate counts the bytes alive at the peak of the jitted optimiser chunk:
   ``b`` were fitted to XLA's own buffer assignment of the compiled chunk
   (``compiled.memory_analysis()``) on XLA:CPU over five layer sets and two
   sizes (384–640 px), float32, with the reshape pooling of
-  :func:`nstjax.vgg.pool2x2`: within −8 %…+8 % of XLA's figure for either pooling;
+  :func:`nstjax.models.vgg.pool2x2`: within −8 %…+8 % of XLA's figure for either pooling;
   average pooling a = 5.4, b = 6.6; max pooling a = 5.2, b = 10.3 (its backward
   compares each window with its maximum, which costs loss-layer-sized buffers).
   XLA:CPU has no bfloat16 convolution and computes in float32, but keeps some
@@ -43,10 +43,12 @@ import os
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 
-from . import vgg
+from ..models import vgg
+from . import engine
 from .config import StylizeConfig
-from .errors import NstjaxError
+from ..errors import NstjaxError
 
 REMAT_ORDER = ("none", "conv", "block")
 # Bytes per element of (all conv outputs, loss-layer outputs), float32, by pooling (fit on XLA:CPU).
@@ -248,11 +250,6 @@ def compiled_memory(config: StylizeConfig, shape: tuple[int, int], weights) -> d
     ``aliased`` bytes from ``compiled.memory_analysis()``, and ``total`` = their
     peak (temporaries + arguments + outputs − aliased). Compiles, runs nothing.
     """
-    import importlib
-
-    import jax.numpy as jnp
-
-    engine = importlib.import_module("nstjax.stylize")  # the attribute nstjax.stylize is the function
     remat = "none" if config.remat == "auto" else config.remat
     spec = engine.make_spec(config, weights.preprocessing, guided=False, remat=remat)
     image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
@@ -261,7 +258,7 @@ def compiled_memory(config: StylizeConfig, shape: tuple[int, int], weights) -> d
     targets = jax.eval_shape(lambda img: engine.plain_targets(weights.params, img, img, spec), image)
     carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)
     loss_weights, stop = engine.traced_settings(config)
-    lowered = engine._run_chunk.lower(carry, params, targets, loss_weights, jnp.int32(1), stop, spec)
+    lowered = engine.run_chunk.lower(carry, params, targets, loss_weights, jnp.int32(1), stop, spec)
     m = lowered.compile().memory_analysis()
     sizes = {
         "temp": m.temp_size_in_bytes,

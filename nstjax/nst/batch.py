@@ -1,7 +1,7 @@
 """Batch stylisation: many content photos, one style, one compiled program per image size.
 
 The job behind ``nstjax stylize-batch``. Every content image gets the same
-treatment as :func:`nstjax.stylize.run_stylize` with the same config; only how
+treatment as :func:`nstjax.nst.run.run_stylize` with the same config; only how
 the work is laid out differs:
 
 **Size buckets.** An image's output shape is ``fit_longest_side((h, w), size)``
@@ -24,7 +24,7 @@ dropped, so every batch of a bucket has the same program shape (so does a
 resumed job with only a few images left). Without ``batch_size``, up to 4 images
 per device, no more than the bucket needs.
 
-**Per-image optimisation under vmap.** :func:`nstjax.stylize.run_steps` is
+**Per-image optimisation under vmap.** :func:`nstjax.nst.engine.run_steps` is
 ``jax.vmap``-ed over an outer batch axis: images ``[N, 1, H, W, 3]`` (the inner
 axis of 1 is what the engine always sees), carry and content targets batched,
 VGG parameters and style Grams shared. Each image therefore keeps its own
@@ -92,30 +92,26 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import images as _images
-from . import vgg
+from ..errors import NstjaxError
+from ..io import images as _images
+from ..models.vgg_weights import resolve_weights
+from ..runtime import enable_compilation_cache
 from .config import StylizeConfig, preset
-from .errors import NstjaxError
-from .stylize import (
+from .engine import (
     HISTORY_LEN,
     EngineSpec,
-    StylizeResult,
     Targets,
-    _as_image,
-    _finish,
-    _initial_image,
-    _Problem,
-    _resolve_weights,
-    _upsample,
     content_targets,
     device_params,
-    enable_compilation_cache,
     init_carry,
     make_spec,
     objective,
     run_steps,
     traced_settings,
 )
+from .memory import choose_remat
+from .problem import Problem, check_size, upsample
+from .run import StylizeResult
 
 __all__ = [
     "BatchProgress",
@@ -124,10 +120,8 @@ __all__ = [
     "MANIFEST_NAME",
     "bucket_key",
     "collect_inputs",
-    "print_batch_progress",
     "read_manifest",
     "stylize_batch",
-    "stylize_batch_to_dir",
     "stylize_images",
 ]
 
@@ -148,7 +142,7 @@ def bucket_key(hw: tuple[int, int], config: StylizeConfig, multiple: int = 0) ->
     """The shapes ``((h, w) per scale, …)`` an image of shape ``hw`` is optimised at.
 
     Images with equal keys share a compiled program. Without ``multiple`` this is
-    exactly what :func:`~nstjax.stylize.run_stylize` uses: ``fit_longest_side(hw, s)``
+    exactly what :func:`~nstjax.nst.run.run_stylize` uses: ``fit_longest_side(hw, s)``
     for each longest side ``s`` of ``config.schedule``. With ``multiple > 1`` the
     final short side is rounded to the nearest multiple (halves up, clamped to
     [multiple, long side]) and coarser scales are fitted to that final shape.
@@ -163,17 +157,6 @@ def bucket_key(hw: tuple[int, int], config: StylizeConfig, multiple: int = 0) ->
 
     final = (snap(h, w), w) if h <= w else (h, snap(w, h))
     return tuple(_images.fit_longest_side(final, longest) for longest, _ in config.schedule[:-1]) + (final,)
-
-
-def _check_output_size(shape: tuple[int, int], config: StylizeConfig) -> None:
-    # The same test (and message) as run_stylize's, done before any image is decoded.
-    names = [n for n, _ in config.style_layers] + [n for n, _ in config.content_layers]
-    need = vgg.min_input_size(names, config.padding)
-    if min(shape) < need:
-        raise NstjaxError(
-            f"output of {shape[1]}x{shape[0]} px is too small for the deepest layer; "
-            f"each side needs at least {need} px (raise --size)"
-        )
 
 
 # --------------------------------------------------------------------------- jitted programs
@@ -193,7 +176,7 @@ def _target_axes(style_batched: bool) -> Targets:
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "sharding"))
-def _batch_init(images: jax.Array, frozen: jax.Array, spec: EngineSpec, sharding: NamedSharding):
+def batch_init_carry(images: jax.Array, frozen: jax.Array, spec: EngineSpec, sharding: NamedSharding):
     """Optimiser state for images [N, 1, H, W, 3]; ``frozen`` [N] bool marks images not to step."""
     carry = jax.vmap(lambda x: init_carry(x, spec))(images)
     # An image already stopped by a non-finite loss at a coarser scale stays put (the loop's
@@ -205,7 +188,7 @@ def _batch_init(images: jax.Array, frozen: jax.Array, spec: EngineSpec, sharding
 @functools.partial(
     jax.jit, static_argnames=("spec", "style_batched", "sharding"), donate_argnums=(0,)
 )
-def _batch_chunk(carry, params, targets, loss_weights, n_steps, stop, spec, style_batched, sharding):
+def batch_run_chunk(carry, params, targets, loss_weights, n_steps, stop, spec, style_batched, sharding):
     """Up to ``n_steps`` steps of every image's own optimiser: vmapped :func:`run_steps`.
 
     Returns (carry with a leading [N] axis on every leaf, float32 [N, HISTORY_LEN] losses).
@@ -221,7 +204,7 @@ def _batch_chunk(carry, params, targets, loss_weights, n_steps, stop, spec, styl
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "style_batched"))
-def _batch_evaluate(images, params, targets, loss_weights, spec, style_batched):
+def batch_evaluate(images, params, targets, loss_weights, spec, style_batched):
     """Total [N] and weighted terms ``{"content", "style", "tv": [N, 1]}`` of images [N, 1, H, W, 3]."""
     return jax.vmap(
         lambda x, t: objective(x, params, t, loss_weights, spec), in_axes=(0, _target_axes(style_batched))
@@ -232,7 +215,7 @@ def _batch_evaluate(images, params, targets, loss_weights, spec, style_batched):
 
 
 @dataclasses.dataclass
-class _Engine:
+class BatchEngine:
     """Everything shared by all batches of a job: weights, settings, devices."""
 
     config: StylizeConfig
@@ -246,11 +229,15 @@ class _Engine:
     _style_cache: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def create(cls, config: StylizeConfig, weights: Any, styles: list[np.ndarray], multiple: int) -> _Engine:
+    def create(cls, config: StylizeConfig, weights: Any, styles: list[np.ndarray], multiple: int) -> BatchEngine:
         mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
         params = device_params(weights.params, NamedSharding(mesh, P()))
         loss_weights, stop = traced_settings(config)
         return cls(config, weights, styles, mesh, params, loss_weights, stop, multiple)
+
+    def spec(self, remat: str) -> EngineSpec:
+        """The engine spec of this job's batches with rematerialisation ``remat``."""
+        return make_spec(self.config, self.weights.preprocessing, guided=False, remat=remat)
 
     @property
     def devices(self) -> int:
@@ -277,8 +264,6 @@ class _Engine:
         from JAX's persistent cache). ``None`` picks the largest of 4, 2, 1 images per device
         that the bucket needs and that fits in memory without more remat than one image.
         """
-        from .memory import choose_remat
-
         d = self.devices
         need = -(-count // d)  # per device
         if requested is None:
@@ -298,7 +283,7 @@ class _Engine:
         remat = choose_remat(shape, self.config, batch=per_device)
         return per_device * d, remat
 
-    def shared_style(self, problem: _Problem, shape: tuple[int, int], spec: EngineSpec) -> Targets:
+    def shared_style(self, problem: Problem, shape: tuple[int, int], spec: EngineSpec) -> Targets:
         """Style Grams for outputs of ``shape`` (the same for every image without colour preservation)."""
         key = (shape, spec)
         if key not in self._style_cache:
@@ -308,7 +293,7 @@ class _Engine:
             self._style_cache[key] = targets
         return self._style_cache[key]
 
-    def targets(self, problems: list[_Problem], shape: tuple[int, int], spec: EngineSpec) -> Targets:
+    def targets(self, problems: list[Problem], shape: tuple[int, int], spec: EngineSpec) -> Targets:
         """Targets with content ``{layer: [N, 1, h, w, C]}`` and style shared or [N, T, C, C]."""
         # Content features of the whole batch in one sharded call, each device its own images.
         contents = np.stack([_images.resize_image(p.net_content, shape) for p in problems])
@@ -332,7 +317,7 @@ class _Engine:
 
     def run(
         self,
-        problems: list[_Problem],
+        problems: list[Problem],
         shapes: tuple[tuple[int, int], ...],
         spec: EngineSpec,
         on_chunk: Callable[[int, int, int, int, int], None] | None = None,
@@ -358,11 +343,11 @@ class _Engine:
         for scale_index, ((longest, steps), shape) in enumerate(zip(schedule, shapes)):
             targets = self.targets(problems, shape, spec)
             if images is None:
-                init = [_initial_image(config, p, shape) for p in problems]
+                init = [p.initial_image(shape) for p in problems]
             else:
-                init = [_upsample(im, shape) for im in images]
+                init = [upsample(im, shape) for im in images]
             batch = jax.device_put(np.stack(init)[:, None], self.batched())
-            carry = _batch_init(batch, jax.device_put(frozen, self.batched()), spec, self.batched())
+            carry = batch_init_carry(batch, jax.device_put(frozen, self.batched()), spec, self.batched())
             active = ~frozen
             history = [[] for _ in range(n)]
             done = 0
@@ -370,7 +355,7 @@ class _Engine:
             while done < steps and active.any():
                 k = min(chunk, steps - done, HISTORY_LEN)
                 t0 = time.perf_counter()
-                carry, hist = _batch_chunk(
+                carry, hist = batch_run_chunk(
                     carry, self.params, targets, self.loss_weights, jnp.int32(k), self.stop,
                     spec, self.style_batched, self.batched(),
                 )
@@ -409,12 +394,12 @@ class _Engine:
 
         final_targets = self.targets(problems, shapes[-1], spec)
         stack = jax.device_put(np.stack(images)[:, None], self.batched())
-        total, terms = _batch_evaluate(stack, self.params, final_targets, self.loss_weights, spec, self.style_batched)
+        total, terms = batch_evaluate(stack, self.params, final_targets, self.loss_weights, spec, self.style_batched)
         total, terms = np.asarray(total), {k: np.asarray(v)[:, 0] for k, v in terms.items()}
         seconds = time.perf_counter() - start
         return [
             StylizeResult(
-                image=_finish(images[i], problems[i]),
+                image=problems[i].finish(images[i]),
                 loss=float(total[i]),
                 terms={k: float(v[i]) for k, v in terms.items()},
                 steps=int(total_steps[i]),
@@ -427,10 +412,6 @@ class _Engine:
             )
             for i in range(n)
         ]
-
-
-def _spec_for(engine: _Engine, remat: str) -> EngineSpec:
-    return make_spec(engine.config, engine.weights.preprocessing, guided=False, remat=remat)
 
 
 def _batches(items: list, size: int) -> Iterable[tuple[list, int]]:
@@ -464,13 +445,13 @@ def stylize_images(
     Args:
       contents: paths or float [H, W, 3] RGB arrays in [0, 1].
       styles: one or several paths/arrays (shared by every content image).
-      weights, config, overrides: as for :func:`~nstjax.stylize.run_stylize`.
+      weights, config, overrides: as for :func:`~nstjax.nst.run.run_stylize`.
       batch_size: images per compiled program (rounded up to a multiple of the local
         device count); ``None``: up to 4 per device when memory allows.
       bucket_multiple: see :func:`bucket_key`.
 
     Returns:
-      One :class:`~nstjax.stylize.StylizeResult` per content image; ``image`` is float32
+      One :class:`~nstjax.nst.run.StylizeResult` per content image; ``image`` is float32
       [h, w, 3] in [0, 1] with the bucket's final shape, ``seconds`` the wall time of
       the batch the image was in. Same pixels as ``run_stylize`` on each image alone,
       up to float rounding (see ``tests/test_batch.py``).
@@ -480,21 +461,21 @@ def stylize_images(
     """
     config = _prepare(config, overrides)
     enable_compilation_cache()
-    weights = _resolve_weights(weights, config.seed)
-    style_list = [styles] if isinstance(styles, str | os.PathLike | np.ndarray) else list(styles)
-    style_arrays = [_as_image(s, f"style image {i + 1}") for i, s in enumerate(style_list)]
-    engine = _Engine.create(config, weights, style_arrays, bucket_multiple)
-    problems = [_Problem(c, style_arrays, config, weights) for c in contents]
+    weights = resolve_weights(weights, config.seed)
+    style_list = _images.as_list(styles)
+    style_arrays = [_images.image_array(s, f"style image {i + 1}") for i, s in enumerate(style_list)]
+    engine = BatchEngine.create(config, weights, style_arrays, bucket_multiple)
+    problems = [Problem(c, style_arrays, config, weights) for c in contents]
     buckets: dict[tuple, list[int]] = {}
     for index, problem in enumerate(problems):
         key = bucket_key(problem.content.shape[:2], config, bucket_multiple)
         for shape in key:
-            _check_output_size(shape, config)
+            check_size(shape, config, "output")
         buckets.setdefault(key, []).append(index)
     results: list[StylizeResult | None] = [None] * len(problems)
     for key, indices in sorted(buckets.items()):
         size, remat = engine.batch_size(batch_size, key[-1], len(indices))
-        spec = _spec_for(engine, remat)
+        spec = engine.spec(remat)
         for batch, real in _batches(indices, size):
             for index, result in zip(batch[:real], engine.run([problems[i] for i in batch], key, spec)):
                 results[index] = result
@@ -546,30 +527,6 @@ def collect_inputs(
         extra = " (files in the output directory are not inputs)" if out is not None else ""
         raise NstjaxError(f"no images found in {where}{extra}")
     return found
-
-
-def _probe_shape(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file as :func:`~nstjax.images.load_image` will return it.
-
-    Reads the header only (and the EXIF orientation, which swaps the sides for
-    rotated photos), so bucketing a large job does not decode every image twice.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.exists():
-        raise NstjaxError("no such file", path)
-    try:
-        with _images._pillow_pixel_limit(_images.DEFAULT_MAX_PIXELS), Image.open(path) as im:
-            w, h = im.size
-            try:
-                orientation = im.getexif().get(0x0112, 1)
-            except Exception:  # noqa: BLE001 - load_image also ignores a broken EXIF block
-                orientation = 1
-    except UnidentifiedImageError:
-        raise NstjaxError("not an image (or a format Pillow cannot read)", path) from None
-    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise NstjaxError(f"cannot read image: {exc}", path) from None
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
 def _sha256_file(path: Path) -> str:
@@ -721,26 +678,6 @@ class BatchReport:
         return not self.failed
 
 
-def print_batch_progress(stream=sys.stderr) -> Callable[[BatchProgress], None]:
-    """A callback drawing one updating line: images done/total, images/s, ETA, batch step."""
-    from .stylize import _duration
-
-    def draw(p: BatchProgress) -> None:
-        scale = f" scale {p.scale}/{p.scales}" if p.scales > 1 else ""
-        extra = ", ".join(
-            s for s in (f"{p.skipped} skipped" if p.skipped else "", f"{p.failed} failed" if p.failed else "") if s
-        )
-        line = (
-            f"\rimages {p.done}/{p.total}{f' ({extra})' if extra else ''} "
-            f"{p.images_per_second:.2f} img/s ETA {_duration(p.eta)} | batch {p.batch}/{p.batches} "
-            f"{p.bucket[1]}x{p.bucket[0]}{scale} step {p.step}/{p.steps}"
-        )
-        stream.write(line.ljust(100))
-        stream.flush()
-
-    return draw
-
-
 # --------------------------------------------------------------------------- the job
 
 
@@ -806,7 +743,7 @@ def stylize_batch(
       inputs: a directory, a glob pattern, a file, or a list of paths (see :func:`collect_inputs`).
       styles: one or several style paths/arrays, shared by every image.
       out_dir: output directory; created (with parents) if missing; an error if it is a file.
-      weights, config, overrides: as for :func:`~nstjax.stylize.run_stylize`.
+      weights, config, overrides: as for :func:`~nstjax.nst.run.run_stylize`.
       batch_size: images per compiled program, rounded up to a multiple of the local device
         count; ``None``: up to 4 per device when memory allows without more remat.
       bucket_multiple: round the short side to this multiple so near-equal aspect ratios
@@ -856,11 +793,11 @@ def stylize_batch(
     mine = every[process_index::process_count]
 
     enable_compilation_cache()
-    style_list = [styles] if isinstance(styles, str | os.PathLike | np.ndarray) else list(styles)
-    style_arrays = [_as_image(s, f"style image {i + 1}") for i, s in enumerate(style_list)]
+    style_list = _images.as_list(styles)
+    style_arrays = [_images.image_array(s, f"style image {i + 1}") for i, s in enumerate(style_list)]
     if not style_arrays:
         raise NstjaxError("at least one style image is needed")
-    weights = _resolve_weights(weights, config.seed)  # after the inputs' checks, as in run_stylize
+    weights = resolve_weights(weights, config.seed)  # after the inputs' checks, as in run_stylize
     style_hashes = [
         _sha256_file(Path(s)) if isinstance(s, str | os.PathLike) else _sha256_array(a)
         for s, a in zip(style_list, style_arrays)
@@ -941,15 +878,15 @@ def stylize_batch(
                 skipped.append(output.name)
                 continue
             try:
-                key = bucket_key(_probe_shape(path), config, bucket_multiple)
+                key = bucket_key(_images.probe_image_shape(path), config, bucket_multiple)
                 for shape in key:
-                    _check_output_size(shape, config)
+                    check_size(shape, config, "output")
             except NstjaxError as exc:
                 fail(path, output, exc.problem)
                 continue
             pending.append(_Pending(path, output, input_sha, key))
 
-        engine = _Engine.create(config, weights, style_arrays, bucket_multiple)
+        engine = BatchEngine.create(config, weights, style_arrays, bucket_multiple)
         buckets: dict[tuple, list[_Pending]] = {}
         for item in pending:
             buckets.setdefault(item.key, []).append(item)
@@ -961,7 +898,7 @@ def stylize_batch(
                 for item in items:
                     fail(item.input, item.output, exc.problem)
                 continue
-            plans.append((key, items, size, _spec_for(engine, remat)))
+            plans.append((key, items, size, engine.spec(remat)))
         n_batches = sum(-(-len(items) // size) for _, items, size, _ in plans)
 
         total = len(mine)
@@ -990,11 +927,11 @@ def stylize_batch(
             queue = list(items)
             while queue:
                 # Fill a batch with images that load; a bad file fails alone and is replaced.
-                batch: list[tuple[_Pending, _Problem]] = []
+                batch: list[tuple[_Pending, Problem]] = []
                 while queue and len(batch) < size:
                     item = queue.pop(0)
                     try:
-                        problem = _Problem(_images.load_image(item.input), style_arrays, config, weights)
+                        problem = Problem(_images.load_image(item.input), style_arrays, config, weights)
                     except NstjaxError as exc:
                         fail(item.input, item.output, exc.problem)
                         continue
@@ -1042,54 +979,3 @@ def _is_complete(record: dict, output: Path, settings_hash: str, input_sha: str)
         return _sha256_file(output) == record.get("output_sha256")
     except OSError:
         return False
-
-
-def stylize_batch_to_dir(
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
-    styles: Any,
-    out_dir: str | os.PathLike,
-    *,
-    quiet: bool = False,
-    stream=None,
-    **kwargs: Any,
-) -> int:
-    """Run :func:`stylize_batch` with a progress line and a summary; the job behind
-    ``nstjax stylize-batch``.
-
-    Returns the exit code: 0 when every image is done, 1 when any image failed
-    (unreadable input, non-finite loss, unwritable output; the others are still
-    written), 130 on Ctrl-C (rerun the same command to resume). Job-level
-    problems raise :class:`~nstjax.errors.NstjaxError` (the CLI prints it, exit 2).
-    ``kwargs`` go to :func:`stylize_batch`.
-    """
-    stream = stream or sys.stderr
-    draw = None if quiet else print_batch_progress(stream)
-    drawn = [False]
-
-    def on_progress(p: BatchProgress) -> None:
-        drawn[0] = True
-        draw(p)
-
-    def log(message: str) -> None:
-        if drawn[0]:
-            stream.write("\n")
-            drawn[0] = False
-        stream.write(f"error: {message}\n")
-        stream.flush()
-
-    try:
-        report = stylize_batch(
-            inputs, styles, out_dir, progress=on_progress if draw is not None else None, log=log, **kwargs
-        )
-    except KeyboardInterrupt:
-        stream.write(f"\ninterrupted: finished batches are saved in {out_dir}; rerun the same command to resume\n")
-        return 130
-    if drawn[0]:
-        stream.write("\n")
-    parts = [f"wrote {len(report.written)} images to {report.out_dir} in {report.seconds:.1f} s"]
-    if report.skipped:
-        parts.append(f"{len(report.skipped)} already done")
-    if report.failed:
-        parts.append(f"{len(report.failed)} failed")
-    print("; ".join(parts) + f"; manifest: {report.manifest}")
-    return 0 if report.ok else 1

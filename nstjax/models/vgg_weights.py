@@ -1,7 +1,7 @@
 """ImageNet VGG-19 weights: sources, download, conversion, cache and resolution.
 
 Style transfer needs a VGG-19 trained on ImageNet. Three published files are
-supported (see ``weights/manifest.json`` and ``weights/README.md``):
+supported (see ``nstjax/manifests/vgg19.json`` and ``docs/weights.md``):
 
 * ``keras`` (default): the original Caffe weights of Simonyan & Zisserman as
   converted for Keras (HDF5). Caffe input convention.
@@ -10,7 +10,7 @@ supported (see ``weights/manifest.json`` and ``weights/README.md``):
   convention. It has no published checksum, so its SHA-256 is recorded on first
   use and checked afterwards ("trust on first use").
 
-Input conventions (applied by :func:`nstjax.vgg.preprocess`, never by permuting
+Input conventions (applied by :func:`nstjax.models.vgg.preprocess`, never by permuting
 weights): ``"caffe"`` means BGR channel order, 0-255 scale, minus the ImageNet
 mean ``[103.939, 116.779, 123.68]`` (BGR); ``"torch"`` means RGB in [0, 1],
 ``(x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]``. Kernels keep their
@@ -55,9 +55,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _pth
-from ._atomic import atomic_path
-from .errors import NstjaxError
+from ..io import pth
+from ..io.atomic import atomic_path
+from ..errors import NstjaxError, NstjaxWarning
+from ..hub import cache_dir
 from .vgg import BLOCKS, CONV_CHANNELS, CONV_LAYERS
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "convert",
     "load_weights",
     "random_weights",
+    "resolve_weights",
     "validate_params",
     "DEFAULT_SOURCE",
 ]
@@ -100,7 +102,7 @@ ProgressCallback = Callable[[int, "int | None"], None]
 """``progress(bytes_done, total_bytes_or_None)``, called as a download advances."""
 
 
-class WeightsWarning(UserWarning):
+class WeightsWarning(NstjaxWarning):
     """Something about the weights the user should know (rebuilt cache, unverified file)."""
 
 
@@ -162,16 +164,15 @@ _SOURCES: dict[str, Source] | None = None
 
 
 def _manifest_path() -> Path:
-    """``manifest.json``: ``nstjax/_data/`` in an installed wheel, ``weights/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_data" / "manifest.json", here.parent / "weights" / "manifest.json"):
-        if candidate.is_file():
-            return candidate
-    raise NstjaxError("weights manifest not found (broken installation?)", here / "_data" / "manifest.json")
+    """``nstjax/manifests/vgg19.json``, shipped in the wheel as package data."""
+    path = Path(__file__).resolve().parent.parent / "manifests" / "vgg19.json"
+    if not path.is_file():
+        raise NstjaxError("weights manifest not found (broken installation?)", path)
+    return path
 
 
 def load_manifest() -> dict[str, Any]:
-    """The raw manifest (``weights/manifest.json``) as a dict."""
+    """The raw manifest (``nstjax/manifests/vgg19.json``) as a dict."""
     path = _manifest_path()
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -214,19 +215,6 @@ def get_source(name: str) -> Source:
 # --------------------------------------------------------------------------
 # Cache locations
 # --------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Cache directory: ``$NSTJAX_CACHE``, else ``$XDG_CACHE_HOME/nstjax``, else ``~/.cache/nstjax``.
-
-    Not created here; writers create it on demand.
-    """
-    if os.environ.get("NSTJAX_CACHE"):
-        return Path(os.environ["NSTJAX_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):  # the XDG spec says to ignore relative values
-        return Path(xdg) / "nstjax"
-    return Path.home() / ".cache" / "nstjax"
 
 
 def converted_path(source: str) -> Path:
@@ -445,7 +433,7 @@ def _sniff(path: Path) -> str:
         if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
             return "torch"
         raise NstjaxError(f"is a zip archive but not a weights file ({_EXPECTED_FILES})", path)
-    if _pth.is_torch_checkpoint(path):
+    if pth.is_torch_checkpoint(path):
         return "torch"
     for magic, offset, what in _OTHER_FORMATS:
         if head[offset : offset + len(magic)] == magic:
@@ -556,7 +544,7 @@ def _read_torch(path: Path, hint: str | None) -> tuple[str, Params, dict[str, st
         seen.append(key)
         return key.removeprefix("module.") in wanted  # DataParallel checkpoints prefix "module."
 
-    state = {k.removeprefix("module."): v for k, v in _pth.load_state_dict(path, include=include).items()}
+    state = {k.removeprefix("module."): v for k, v in pth.load_state_dict(path, include=include).items()}
     if hint is not None and hint not in _TORCH_LAYOUTS:
         raise NstjaxError(f"is a PyTorch checkpoint, which cannot hold {hint} weights", path)
     if "features.0.weight" in state:
@@ -704,7 +692,7 @@ def _metadata(src: Source, filename: str, digests: Mapping[str, str], verified: 
 
 @dataclass(frozen=True, eq=False)
 class VGGWeights:
-    """VGG-19 parameters ready for :func:`nstjax.vgg.features`.
+    """VGG-19 parameters ready for :func:`nstjax.models.vgg.features`.
 
     Attributes:
       params: ``{"conv1_1": {"kernel": float32 [3, 3, Cin, Cout], "bias": float32 [Cout]}, …}``
@@ -726,7 +714,7 @@ class VGGWeights:
 
 
 def random_weights(seed: int = 0, *, reason: str | None = None) -> VGGWeights:
-    """Seeded He-normal weights (:func:`nstjax.vgg.init_params`), torch preprocessing.
+    """Seeded He-normal weights (:func:`nstjax.models.vgg.init_params`), torch preprocessing.
 
     The torch convention keeps inputs near unit variance, which is what He
     initialisation assumes.
@@ -1130,6 +1118,14 @@ def _load_auto(seed: int, allow_download: bool, warn: Any) -> VGGWeights:
         reason = "no cached weights and downloads are disabled"
     _emit(warn, _random_warning(reason, seed), RandomWeightsWarning)
     return random_weights(seed, reason=reason)
+
+
+def resolve_weights(weights: Any, seed: int = 0) -> VGGWeights:
+    """``weights`` itself when it is already loaded (anything with ``params`` and
+    ``preprocessing``), else :func:`load_weights` of it (a spec, a path or ``None``)."""
+    if hasattr(weights, "params") and hasattr(weights, "preprocessing"):
+        return weights
+    return load_weights(weights, seed=seed)
 
 
 def load_weights(

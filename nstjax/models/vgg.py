@@ -29,7 +29,7 @@ from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import NstjaxError
+from ..errors import NstjaxError
 
 # (channels, number of convolutions) for each of the five blocks.
 BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -81,12 +81,20 @@ def layer_channels(name: str) -> int:
     return BLOCKS[layer_block(name) - 1][0]
 
 
+def layer_halvings(name: str) -> int:
+    """Number of 2x2/2 poolings between the input and layer ``name``.
+
+    ``conv{b}_{n}`` / ``relu{b}_{n}`` -> ``b - 1``; ``pool{b}`` -> ``b``.
+    """
+    return layer_block(name) - (0 if name.startswith("pool") else 1)
+
+
 def layer_shape(name: str, height: int, width: int) -> tuple[int, int]:
     """Spatial size (h, w) of a layer's activation for an input of ``height × width``.
 
     Each 2x2/2 pooling floors, exactly like the network's VALID pooling.
     """
-    halvings = layer_block(name) - (0 if name.startswith("pool") else 1)
+    halvings = layer_halvings(name)
     return height >> halvings, width >> halvings
 
 
@@ -110,7 +118,7 @@ def min_input_size(layers: Sequence[str], padding: str = "zero") -> int:
     """
     deepest = max((LAYERS.index(n) for n in layers), default=0)
     name = LAYERS[deepest]
-    halvings = layer_block(name) - (0 if name.startswith("pool") else 1)
+    halvings = layer_halvings(name)
     need = 2 if padding == "reflect" and not name.startswith("pool") else 1
     return need << halvings
 

@@ -1,0 +1,55 @@
+"""The ``nstjax`` command line: parses flags, delegates to the library, renders what it reports.
+
+One Typer sub-app per system (``nstjax weights …``); Gatys style transfer keeps
+its top-level commands (``nstjax stylize``, ``nstjax stylize-batch``). Library
+modules are imported inside the commands, so ``nstjax --help`` and
+``nstjax --version`` start without loading JAX.
+"""
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from . import nst, weights
+from .common import new_typer
+
+__all__ = ["app", "main"]
+
+app = new_typer("Neural style transfer in JAX: Gatys et al. on a from-scratch Flax VGG-19, and its generative cousins.")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"nstjax {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the installed version and exit."),
+    ] = None,
+) -> None:
+    """Neural style transfer in JAX: Gatys et al. on a from-scratch Flax VGG-19, and its generative cousins."""
+
+
+nst.register(app)
+app.add_typer(weights.app, name="weights")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        # Reached only outside a job (jobs save what they have and exit 130 themselves).
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

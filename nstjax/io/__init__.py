@@ -1,0 +1,39 @@
+"""Files in and out: images, colour transforms, atomic writes, the safe PyTorch checkpoint reader.
+
+Submodules: :mod:`~nstjax.io.images` (load, save, resize), :mod:`~nstjax.io.color`
+(YIQ, luminance, histogram matching), :mod:`~nstjax.io.atomic` (temp file, fsync,
+rename), :mod:`~nstjax.io.pth` (``.pth`` state dicts without torch or pickled code).
+"""
+
+from .atomic import atomic_path, new_file_mode
+from .color import combine_luminance, luminance, luminance_image, match_color, match_luminance
+from .images import (
+    SUPPORTED_SUFFIXES,
+    ImageLike,
+    as_list,
+    check_output_path,
+    fit_longest_side,
+    image_array,
+    load_image,
+    resize_image,
+    save_image,
+)
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "ImageLike",
+    "as_list",
+    "atomic_path",
+    "check_output_path",
+    "combine_luminance",
+    "fit_longest_side",
+    "image_array",
+    "load_image",
+    "luminance",
+    "luminance_image",
+    "match_color",
+    "match_luminance",
+    "new_file_mode",
+    "resize_image",
+    "save_image",
+]

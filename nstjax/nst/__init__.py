@@ -1,0 +1,34 @@
+"""Gatys neural style transfer: optimise an image so its VGG-19 features match a content photo
+and its Gram matrices match one or more paintings.
+
+Submodules, from data to job:
+
+* :mod:`~nstjax.nst.config` — :class:`StylizeConfig` and the presets (settings as data);
+* :mod:`~nstjax.nst.masks` — colour-coded segmentations and region masks per layer;
+* :mod:`~nstjax.nst.engine` — static spec, targets, objective, the jitted optimiser loop;
+* :mod:`~nstjax.nst.problem` — images, colour transforms and masks prepared once, targets per scale;
+* :mod:`~nstjax.nst.memory` — memory estimate and rematerialisation choice;
+* :mod:`~nstjax.nst.estimate` — run-time estimate and the per-platform ``auto`` preset;
+* :mod:`~nstjax.nst.run` — :func:`run_stylize`: schedule, progress, early stop, Ctrl-C, files;
+* :mod:`~nstjax.nst.batch` — many images: size buckets, vmapped optimisers, devices and hosts.
+"""
+
+from .batch import BatchProgress, BatchReport, stylize_batch, stylize_images
+from .config import PRESETS, StylizeConfig, preset
+from .run import Progress, StylizeInterrupted, StylizeResult, run_stylize, stylize, stylize_to_file
+
+__all__ = [
+    "PRESETS",
+    "BatchProgress",
+    "BatchReport",
+    "Progress",
+    "StylizeConfig",
+    "StylizeInterrupted",
+    "StylizeResult",
+    "preset",
+    "run_stylize",
+    "stylize",
+    "stylize_batch",
+    "stylize_images",
+    "stylize_to_file",
+]
