@@ -12,7 +12,7 @@ from nstjax.io import color, images
 from nstjax.nst.config import preset
 from nstjax.errors import NstjaxError
 from nstjax.nst.engine import content_targets, make_spec, objective, style_grams
-from nstjax.nst.run import StylizeInterrupted, run_stylize, stylize
+from nstjax.nst.run import StopStylize, StylizeInterrupted, run_stylize, stylize
 
 # One config for all runs: only traced values (weights, steps) vary between tests, so the
 # jitted chunk compiles once per optimiser. Layers stop at relu3_1: the engine's mechanics do
@@ -100,6 +100,21 @@ def test_interrupt_returns_best_so_far(content_image, style_image, random_weight
     assert result.stopped == "interrupted"
     assert result.image.shape == (*CONTENT_SHAPE, 3)
     assert np.all(np.isfinite(result.image))
+
+
+def test_stop_from_the_progress_callback_keeps_the_best_image(content_image, style_image, random_weights):
+    # What a server's Stop button does: StopStylize from the callback, no signal involved.
+    def progress(p):
+        if p.step >= 2:
+            raise StopStylize
+
+    with pytest.raises(StylizeInterrupted) as info:
+        run_stylize(content_image, style_image, weights=random_weights, config=BASE, progress=progress)
+    result = info.value.result
+    assert result.stopped == "interrupted" and result.steps >= 2
+    assert result.image.shape == (*CONTENT_SHAPE, 3) and np.all(np.isfinite(result.image))
+    # The image kept is the best one seen, not the start: its loss is below the first step's.
+    assert result.history[0][0] > min(float(h.min()) for h in result.history)
 
 
 def test_objective_terms_are_weighted_losses(content_image, style_image, random_weights):

@@ -15,13 +15,15 @@ Submodules, from data to job:
 
 from .batch import BatchProgress, BatchReport, stylize_batch, stylize_images
 from .config import PRESETS, StylizeConfig, preset
-from .run import Progress, StylizeInterrupted, StylizeResult, run_stylize, stylize, stylize_to_file
+from .run import Progress, RunPlan, StopStylize, StylizeInterrupted, StylizeResult, run_stylize, stylize, stylize_to_file
 
 __all__ = [
     "PRESETS",
     "BatchProgress",
     "BatchReport",
     "Progress",
+    "RunPlan",
+    "StopStylize",
     "StylizeConfig",
     "StylizeInterrupted",
     "StylizeResult",

@@ -100,8 +100,16 @@ class StylizeResult:
     weights_source: str
 
 
+class StopStylize(Exception):
+    """Raise from a ``progress`` callback to stop :func:`run_stylize` and keep the best image so far.
+
+    ``run_stylize`` then raises :class:`StylizeInterrupted` with the result, as on Ctrl-C. Servers and GUIs
+    use it for a Stop button.
+    """
+
+
 class StylizeInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`run_stylize`; ``.result`` holds the best image so far."""
+    """Ctrl-C (or :class:`StopStylize`) during :func:`run_stylize`; ``.result`` holds the best image so far."""
 
     def __init__(self, result: StylizeResult):
         super().__init__("interrupted")
@@ -148,7 +156,8 @@ def run_stylize(
 
     Raises:
       NstjaxError: bad input or settings.
-      StylizeInterrupted: on Ctrl-C, carrying the best result so far.
+      StylizeInterrupted: on Ctrl-C or :class:`StopStylize` from ``progress``, carrying the best
+        result so far.
     """
     config = (config or preset(None)).replace(**overrides) if overrides else (config or preset(None))
     enable_compilation_cache()
@@ -192,6 +201,7 @@ def run_stylize(
     stopped = "steps"
     image = None
     carry = None
+    history: list[np.ndarray] = []  # this scale's chunks
     loss, terms = math.nan, {}
 
     def result_now(best: np.ndarray) -> StylizeResult:
@@ -264,13 +274,14 @@ def run_stylize(
             carry = None  # counted: an interrupt before the next scale starts keeps `image`
             if stopped == "nonfinite":
                 break
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopStylize):
         stopped = "interrupted"
         best = image
         if carry is not None and np.isfinite(float(carry.best_loss)):
             best = np.asarray(carry.best_image[0])
             total_steps += int(carry.step)
             total_evals += int(carry.evaluations)
+            histories.append(np.concatenate(history) if history else np.zeros((0,), np.float32))
         if best is None:
             raise  # nothing ran yet: no image to keep
         raise StylizeInterrupted(result_now(best)) from None
