@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 import struct
 import zlib
 
@@ -72,10 +75,16 @@ def test_stylize_64px_full_gatys_layers(tmp_path):
 def test_shallow_run_and_snapshots(files):
     tmp_path, content, style = files
     out = tmp_path / "out.png"
-    result = invoke("stylize", content, style, "-o", out, "--steps", "4", "--save-every", "2", *SHALLOW)
+    old = os.umask(0o027)  # outputs must get the bits the umask gives a new file: 0o640 here
+    try:
+        result = invoke("stylize", content, style, "-o", out, "--steps", "4", "--save-every", "2", *SHALLOW)
+    finally:
+        os.umask(old)
     assert result.exit_code == 0, (result.output, result.exception)
     assert out.exists()
     assert (tmp_path / "out_step0002.png").exists()
+    for written in (out, tmp_path / "out_step0002.png"):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o640, oct(written.stat().st_mode)
     with Image.open(out) as im:
         assert im.size == (32, 24)
 
@@ -240,3 +249,38 @@ def test_mask_of_another_size_warns_and_finishes(files):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "content_seg.png" in warnings[0], result.stderr
     assert out.exists()
+
+
+def test_plan_line_says_what_will_run_and_how_long(files):
+    tmp_path, content, style = files
+    args = [a for a in SHALLOW if a != "--quiet"]
+    result = invoke("stylize", content, style, "-o", tmp_path / "o.png", "--steps", "2", *args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    plan = next(line for line in result.stderr.splitlines() if line.startswith("stylize "))
+    assert "32x24 px" in plan and "L-BFGS 2 steps" in plan and "weights random" in plan and "cpu" in plan
+    assert re.search(r"about \d+:\d\d \(estimate", plan), plan
+
+
+def test_auto_preset_is_per_platform():
+    from nstjax.nst.config import auto_preset_name, preset
+
+    assert auto_preset_name("gpu") == auto_preset_name("tpu") == "gatys"
+    assert auto_preset_name("cpu") == "cpu"
+    cpu = preset("cpu")
+    assert preset("auto") == cpu  # these tests run on a CPU
+    # The CPU default is a run of minutes, the paper's is not: fewer evaluations at fewer pixels.
+    gatys = preset("gatys")
+    assert cpu.size * cpu.size * cpu.steps < gatys.size * gatys.size * gatys.steps / 8
+
+
+def test_estimate_counts_the_papers_flops():
+    from nstjax.nst.config import preset
+    from nstjax.nst.estimate import LBFGS_EVALS_PER_STEP, NETWORK_EFFICIENCY, estimate_run, forward_flops
+
+    # VGG-19 up to relu5_1 at 512x512: 94.67 GMAC (docs/benchmarks.md's FLOP model), 2 FLOPs per MAC.
+    assert forward_flops((512, 512), ["relu5_1"]) / 1e9 == pytest.approx(2 * 94.67, rel=1e-3)
+    config = preset("cpu")
+    estimate = estimate_run(config, [(288, 384)], flops_per_second=1e11)
+    expected = config.steps * LBFGS_EVALS_PER_STEP * 2 * forward_flops((288, 384), ["relu5_1"]) / (1e11 * NETWORK_EFFICIENCY)
+    assert estimate.seconds == pytest.approx(expected)
+    assert estimate.evaluations == pytest.approx(config.steps * LBFGS_EVALS_PER_STEP)

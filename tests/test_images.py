@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -394,6 +395,41 @@ def test_save_replaces_existing_file(tmp_path: Path) -> None:
     save_image(path, _noise(4, 4))
     assert load_image(path).shape == (4, 4, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_saved_files_follow_the_umask(tmp_path: Path, umask: int, expected: int) -> None:
+    # A temp file from mkstemp is 0600; the saved image must get what open() would give it.
+    old = os.umask(umask)
+    try:
+        path = save_image(tmp_path / "out.png", _noise(4, 4))
+        replaced = save_image(path, _noise(4, 4, seed=1))  # replacing an existing file: same rule
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == expected
+    assert stat.S_IMODE(replaced.stat().st_mode) == expected
+    assert new_file_mode_under(umask) == expected
+
+
+def new_file_mode_under(umask: int) -> int:
+    from nstjax.io.atomic import new_file_mode
+
+    old = os.umask(umask)
+    try:
+        return new_file_mode()
+    finally:
+        os.umask(old)
+
+
+def test_atomic_write_fsyncs_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nstjax.io import atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    save_image(tmp_path / "out.png", _noise(4, 4))
+    assert events[:2] == ["fsync", "replace"]
 
 
 def test_missing_output_directory(tmp_path: Path) -> None:
