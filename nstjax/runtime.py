@@ -1,19 +1,22 @@
-"""Process-wide JAX settings nstjax relies on: the persistent compilation cache.
+"""Process-wide JAX settings nstjax relies on: the compilation cache and multi-host start-up.
 
 Every system that compiles (style transfer, training, inference) calls
 :func:`enable_compilation_cache` before its first jitted call, so a second run
-with the same shapes skips most of the compile time.
+with the same shapes skips most of the compile time. Jobs that may span several
+hosts call :func:`init_distributed` before anything touches a device.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 
+from .errors import NstjaxError
 from .hub import cache_dir
 
-__all__ = ["enable_compilation_cache"]
+__all__ = ["enable_compilation_cache", "init_distributed", "wants_distributed"]
 
 _COMPILATION_CACHE_READY = False
 
@@ -36,3 +39,34 @@ def enable_compilation_cache(directory: str | os.PathLike | None = None) -> None
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     _COMPILATION_CACHE_READY = True
+
+
+def wants_distributed(distributed: bool | None = None) -> bool:
+    """Whether to start ``jax.distributed``: as asked, or (``None``) when the environment names a
+    coordinator (``JAX_COORDINATOR_ADDRESS``) or a multi-host Cloud TPU slice."""
+    if distributed is not None:
+        return bool(distributed)
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    hosts = os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("TPU_PROCESS_ADDRESSES") or ""
+    return "," in hosts
+
+
+def init_distributed(distributed: bool | None = None) -> tuple[int, int]:
+    """Start ``jax.distributed`` when asked (or the environment says so); (process index, count).
+
+    ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` are passed on when set (jax itself reads
+    only ``JAX_COORDINATOR_ADDRESS``; Slurm, Open MPI, Cloud TPU and Kubernetes jobs are
+    detected by jax). Must run before anything in the process touched a JAX device.
+    """
+    if wants_distributed(distributed) and not jax.distributed.is_initialized():
+        kwargs: dict[str, Any] = {}
+        if os.environ.get("JAX_NUM_PROCESSES"):
+            kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
+        if os.environ.get("JAX_PROCESS_ID"):
+            kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
+        try:
+            jax.distributed.initialize(**kwargs)
+        except (RuntimeError, ValueError) as exc:
+            raise NstjaxError(f"cannot start jax.distributed: {' '.join(str(exc).split())}") from None
+    return jax.process_index(), jax.process_count()

@@ -1,0 +1,48 @@
+"""The training core every trained model shares (CycleGAN, SPADE, pix2pix, feed-forward styles).
+
+* :mod:`~nstjax.train.data` — image-folder datasets (unpaired, paired by stem, plain) and a
+  seeded, threaded :class:`BatchLoader` whose batches are a pure function of the step;
+* :mod:`~nstjax.train.state` — :class:`NetState` (params + optimiser state), schedules, the
+  data-parallel mesh and batch sharding over devices and hosts;
+* :mod:`~nstjax.train.checkpoint` — :class:`RunDir`: config, orbax checkpoints, inference export,
+  metrics;
+* :mod:`~nstjax.train.plots` — loss curves and sample grids;
+* :mod:`~nstjax.train.loop` — :func:`fit`: the loop with logs, samples, checkpoints and Ctrl-C.
+"""
+
+from .checkpoint import RunDir, load_export, read_json, write_json
+from .data import Augment, BatchLoader, FolderDataset, image_files, image_to_unit, paired, plain, unit_to_image, unpaired
+from .loop import TrainingDiverged, TrainingInterrupted, TrainProgress, fit
+from .plots import image_grid, read_metrics, save_grid, save_loss_curve
+from .state import NetState, apply_gradients, constant_then_linear_decay, data_mesh, init_net, replicate, shard_batch
+
+__all__ = [
+    "Augment",
+    "BatchLoader",
+    "FolderDataset",
+    "NetState",
+    "RunDir",
+    "TrainProgress",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "apply_gradients",
+    "constant_then_linear_decay",
+    "data_mesh",
+    "fit",
+    "image_files",
+    "image_grid",
+    "image_to_unit",
+    "init_net",
+    "load_export",
+    "paired",
+    "plain",
+    "read_json",
+    "read_metrics",
+    "replicate",
+    "save_grid",
+    "save_loss_curve",
+    "shard_batch",
+    "unit_to_image",
+    "unpaired",
+    "write_json",
+]

@@ -1,0 +1,275 @@
+"""A training run's directory: its config, checkpoints (orbax), inference export, metrics, samples.
+
+Layout of ``RUN_DIR``::
+
+    config.json        the run's settings (system, model, training, data); resume checks them
+    checkpoints/<N>/   full train state after step N (orbax-checkpoint; the last few are kept)
+    export/            what inference needs: the generator parameters and config.json
+    metrics.jsonl      one JSON object per logged step
+    loss_curve.png     the losses so far
+    samples/step_<N>.png  sample grids
+
+Checkpoints and the export are written by orbax, which writes into a temporary
+folder and renames it when complete, so a crash never leaves a half checkpoint
+under a final name. JSON and PNG files are written atomically
+(:func:`nstjax.io.atomic.atomic_path`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ..errors import NstjaxError
+from ..io.atomic import atomic_path
+from .plots import read_metrics
+
+__all__ = ["CONFIG_NAME", "RunDir", "load_export", "read_json", "write_json"]
+
+CONFIG_NAME = "config.json"
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in ``path``; a missing or damaged file is a one-line NstjaxError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NstjaxError("no such file", path) from None
+    except (OSError, ValueError) as exc:
+        raise NstjaxError(f"unreadable JSON ({exc})", path) from None
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _abstract(tree: Any) -> Any:
+    """Shapes, dtypes and shardings of ``tree``: what orbax restores into."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree
+    )
+
+
+class RunDir:
+    """One training run on disk. Create it with :meth:`open`.
+
+    Attributes:
+      path: the run directory (absolute).
+      config: the run's settings as JSON data.
+    """
+
+    def __init__(self, path: Path, config: dict[str, Any], keep: int):
+        self.path = path
+        self.config = config
+        self.keep = keep
+        self._manager = None
+
+    # ----------------------------------------------------------------- opening
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        config: Mapping[str, Any],
+        *,
+        resume: bool,
+        may_change: Sequence[str] = (),
+        keep: int = 3,
+    ) -> RunDir:
+        """Start a run in ``path``, or (``resume``) continue the one there.
+
+        A new run needs an empty or missing directory. A resumed run needs the
+        same settings as the stored ``config.json``, except the dotted keys in
+        ``may_change`` (e.g. ``"train.steps"`` to train longer); the stored
+        config is then updated with them.
+
+        Raises:
+          NstjaxError: a new run in a directory that holds one; ``resume`` with no
+            run there; settings that differ from the stored run's (each listed).
+        """
+        path = Path(path).expanduser().resolve()
+        config = json.loads(json.dumps(config))  # plain JSON data: tuples become lists, as when read back
+        stored_path = path / CONFIG_NAME
+        if resume:
+            if not stored_path.exists():
+                raise NstjaxError("no run to resume here (no config.json); start one without --resume", path)
+            stored = read_json(stored_path)
+            old, new = _flatten(stored), _flatten(config)
+            diffs = [
+                f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(old.keys() | new.keys())
+                if old.get(k) != new.get(k) and k not in may_change
+            ]
+            if diffs:
+                raise NstjaxError(
+                    "cannot resume with different settings (" + "; ".join(diffs) + "); use the run's settings or a new RUN_DIR",
+                    path,
+                )
+        elif path.exists() and any(path.iterdir()):
+            if stored_path.exists() or (path / "checkpoints").exists():
+                raise NstjaxError("already holds a run; add --resume to continue it, or choose a new RUN_DIR", path)
+            raise NstjaxError("is not empty; choose a new or empty RUN_DIR", path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            write_json(stored_path, config)
+        except OSError as exc:
+            raise NstjaxError(f"cannot write the run directory ({exc.strerror or exc})", path) from None
+        return cls(path, config, keep)
+
+    # ----------------------------------------------------------------- checkpoints
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def _checkpoint_manager(self):
+        if self._manager is None:
+            import orbax.checkpoint as ocp
+
+            options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True)
+            self._manager = ocp.CheckpointManager(self.checkpoints, options=options)
+        return self._manager
+
+    def latest_step(self) -> int | None:
+        """Step of the newest complete checkpoint, or None."""
+        if not self.checkpoints.exists():
+            return None
+        return self._checkpoint_manager().latest_step()
+
+    def save(self, step: int, state: Any, *, wait: bool = False) -> None:
+        """Checkpoint the whole train ``state`` after ``step`` (asynchronously unless ``wait``)."""
+        import orbax.checkpoint as ocp
+
+        manager = self._checkpoint_manager()
+        if step in manager.all_steps():
+            return
+        manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        if wait:
+            manager.wait_until_finished()
+
+    def restore(self, like: Any, step: int | None = None) -> Any:
+        """The train state of checkpoint ``step`` (default: the latest), shaped and placed like ``like``."""
+        import orbax.checkpoint as ocp
+
+        manager = self._checkpoint_manager()
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise NstjaxError("holds no checkpoint to resume from", self.checkpoints)
+        try:
+            return manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NstjaxError(f"checkpoint {step} does not fit this model ({' '.join(str(exc).split())[:300]})",
+                              self.checkpoints / str(step)) from None
+
+    def wait(self) -> None:
+        """Block until every asynchronous checkpoint save has finished."""
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+            self._manager.close()
+            self._manager = None
+
+    # ----------------------------------------------------------------- export
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / "export"
+
+    def export(self, params: Any, config: Mapping[str, Any]) -> Path:
+        """Write the inference export: ``params`` (the generator's) and ``config`` (what inference needs).
+
+        Replaces an earlier export only once the new one is complete.
+        """
+        import orbax.checkpoint as ocp
+
+        target = self.export_dir
+        params = jax.tree.map(np.asarray, params)  # host copies: the export is device-independent
+        checkpointer = ocp.StandardCheckpointer()
+        staging = self.path / ".export.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        checkpointer.save(staging / "params", params)
+        checkpointer.wait_until_finished()
+        write_json(staging / CONFIG_NAME, dict(config))
+        # Two renames: the complete new export replaces the old one, which is removed last.
+        old = self.path / ".export.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    # ----------------------------------------------------------------- metrics and samples
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Append one metrics record (a JSON line, flushed)."""
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(dict(record), sort_keys=True) + "\n")
+            f.flush()
+
+    def drop_metrics_after(self, step: int) -> None:
+        """Forget records logged after ``step`` (a resumed run replays those steps)."""
+        records = [r for r in read_metrics(self.metrics_path) if r["step"] <= step]
+        if self.metrics_path.exists():
+            with atomic_path(self.metrics_path) as tmp:
+                tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.metrics_path)
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+
+def load_export(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """(generator params as NumPy arrays, config) of a run's inference export.
+
+    ``run_dir`` may be the run directory or its ``export/`` folder.
+
+    Raises:
+      NstjaxError: no export there (e.g. a run that has not saved one yet), or damaged.
+    """
+    import orbax.checkpoint as ocp
+
+    path = Path(run_dir).expanduser().resolve()
+    if (path / "export").is_dir():
+        path = path / "export"
+    if not (path / CONFIG_NAME).exists() or not (path / "params").exists():
+        raise NstjaxError("no trained model here (expected RUN_DIR/export/ with params and config.json)", run_dir)
+    config = read_json(path / CONFIG_NAME)
+    try:
+        params = ocp.StandardCheckpointer().restore(path / "params")
+    except Exception as exc:  # noqa: BLE001 - orbax raises many kinds for a damaged folder
+        raise NstjaxError(f"cannot read the exported parameters ({' '.join(str(exc).split())[:200]})", path) from None
+    return params, config
