@@ -13,7 +13,8 @@ import math
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -32,13 +33,17 @@ from rich.progress import (
 from ..errors import NstjaxError, NstjaxWarning
 
 __all__ = [
+    "TRAIN_OPTIONS",
     "DownloadBar",
     "OneLineErrors",
+    "TrainBar",
     "cli_errors",
     "duration",
     "err_console",
     "new_typer",
     "say",
+    "train_settings_from_options",
+    "training_job",
     "with_options",
 ]
 
@@ -200,3 +205,94 @@ def step_columns() -> tuple:
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
+
+
+# --------------------------------------------------------------------------- training commands
+
+# Options every `… train` command shares, declared once: name -> (annotation, default).
+TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "run": (Annotated[Path, typer.Option("--run", help="Run directory: checkpoints, samples, metrics, export.")], ...),
+    "steps": (Annotated[Optional[int], typer.Option(help="Train this many steps (or give --epochs).")], None),
+    "epochs": (Annotated[Optional[int], typer.Option(help="Train this many passes over the (larger) folder.")], None),
+    "batch_size": (Annotated[int, typer.Option(help="Global batch size (a multiple of the device count).")], 1),
+    "seed": (Annotated[int, typer.Option(help="Seed of initialisation, data order, augmentation.")], 0),
+    "resume": (Annotated[bool, typer.Option("--resume", help="Continue the run in --run from its last checkpoint.")], False),
+    "log_every": (Annotated[int, typer.Option(help="Log metrics every N steps.")], 50),
+    "sample_every": (Annotated[int, typer.Option(help="Write a sample grid every N steps (0 = only at the end).")], 500),
+    "checkpoint_every": (Annotated[int, typer.Option(help="Checkpoint (and export) every N steps.")], 1000),
+    "keep": (Annotated[int, typer.Option(help="Checkpoints to keep.")], 3),
+    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")], False),
+}
+
+
+def train_settings_from_options(options: Mapping[str, Any], **extra: Any):
+    """The :class:`~nstjax.train.settings.TrainSettings` of the shared training options.
+
+    With neither ``--steps`` nor ``--epochs`` given, a command's default length comes in ``extra``.
+    """
+    from ..train.settings import TrainSettings
+
+    length = {"steps": options["steps"], "epochs": options["epochs"]}
+    if length["steps"] is None and length["epochs"] is None:
+        length = {"steps": extra.pop("steps", None), "epochs": extra.pop("epochs", None)}
+    else:
+        extra.pop("steps", None)
+        extra.pop("epochs", None)
+    return TrainSettings(
+        **length,
+        batch_size=options["batch_size"],
+        seed=options["seed"],
+        log_every=options["log_every"],
+        sample_every=options["sample_every"],
+        checkpoint_every=options["checkpoint_every"],
+        keep=options["keep"],
+        **extra,
+    )
+
+
+class TrainBar:
+    """Renders :class:`~nstjax.train.loop.TrainProgress` events: step bar, losses, steps/s, ETA."""
+
+    def __init__(self, label: str = "train", console: Console = err_console, max_metrics: int = 6):
+        self.label = label
+        self.max_metrics = max_metrics
+        self._progress = Progress(*step_columns(), console=console)
+        self._task = None
+
+    def __call__(self, p) -> None:
+        shown = list(p.metrics.items())[: self.max_metrics]
+        info = " ".join(f"{k} {v:.3g}" for k, v in shown)
+        info += f" {p.steps_per_second:.2f} steps/s" if p.steps_per_second else ""
+        if p.skipped_files:
+            info += f" ({p.skipped_files} unreadable files skipped)"
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=p.total, completed=p.step, info=info)
+        self._progress.update(self._task, completed=p.step, info=info)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._progress.stop()
+            self._task = None
+
+    def __enter__(self) -> "TrainBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def training_job(run_dir: Path) -> Iterator[None]:
+    """Errors of a training command: one-line errors (exit 2), divergence (exit 1), Ctrl-C (exit 130)."""
+    from ..train.loop import TrainingDiverged, TrainingInterrupted
+
+    with cli_errors():
+        try:
+            yield
+        except TrainingDiverged as e:
+            say(f"error: {e}")
+            raise typer.Exit(1) from None
+        except TrainingInterrupted as e:
+            say(f"interrupted after step {e.step}: checkpoint saved in {run_dir}; add --resume to continue")
+            raise typer.Exit(130) from None

@@ -7,13 +7,15 @@
 * :mod:`~nstjax.train.checkpoint` — :class:`RunDir`: config, orbax checkpoints, inference export,
   metrics;
 * :mod:`~nstjax.train.plots` — loss curves and sample grids;
-* :mod:`~nstjax.train.loop` — :func:`fit`: the loop with logs, samples, checkpoints and Ctrl-C.
+* :mod:`~nstjax.train.loop` — :func:`fit`: the loop with logs, samples, checkpoints and Ctrl-C;
+* :mod:`~nstjax.train.settings` — :class:`TrainSettings`: length, batch, seed, intervals.
 """
 
 from .checkpoint import RunDir, load_export, read_json, write_json
 from .data import Augment, BatchLoader, FolderDataset, image_files, image_to_unit, paired, plain, unit_to_image, unpaired
 from .loop import TrainingDiverged, TrainingInterrupted, TrainProgress, fit
 from .plots import image_grid, read_metrics, save_grid, save_loss_curve
+from .settings import TrainSettings
 from .state import NetState, apply_gradients, constant_then_linear_decay, data_mesh, init_net, replicate, shard_batch
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "NetState",
     "RunDir",
     "TrainProgress",
+    "TrainSettings",
     "TrainingDiverged",
     "TrainingInterrupted",
     "apply_gradients",
