@@ -109,7 +109,7 @@ def blob() -> bytes:
 def download(source: str = "keras", **kwargs) -> Path:
     """Just the download-and-verify step of fetch (no conversion)."""
     kwargs.setdefault("url", None)
-    return W._ensure_download(W.sources()[source], force=False, progress=None, timeout=10, **kwargs)[0]
+    return W.fetch_upstream(source, force=False, progress=None, timeout=10, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -181,8 +181,8 @@ def test_progress_callback(server, blob, monkeypatch):
     server.state.files["/b"] = blob
     trust_checksum(monkeypatch, "keras", blob)
     calls = []
-    W._ensure_download(
-        W.sources()["keras"], url=server.url + "/b", force=False, timeout=10,
+    W.fetch_upstream(
+        "keras", url=server.url + "/b", force=False, timeout=10,
         progress=lambda done, total: calls.append((done, total)),
     )
     assert calls[0] == (0, len(blob)) and calls[-1] == (len(blob), len(blob))

@@ -26,6 +26,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from typer.testing import CliRunner
 
 import _synthetic_weights as sw
+from nstjax import hub
 from nstjax.models import vgg
 from nstjax.models import vgg_weights as W
 from nstjax.cli.weights import app as weights_app
@@ -172,7 +173,7 @@ def test_converted_npz_holds_exactly_the_upstream_arrays(variant, files, tmp_pat
         assert sorted(z.files) == sorted(names + ["__metadata__"])
         assert all(z[name].dtype == np.float32 for name in names)
         meta = json.loads(str(z["__metadata__"]))
-    digests = W._file_digests(path)
+    digests = hub.file_digests(path)
     assert meta["format"] == "nstjax-vgg19" and meta["format_version"] == 1
     assert (meta["source"], meta["convention"], meta["upstream_filename"]) == (source, preprocessing, path.name)
     assert meta["upstream_sha256"] == digests["sha256"] and meta["created"]
@@ -242,6 +243,7 @@ def test_manifest_ships_in_the_wheel(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("nstjax-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         assert json.loads(zf.read("nstjax/manifests/vgg19.json")) == W.load_manifest()
+        assert json.loads(zf.read("nstjax/manifests/datasets.json")) == hub.read_manifest("datasets")
         names = zf.namelist()
         packages = sorted(str(p.parent.relative_to(REPO)) for p in (REPO / "nstjax").rglob("__init__.py"))
         assert all(f"{package}/__init__.py" in names for package in packages), packages
@@ -277,7 +279,7 @@ def test_convert_installs_into_cache_and_auto_prefers_keras(files, isolated_cach
 
 def test_convert_verified_when_checksum_matches(files, monkeypatch):
     path = files["keras-new"][0]
-    md5 = W._file_digests(path)["md5"]
+    md5 = hub.file_digests(path)["md5"]
     monkeypatch.setitem(W.sources(), "keras", replace(W.sources()["keras"], checksum=W.Checksum("md5", md5)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a verified file converts silently
@@ -315,7 +317,7 @@ def test_gatys_trust_on_first_use(files, tmp_path, isolated_cache):
     first = files["gatys-manual"][0]
     W.convert(first)
     trust = json.loads((isolated_cache / "trust.json").read_text())
-    assert trust["files"]["vgg_conv.pth"]["sha256"] == W._file_digests(first)["sha256"]
+    assert trust["files"]["vgg_conv.pth"]["sha256"] == hub.file_digests(first)["sha256"]
     assert W.load_weights("gatys").metadata["verified"] is True
     # Same weights, different bytes: a different file as far as trust goes.
     other = files.get("gatys-torch-legacy", (None,))[0] or sw.write_pth_zip(
@@ -343,7 +345,7 @@ def write_npz(path: Path, params: dict) -> Path:
 def _install_keras_download(path: Path, cache: Path, monkeypatch) -> None:
     """Put ``path`` in the cache as the keras download, with the manifest checksum patched to match."""
     monkeypatch.setitem(
-        W.sources(), "keras", replace(W.sources()["keras"], checksum=W.Checksum("md5", W._file_digests(path)["md5"]))
+        W.sources(), "keras", replace(W.sources()["keras"], checksum=W.Checksum("md5", hub.file_digests(path)["md5"]))
     )
     (cache / "downloads").mkdir(parents=True, exist_ok=True)
     shutil.copy(path, cache / "downloads" / W.sources()["keras"].filename)

@@ -1,4 +1,4 @@
-"""ImageNet VGG-19 weights: sources, download, conversion, cache and resolution.
+"""ImageNet VGG-19 weights: sources, conversion, cache and resolution.
 
 Style transfer needs a VGG-19 trained on ImageNet. Three published files are
 supported (see ``nstjax/manifests/vgg19.json`` and ``docs/weights.md``):
@@ -16,12 +16,14 @@ mean ``[103.939, 116.779, 123.68]`` (BGR); ``"torch"`` means RGB in [0, 1],
 ``(x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]``. Kernels keep their
 upstream input-channel order, so caffe kernels expect BGR.
 
-Every file is converted once into a ``.npz`` in the cache (:func:`cache_dir`)
-holding float32 arrays ``"conv1_1/kernel"`` [3, 3, Cin, Cout] (HWIO) and
-``"conv1_1/bias"`` [Cout] for the 16 convolutions, plus a JSON metadata string
-(``"__metadata__"``) that records where the weights came from and a SHA-256 of
-the arrays themselves, so that a corrupt or partial cache file is detected and
-rebuilt rather than used. Cache layout::
+Downloading (resumable, checksummed, locked, mirrors in order) is
+:func:`nstjax.hub.fetch_file`'s job; this module describes the files and
+converts them. Every file is converted once into a ``.npz`` in the cache
+(:func:`cache_dir`) holding float32 arrays ``"conv1_1/kernel"`` [3, 3, Cin, Cout]
+(HWIO) and ``"conv1_1/bias"`` [Cout] for the 16 convolutions, plus a JSON
+metadata string (``"__metadata__"``) that records where the weights came from
+and a SHA-256 of the arrays themselves, so that a corrupt or partial cache file
+is detected and rebuilt rather than used. Cache layout::
 
     <cache>/vgg19-<source>.npz          converted weights
     <cache>/downloads/<upstream file>   verified upstream file (kept for rebuilds)
@@ -34,18 +36,10 @@ All writes are atomic (temp file + rename).
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import errno
 import hashlib
-import http.client
 import json
 import os
-import re
 import shutil
-import socket
-import ssl
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -55,10 +49,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import hub
+from ..errors import NstjaxError, NstjaxWarning
+from ..hub import Checksum, DownloadError, ProgressCallback, cache_dir, downloads_dir, writing_to
 from ..io import pth
 from ..io.atomic import atomic_path
-from ..errors import NstjaxError, NstjaxWarning
-from ..hub import cache_dir
 from .vgg import BLOCKS, CONV_CHANNELS, CONV_LAYERS
 
 __all__ = [
@@ -77,6 +72,7 @@ __all__ = [
     "load_manifest",
     "list_sources",
     "fetch",
+    "fetch_upstream",
     "convert",
     "load_weights",
     "random_weights",
@@ -94,12 +90,6 @@ AUTO_ORDER = ("keras", "torchvision", "gatys")
 """Order in which ``auto`` looks for cached weights (keras preferred)."""
 
 _METADATA_KEY = "__metadata__"
-_CHUNK = 1 << 20
-_MAX_RESUMES = 3  # automatic Range resumes of one URL within a single fetch
-_USER_AGENT = "nstjax-weights-fetcher (Python urllib)"
-
-ProgressCallback = Callable[[int, "int | None"], None]
-"""``progress(bytes_done, total_bytes_or_None)``, called as a download advances."""
 
 
 class WeightsWarning(NstjaxWarning):
@@ -110,40 +100,15 @@ class RandomWeightsWarning(WeightsWarning):
     """``auto`` fell back to random weights: results are not real style transfer."""
 
 
-class WeightsDownloadError(NstjaxError):
-    """A download failed. ``offline`` is True when no server could be reached at all
-    (DNS failure, connection refused, timeout) as opposed to an HTTP error, a
-    dropped transfer or a checksum mismatch."""
-
-    def __init__(self, problem: str, path: str | os.PathLike | None = None, *, offline: bool = False):
-        super().__init__(problem, path)
-        self.offline = offline
+WeightsDownloadError = DownloadError
+"""The weights' name for :class:`nstjax.hub.DownloadError` (the same class):
+``offline`` is True when no server could be reached at all, as opposed to an
+HTTP error, a dropped transfer or a checksum mismatch."""
 
 
 # --------------------------------------------------------------------------
 # Manifest
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Checksum:
-    """How an upstream file is verified.
-
-    ``algorithm``: ``"md5"`` or ``"sha256"`` (``hex`` is the full digest),
-    ``"sha256-prefix"`` (``hex`` is a published prefix of the SHA-256, as in torch
-    hub file names; the full digest is unknown) or ``"tofu-sha256"`` (nothing is
-    published; the SHA-256 seen on first use is recorded in ``trust.json``).
-    """
-
-    algorithm: str
-    hex: str | None = None
-
-    def describe(self) -> str:
-        if self.algorithm == "tofu-sha256":
-            return "sha256 recorded on first use"
-        if self.algorithm == "sha256-prefix":
-            return f"sha256 {self.hex}…"
-        return f"{self.algorithm} {self.hex}"
 
 
 @dataclass(frozen=True)
@@ -159,25 +124,27 @@ class Source:
     layout: str  # "keras-h5" | "torchvision-pth" | "gatys-pth"
     licence: str
 
+    @property
+    def remote(self) -> hub.RemoteFile:
+        """The upstream file as :func:`nstjax.hub.fetch_file` downloads it."""
+        return hub.RemoteFile(
+            filename=self.filename,
+            urls=self.urls,
+            checksum=self.checksum,
+            name=self.name,
+            label=f"the {self.name} weights",
+            offline_hint=(
+                f"no network? download {self.filename} on another machine and run `nstjax weights convert FILE`"
+            ),
+        )
+
 
 _SOURCES: dict[str, Source] | None = None
 
 
-def _manifest_path() -> Path:
-    """``nstjax/manifests/vgg19.json``, shipped in the wheel as package data."""
-    path = Path(__file__).resolve().parent.parent / "manifests" / "vgg19.json"
-    if not path.is_file():
-        raise NstjaxError("weights manifest not found (broken installation?)", path)
-    return path
-
-
 def load_manifest() -> dict[str, Any]:
     """The raw manifest (``nstjax/manifests/vgg19.json``) as a dict."""
-    path = _manifest_path()
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise NstjaxError(f"unreadable weights manifest ({e})", path) from None
+    return hub.read_manifest("vgg19")
 
 
 def sources() -> dict[str, Source]:
@@ -188,19 +155,19 @@ def sources() -> dict[str, Source]:
     global _SOURCES
     if _SOURCES is None:
         manifest = load_manifest()
-        _SOURCES = {
-            name: Source(
+        _SOURCES = {}
+        for name, entry in manifest["sources"].items():
+            remote = hub.remote_file(entry, name=name)  # checks the file name and checksum algorithm
+            _SOURCES[name] = Source(
                 name=name,
                 description=entry["description"],
-                filename=entry["filename"],
-                urls=tuple(entry["urls"]),
-                checksum=Checksum(entry["checksum"]["algorithm"], entry["checksum"].get("hex")),
+                filename=remote.filename,
+                urls=remote.urls,
+                checksum=remote.checksum,
                 convention=entry["convention"],
                 layout=entry["layout"],
                 licence=entry["licence"],
             )
-            for name, entry in manifest["sources"].items()
-        }
     return _SOURCES
 
 
@@ -212,105 +179,23 @@ def get_source(name: str) -> Source:
         raise NstjaxError(f"unknown weights source {name!r}; choose one of: {', '.join(sources())}") from None
 
 
-# --------------------------------------------------------------------------
-# Cache locations
-# --------------------------------------------------------------------------
-
-
 def converted_path(source: str) -> Path:
     """Where the converted weights of ``source`` live in the cache."""
     return cache_dir() / f"vgg19-{get_source(source).name}.npz"
 
 
-def downloads_dir() -> Path:
-    """Where verified upstream files (and ``.part`` partial downloads) are kept."""
-    return cache_dir() / "downloads"
-
-
-def _trust_path() -> Path:
-    return cache_dir() / "trust.json"
-
-
 # --------------------------------------------------------------------------
-# Checksums and trust-on-first-use
+# Checksums (the generic parts are in nstjax.hub)
 # --------------------------------------------------------------------------
-
-
-def _file_digests(path: Path, md5: bool = True) -> dict[str, str]:
-    """SHA-256 (and MD5 unless ``md5=False``) of a file, in one pass."""
-    hashes = {"sha256": hashlib.sha256()}
-    if md5:  # MD5 is twice as slow as hardware SHA-256; only keras needs it
-        hashes["md5"] = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            for h in hashes.values():
-                h.update(chunk)
-    return {name: h.hexdigest() for name, h in hashes.items()}
 
 
 def _source_digests(src: Source, path: Path) -> dict[str, str]:
     """The digests needed to verify and describe a file of ``src``."""
-    return _file_digests(path, md5=src.checksum.algorithm == "md5")
-
-
-def _read_trust() -> dict[str, Any]:
-    path = _trust_path()
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return dict(data["files"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        # Not silently re-trusting: a damaged record must be looked at.
-        raise NstjaxError(f"unreadable trust-on-first-use record ({e}); delete it to re-trust", path) from None
-
-
-def _trusted_sha256(src: Source) -> str | None:
-    entry = _read_trust().get(src.filename)
-    return entry.get("sha256") if isinstance(entry, Mapping) else None
-
-
-def _record_trust(src: Source, sha256: str) -> None:
-    files = _read_trust()
-    files[src.filename] = {
-        "source": src.name,
-        "sha256": sha256,
-        "recorded": _now(),
-    }
-    path = _trust_path()
-    with _writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"format_version": 1, "files": files}, indent=2, sort_keys=True) + "\n")
-
-
-def _expected_digest(src: Source) -> tuple[str, str | None]:
-    """(digest name, expected hex or prefix) for ``src``; hex None means nothing known yet."""
-    algorithm = src.checksum.algorithm
-    if algorithm == "md5":
-        return "md5", src.checksum.hex
-    if algorithm in ("sha256", "sha256-prefix"):
-        return "sha256", src.checksum.hex
-    if algorithm == "tofu-sha256":
-        return "sha256", _trusted_sha256(src)
-    raise NstjaxError(f"manifest: unknown checksum algorithm {algorithm!r} for source {src.name}")
+    return hub.digests_for(src.remote, path)
 
 
 def _verify_digests(src: Source, digests: Mapping[str, str]) -> tuple[bool | None, str, str]:
-    """Compare a file's digests with what is expected of ``src``.
-
-    Returns (verified, expected description, actual description); verified is
-    None when nothing is known yet (trust on first use, not recorded).
-    """
-    name, expected = _expected_digest(src)
-    got = digests.get(name, "")
-    if expected is None:
-        return None, "nothing recorded yet", f"{name} {got}"
-    ok = got.startswith(expected.lower()) if src.checksum.algorithm == "sha256-prefix" else got == expected.lower()
-    what = f"{name} {expected}" + ("…" if src.checksum.algorithm == "sha256-prefix" else "")
-    if src.checksum.algorithm == "tofu-sha256":
-        what += f" (recorded on first use in {_trust_path()})"
-    return ok, what, f"{name} {got}"
+    return hub.verify_digests(src.remote, digests)
 
 
 def _metadata_verified(src: Source, meta: Mapping[str, Any]) -> bool | None:
@@ -320,19 +205,6 @@ def _metadata_verified(src: Source, meta: Mapping[str, Any]) -> bool | None:
         return _verify_digests(src, digests)[0]
     except NstjaxError:
         return False
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-@contextlib.contextmanager
-def _writing(path: Path):
-    """Report a failed write (full disk, read-only cache, permissions) as an NstjaxError on ``path``."""
-    try:
-        yield
-    except OSError as e:
-        raise NstjaxError(f"cannot write ({e.strerror or e})", path) from None
 
 
 # --------------------------------------------------------------------------
@@ -624,7 +496,7 @@ def _write_converted(params: Params, metadata: Mapping[str, Any], dest: Path) ->
     """Atomically write ``params`` + ``metadata`` (plus the arrays' SHA-256) to ``dest``."""
     arrays = _flatten(_as_float32(params))
     meta = {**metadata, "params_sha256": _params_sha256(arrays)}
-    with _writing(dest):
+    with writing_to(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
             # A file object, so NumPy never appends ".npz" to a name the user chose.
@@ -669,7 +541,7 @@ def _read_converted(path: Path) -> tuple[Params, dict[str, Any]]:
 
 
 def _metadata(src: Source, filename: str, digests: Mapping[str, str], verified: bool | None) -> dict[str, Any]:
-    name, _ = _expected_digest(src)
+    name, _ = hub.expected_digest(src.remote)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -681,7 +553,7 @@ def _metadata(src: Source, filename: str, digests: Mapping[str, str], verified: 
         **({"upstream_md5": digests["md5"]} if "md5" in digests else {}),
         "upstream_sha256": digests["sha256"],
         "verified": verified,
-        "created": _now(),
+        "created": hub.timestamp(),
     }
 
 
@@ -752,186 +624,37 @@ def _emit(warn: bool | Callable[[str], None] | None, message: str, category: typ
 # --------------------------------------------------------------------------
 
 
-class _DownloadFailed(Exception):
-    """One URL failed; ``url`` is filled in by the caller that tried it."""
-
-    def __init__(self, message: str, *, offline: bool = False, mismatch: bool = False):
-        super().__init__(message)
-        self.offline = offline
-        self.mismatch = mismatch
-        self.url = ""
-
-
-_NO_ROUTE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL}
-
-
-def _is_offline(error: BaseException) -> bool:
-    """True for "cannot reach the server" failures (no network: DNS failure, connection
-    refused, timeout, no route), False for HTTP, TLS, bad-URL or local-file problems."""
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    if isinstance(reason, ssl.SSLError):
-        return False  # a TLS failure is a configuration problem, not absence of network
-    if isinstance(reason, (socket.gaierror, socket.herror, ConnectionError, TimeoutError)):
-        return True
-    return isinstance(reason, OSError) and reason.errno in _NO_ROUTE_ERRNOS
-
-
-def _describe(error: BaseException) -> str:
-    reason = error.reason if isinstance(error, urllib.error.URLError) else error
-    text = str(reason) or type(reason).__name__
-    return text
-
-
-def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
-    """``"bytes 100-199/200"`` -> (100, 200); total None for ``*``."""
-    match = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*", value or "")
-    if not match:
-        return None
-    return int(match.group(1)), None if match.group(2) == "*" else int(match.group(2))
-
-
-def _download(url: str, part: Path, progress: ProgressCallback | None, timeout: float) -> bool:
-    """Download ``url`` into ``part``, resuming an existing ``part`` with HTTP Range.
-
-    A server that answers 206 gets the rest appended; one that answers 200
-    ignores ranges, and the file restarts from zero. A transfer that ends early
-    (connection dropped, timeout) is resumed up to ``_MAX_RESUMES`` times while it
-    makes progress; after that the ``.part`` is kept for a later run.
-
-    Returns whether any bytes came from before this call (a resume), so a
-    checksum failure can retry from scratch once. Raises _DownloadFailed.
-    """
-    resumed_old = part.exists() and part.stat().st_size > 0
-    resumes = 0
-    while True:
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        try:
-            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and offset:  # our partial file is no prefix of this one: start over
-                part.unlink()
-                resumed_old = False
-                continue
-            raise _DownloadFailed(f"HTTP {e.code} {e.reason}") from None
-        except ValueError as e:  # malformed or unsupported URL
-            raise _DownloadFailed(f"bad URL ({e})") from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            raise _DownloadFailed(_describe(e), offline=_is_offline(e)) from None
-
-        with response:
-            status = getattr(response, "status", None) or 200  # file:// URLs have no status
-            content_range = _parse_content_range(response.headers.get("Content-Range"))
-            if offset and status == 206 and content_range is not None and content_range[0] == offset:
-                mode, total = "ab", content_range[1]
-            else:
-                # No (usable) range support: start again from the first byte.
-                offset, mode, resumed_old = 0, "wb", False
-                length = response.headers.get("Content-Length", "")
-                total = int(length) if length.strip().isdigit() else None
-            done, dropped = offset, None
-            with _writing(part):  # network errors are caught inside; what escapes is the disk's
-                part.parent.mkdir(parents=True, exist_ok=True)
-                with open(part, mode) as fh:
-                    if progress:
-                        progress(done, total)
-                    while True:
-                        try:
-                            chunk = response.read(_CHUNK)
-                        except (OSError, http.client.HTTPException) as e:  # reset, timeout, bad chunking
-                            dropped = _describe(e)
-                            break
-                        if not chunk:
-                            break
-                        fh.write(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done, total)
-
-        if total is not None and done > total:
-            part.unlink()
-            raise _DownloadFailed(f"server sent {done} bytes, more than the {total} it announced")
-        # http.client reports a body cut short as a clean EOF, so compare with the length.
-        if dropped is None and (total is None or done == total):
-            return resumed_old
-        if done > offset and resumes < _MAX_RESUMES:
-            resumes += 1
-            continue
-        size = f"{done} of {total}" if total is not None else f"{done}"
-        raise _DownloadFailed(
-            f"connection dropped after {size} bytes ({dropped or 'transfer ended early'}); "
-            f"the partial download is kept in {part}, run the command again to resume"
-        )
-
-
-def _download_urls(src: Source, url: str | None) -> tuple[str, ...]:
-    """URLs to try in order: ``url``, else ``$NSTJAX_WEIGHTS_URL``, else the manifest's mirrors."""
+def _download_urls(url: str | None) -> tuple[str, ...] | None:
+    """URLs to try instead of the manifest's mirrors: ``url``, else ``$NSTJAX_WEIGHTS_URL``."""
     if url:
         return (url,)
     if os.environ.get("NSTJAX_WEIGHTS_URL"):
         return (os.environ["NSTJAX_WEIGHTS_URL"],)
-    return src.urls
+    return None
 
 
 def _ensure_download(
     src: Source, *, url: str | None, force: bool, progress: ProgressCallback | None, timeout: float
-) -> tuple[Path, dict[str, str]]:
-    """A verified copy of the upstream file in ``downloads_dir()``, downloading it if needed.
+) -> hub.FetchedFile:
+    return hub.fetch_file(
+        src.remote, downloads_dir(), urls=_download_urls(url), force=force, progress=progress, timeout=timeout
+    )
 
-    The file is only renamed to its final name after its checksum matched, so an
-    unverified or partial file never sits under the final name.
+
+def fetch_upstream(
+    source: str = DEFAULT_SOURCE,
+    *,
+    url: str | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download and verify the upstream file of ``source`` (no conversion); return its path.
+
+    The file lands in ``downloads_dir()``; a verified copy already there is
+    returned without any request. Arguments and errors as :func:`fetch`.
     """
-    final = downloads_dir() / src.filename
-    part = final.with_name(final.name + ".part")
-    if force:
-        final.unlink(missing_ok=True)
-        part.unlink(missing_ok=True)
-    if final.exists():
-        digests = _source_digests(src, final)
-        if _verify_digests(src, digests)[0] is not False:
-            return final, digests
-        final.unlink()  # stale or damaged: fetch again
-
-    failures: list[_DownloadFailed] = []
-    for candidate in _download_urls(src, url):
-        try:
-            resumed = _download(candidate, part, progress, timeout)
-            digests = _source_digests(src, part)
-            ok, expected, got = _verify_digests(src, digests)
-            if ok is False and resumed:
-                # The old partial may belong to another version of the file: retry cleanly once.
-                part.unlink()
-                _download(candidate, part, progress, timeout)
-                digests = _source_digests(src, part)
-                ok, expected, got = _verify_digests(src, digests)
-            if ok is False:
-                part.unlink()
-                raise _DownloadFailed(
-                    f"checksum mismatch for {src.filename}: expected {expected}, got {got}; the download was deleted",
-                    mismatch=True,
-                )
-            with _writing(final):
-                os.replace(part, final)
-            return final, digests
-        except _DownloadFailed as e:
-            e.url = candidate
-            failures.append(e)
-
-    mismatches = [f for f in failures if f.mismatch]
-    if mismatches:
-        raise WeightsDownloadError(str(mismatches[0]), mismatches[0].url)
-    detail = "; ".join(f"{f.url}: {f}" for f in failures)
-    offline = all(f.offline for f in failures)
-    hint = (
-        f" (no network? download {src.filename} on another machine and run `nstjax weights convert FILE`)"
-        if offline
-        else ""
-    )
-    raise WeightsDownloadError(
-        f"could not download the {src.name} weights ({src.filename}): {detail}{hint}", offline=offline
-    )
+    return _ensure_download(get_source(source), url=url, force=force, progress=progress, timeout=timeout).path
 
 
 def _convert_download(src: Source, download: Path, dest: Path, digests: Mapping[str, str]) -> Path:
@@ -942,7 +665,7 @@ def _convert_download(src: Source, download: Path, dest: Path, digests: Mapping[
     read_src, params = _read_upstream(download, _sniff(download), src.name)
     verified, _, _ = _verify_digests(read_src, digests)
     if verified is None and src.checksum.algorithm == "tofu-sha256":
-        _record_trust(src, digests["sha256"])
+        hub.record_trust(src.remote, digests["sha256"])
         verified = True
     return _write_converted(params, _metadata(read_src, download.name, digests, verified), dest)
 
@@ -982,8 +705,8 @@ def fetch(
             _, meta = _read_converted(dest)
             if _metadata_verified(src, meta):
                 return dest
-    download, digests = _ensure_download(src, url=url, force=force, progress=progress, timeout=timeout)
-    return _convert_download(src, download, dest, digests)
+    download = _ensure_download(src, url=url, force=force, progress=progress, timeout=timeout)
+    return _convert_download(src, download.path, dest, download.digests)
 
 
 # --------------------------------------------------------------------------
@@ -1021,7 +744,7 @@ def convert(
             raise NstjaxError(f"holds {meta.get('source')} weights, not {source}", path)
         dest = Path(out) if out is not None else converted_path(meta["source"])
         if not (dest.exists() and dest.resolve() == path.resolve()):
-            with _writing(dest):
+            with writing_to(dest):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(dest) as tmp:
                     shutil.copyfile(path, tmp)
@@ -1031,7 +754,7 @@ def convert(
     digests = _source_digests(src, path)
     verified, expected, got = _verify_digests(src, digests)
     if verified is None and src.checksum.algorithm == "tofu-sha256":
-        _record_trust(src, digests["sha256"])
+        hub.record_trust(src.remote, digests["sha256"])
         verified = True
     elif verified is False:
         _emit(

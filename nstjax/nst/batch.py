@@ -93,6 +93,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..errors import NstjaxError
+from ..hub import sha256_file
 from ..io import images as _images
 from ..models.vgg_weights import resolve_weights
 from ..runtime import enable_compilation_cache
@@ -529,14 +530,6 @@ def collect_inputs(
     return found
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sha256_array(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, np.float32).tobytes()).hexdigest()
 
@@ -799,7 +792,7 @@ def stylize_batch(
         raise NstjaxError("at least one style image is needed")
     weights = resolve_weights(weights, config.seed)  # after the inputs' checks, as in run_stylize
     style_hashes = [
-        _sha256_file(Path(s)) if isinstance(s, str | os.PathLike) else _sha256_array(a)
+        sha256_file(Path(s)) if isinstance(s, str | os.PathLike) else _sha256_array(a)
         for s, a in zip(style_list, style_arrays)
     ]
     settings = _settings(config, weights, style_hashes, bucket_multiple, quality, fmt)
@@ -869,7 +862,7 @@ def stylize_batch(
         for path in mine:
             output = out / (path.stem + suffix)
             try:
-                input_sha = _sha256_file(path)
+                input_sha = sha256_file(path)
             except OSError as exc:
                 fail(path, output, f"cannot read file: {exc.strerror or exc}")
                 continue
@@ -976,6 +969,6 @@ def _is_complete(record: dict, output: Path, settings_hash: str, input_sha: str)
     try:
         if not output.is_file() or output.stat().st_size != record.get("output_bytes"):
             return False
-        return _sha256_file(output) == record.get("output_sha256")
+        return sha256_file(output) == record.get("output_sha256")
     except OSError:
         return False

@@ -1,0 +1,97 @@
+"""``nstjax data fetch|list``: the published datasets (CycleGAN, pix2pix facades, ADE20K, COCO).
+
+One command per function of :mod:`nstjax.data.registry`; more commands (e.g.
+synthetic data) are added to :data:`app` the same way.
+"""
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .common import DownloadBar, cli_errors, err_console, new_typer
+
+app = new_typer("Download and list the datasets the generative systems train on.")
+
+
+class _ExtractBar:
+    """Renders ``progress(members_done, total_or_None)`` of an extraction on stderr."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+        )
+        self._task = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> "_ExtractBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._progress.stop()
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return "?"  # unreachable
+
+
+@app.command("fetch")
+def fetch_command(
+    name: Annotated[str, typer.Argument(help="A dataset of `nstjax data list`, e.g. vangogh2photo.")],
+    force: Annotated[bool, typer.Option("--force", help="Download and extract again even if cached.")] = False,
+    keep_archive: Annotated[
+        bool, typer.Option("--keep-archive", help="Keep the downloaded archive in the cache after extracting it.")
+    ] = False,
+) -> None:
+    """Download, verify and extract a dataset into the cache; print its folder."""
+    from ..data import registry
+
+    with cli_errors(), DownloadBar(f"downloading {name}") as bar, _ExtractBar(f"extracting {name}") as extract:
+
+        def extracting(done: int, total: int | None) -> None:
+            bar.close()  # one live display at a time: the download is over
+            extract(done, total)
+
+        path = registry.fetch_dataset(
+            name, progress=bar, force=force, extract_progress=extracting, keep_archive=keep_archive
+        )
+    typer.echo(str(path))
+
+
+@app.command("list")
+def list_command() -> None:
+    """Show each dataset: who uses it, its download size and whether it is cached."""
+    from ..data import registry
+
+    with cli_errors():
+        statuses = registry.list_datasets()
+        folder = registry.datasets_dir()
+    rows = []
+    for s in statuses:
+        if s.cached:
+            cached = "yes"
+        elif s.problem:
+            cached = "STALE"
+        elif s.partial_bytes:
+            cached = f"partial ({_size(s.partial_bytes)})"
+        else:
+            cached = "no"
+        rows.append((s.name, ",".join(s.dataset.used_by), _size(s.dataset.size), cached, s.dataset.description))
+    header = ("dataset", "used by", "size", "cached", "description")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
+    for row in (header, *rows):
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    typer.echo(f"folder: {folder}")
