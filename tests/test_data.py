@@ -226,3 +226,19 @@ def test_no_network_is_one_line_with_a_hint(monkeypatch):
     (line,) = error_lines(result)
     assert line.startswith(f"error: could not download the ade20k dataset (ADEChallengeData2016.zip): {closed}: ")
     assert "(no network? download" in line and "nstjax data fetch ade20k" in line
+
+
+def test_synth_command_writes_matched_pairs(tmp_path):
+    from nstjax.cli import app
+    from nstjax.labels import load_palette, read_label_map
+
+    result = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "syn"), "--count", "3", "--size", "48", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    labels = sorted(p.name for p in (tmp_path / "syn" / "labels").iterdir())
+    photos = sorted(p.name for p in (tmp_path / "syn" / "photos").iterdir())
+    assert labels == photos == ["landscape_000007.png", "landscape_000008.png", "landscape_000009.png"]
+    assert "synthetic" in (tmp_path / "syn" / "README.txt").read_text().lower()
+    ids = read_label_map(tmp_path / "syn" / "labels" / labels[0], load_palette("landscape"))
+    assert ids.shape == (48, 48) and "synthetic pairs" in result.stdout
+    bad = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "syn2"), "--size", "8"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ")

@@ -1,9 +1,10 @@
-"""``nstjax data fetch|list``: the published datasets (CycleGAN, pix2pix facades, ADE20K, COCO).
+"""``nstjax data fetch|list|synth``: the published datasets (CycleGAN, pix2pix facades, ADE20K, COCO) and synthetic pairs.
 
 One command per function of :mod:`nstjax.data.registry`; more commands (e.g.
 synthetic data) are added to :data:`app` the same way.
 """
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -95,3 +96,37 @@ def list_command() -> None:
     for row in (header, *rows):
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     typer.echo(f"folder: {folder}")
+
+
+@app.command("synth")
+def synth_command(
+    directory: Annotated[Path, typer.Argument(help="Folder to write DIR/labels and DIR/photos into.")],
+    count: Annotated[int, typer.Option(help="Number of (label map, photo) pairs.", min=1)] = 100,
+    size: Annotated[int, typer.Option(help="Side of the square scenes in pixels (16-4096).")] = 256,
+    seed: Annotated[int, typer.Option(help="Pair i is scene seed + i.", min=0)] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write SYNTHETIC landscape pairs (labels in the landscape palette, photos) for tests and demos.
+
+    Sky with clouds, ridged mountains with snow, hills, grass with flowers, trees and water, each class
+    with its own colour and texture statistics. They are procedural, not photographs.
+    """
+    from ..labels import write_synth_dataset
+
+    bar = Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console)
+    task = None
+
+    def progress(p) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("synth", total=p.total)
+        bar.update(task, completed=p.done)
+
+    with cli_errors():
+        try:
+            dataset = write_synth_dataset(directory, count, size, seed=seed, progress=None if quiet else progress)
+        finally:
+            if task is not None:
+                bar.stop()
+    typer.echo(f"wrote {len(dataset.stems)} synthetic pairs to {dataset.labels_dir} and {dataset.photos_dir}")

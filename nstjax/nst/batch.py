@@ -80,7 +80,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -96,7 +95,7 @@ from ..errors import NstjaxError
 from ..hub import sha256_file
 from ..io import images as _images
 from ..models.vgg_weights import resolve_weights
-from ..runtime import enable_compilation_cache
+from ..runtime import enable_compilation_cache, init_distributed
 from .config import StylizeConfig, preset
 from .engine import (
     HISTORY_LEN,
@@ -672,35 +671,6 @@ class BatchReport:
 
 
 # --------------------------------------------------------------------------- the job
-
-
-def _want_distributed(distributed: bool | None) -> bool:
-    if distributed is not None:
-        return bool(distributed)
-    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        return True
-    hosts = os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("TPU_PROCESS_ADDRESSES") or ""
-    return "," in hosts
-
-
-def init_distributed(distributed: bool | None = None) -> tuple[int, int]:
-    """Start ``jax.distributed`` when asked (or the environment says so); (process index, count).
-
-    ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` are passed on when set (jax itself reads
-    only ``JAX_COORDINATOR_ADDRESS``; Slurm, Open MPI, Cloud TPU and Kubernetes jobs are
-    detected by jax).
-    """
-    if _want_distributed(distributed) and not jax.distributed.is_initialized():
-        kwargs: dict[str, Any] = {}
-        if os.environ.get("JAX_NUM_PROCESSES"):
-            kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
-        if os.environ.get("JAX_PROCESS_ID"):
-            kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
-        try:
-            jax.distributed.initialize(**kwargs)
-        except (RuntimeError, ValueError) as exc:
-            raise NstjaxError(f"cannot start jax.distributed: {' '.join(str(exc).split())}") from None
-    return jax.process_index(), jax.process_count()
 
 
 @dataclasses.dataclass
