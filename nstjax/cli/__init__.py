@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import data, nst, weights
+from . import data, nst, serve, weights
 from .common import new_typer
 
 __all__ = ["app", "main"]
@@ -40,6 +40,7 @@ def _root(
 nst.register(app)
 app.add_typer(weights.app, name="weights")
 app.add_typer(data.app, name="data")
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -1,0 +1,89 @@
+"""``nstjax serve``: the local web page for style transfer (:mod:`nstjax.serve`).
+
+Parses the flags, binds the socket (so a busy port is one ``error:`` line),
+warns once when the server is reachable from other machines, and runs uvicorn.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import cli_errors, say
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port`` 0: any free port)."""
+    from ..errors import NstjaxError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise NstjaxError(f"cannot resolve host {host!r} ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise NstjaxError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Anything but loopback exposes the page to others.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).", min=0, max=65535)] = 8000,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Default VGG weights for jobs: auto, keras, torchvision, gatys, random, or a weights file."),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Largest upload per job (all its images together), in MB.", min=0.01)
+    ] = 20.0,
+    max_size: Annotated[
+        int, typer.Option(help="Largest output size (longest side, px) a job may ask for.", min=64)
+    ] = 2048,
+    root: Annotated[
+        Path | None, typer.Option(help="Where jobs and results are kept (default: <nstjax cache>/serve).")
+    ] = None,
+) -> None:
+    """Serve a local web page for style transfer: choose a photo and paintings, watch the image change.
+
+    Jobs run one at a time on this machine's accelerator (or CPU). The API is documented at /docs.
+    """
+    with cli_errors():
+        from ..errors import NstjaxError
+
+        try:
+            import uvicorn
+
+            from ..serve import LOCAL_HOSTS, ServeLimits, create_app
+        except ImportError as e:
+            raise NstjaxError(f"nstjax serve needs the serve extra: pip install 'nstjax[serve]' ({e})") from None
+        if weights is not None:
+            from ..models.vgg_weights import sources
+
+            name = weights.strip().lower()
+            if name not in ("auto", "random", *sources()) and not Path(weights).expanduser().exists():
+                raise NstjaxError("no such weights file, and not a weights source", weights)
+        local = host in LOOPBACK
+        limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_size=max_size)
+        app = create_app(root=root, weights=weights, limits=limits, allowed_hosts=LOCAL_HOSTS if local else None)
+        sock = bind(host, port)
+        bound = sock.getsockname()[1]
+        if not local:
+            say(f"warning: listening on {host}: anyone who can reach it can upload images and run jobs (no login)")
+        shown = f"[{host}]" if ":" in host else host
+        say(f"nstjax serve: http://{shown}:{bound}/ (API docs at /docs; Ctrl-C to stop)")
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
+        uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,25 @@
+"""``nstjax serve``: a local web page for style transfer, and the JSON API behind it.
+
+:func:`create_app` builds the ASGI app (FastAPI); :class:`JobQueue` runs jobs
+one at a time in a worker thread; :data:`KINDS` is the registry of job kinds
+(the page's modes; today ``stylize``). Needs the ``serve`` extra
+(``pip install 'nstjax[serve]'``). See ``docs/serve.md``.
+"""
+
+from __future__ import annotations
+
+from .app import LOCAL_HOSTS, create_app
+from .jobs import Job, JobQueue
+from .kinds import KINDS, JobKind, ServeLimits, SettingsError, register_kind
+
+__all__ = [
+    "KINDS",
+    "LOCAL_HOSTS",
+    "Job",
+    "JobKind",
+    "JobQueue",
+    "ServeLimits",
+    "SettingsError",
+    "create_app",
+    "register_kind",
+]

@@ -1,0 +1,192 @@
+"""The page in a real browser: Debian's headless Chromium, driven by Playwright, against uvicorn on localhost.
+
+Uploads a photo and a painting, starts a 64 px job, watches the preview change while the job runs, finds the
+result in the gallery and downloads it; the API docs render offline too. Skipped only when the browser
+(``/usr/bin/chromium``, Debian's ``chromium`` package) or Playwright is absent; CI installs both.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from conftest import smooth_image
+from PIL import Image
+
+from nstjax.serve import LOCAL_HOSTS, create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# What works on an offline machine: no sandbox (root), no GPU, and none of Chromium's own network chatter.
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_missing() -> str | None:
+    if not shutil.which("chromium") and not shutil.which("/usr/bin/chromium"):
+        return "no Chromium at /usr/bin/chromium (apt-get install -y chromium chromium-driver)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed (pip install playwright; never `playwright install`)"
+    return None
+
+
+def save_png(path, array):
+    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """uvicorn on a free port of 127.0.0.1 in a thread; yields (base URL, job root)."""
+    root = tmp_path_factory.mktemp("serve-root")
+    app = create_app(root=root, allowed_hosts=LOCAL_HOSTS)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", root
+    server.should_exit = True
+    thread.join(20)
+    sock.close()
+
+
+def test_event_stream_sends_the_jobs_as_they_change(server):
+    base, _ = server
+    with httpx.stream("GET", f"{base}/api/events", timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        event = next(line for line in lines if line.startswith("event:"))
+        data = next(lines)
+    assert event == "event: jobs" and data.startswith("data: ")
+    assert isinstance(json.loads(data[len("data: ") :]), list)
+
+
+def test_page_runs_a_job_with_a_live_preview(server, tmp_path):
+    reason = browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    base, root = server
+    content = save_png(tmp_path / "photo.png", smooth_image((48, 64), 5))
+    style = save_png(tmp_path / "painting.png", np.random.default_rng(6).random((64, 64, 3)))
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a fresh profile for every run
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            outside: list[str] = []
+            errors: list[str] = []
+            page.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:")) else outside.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            page.goto(f"{base}/")
+            page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+            assert page.locator("#mode option").all_inner_texts() == ["Style transfer (Gatys, optimisation)"]
+
+            # Pictures: chosen through the (keyboard-reachable) file inputs; thumbnails appear.
+            page.set_input_files("#content-input", str(content))
+            page.set_input_files("#styles-input", str(style))
+            assert page.locator("#content-thumbs img").get_attribute("alt") == "Content photo: photo.png"
+            assert page.locator("#styles-thumbs img").get_attribute("alt") == "Style image 1: painting.png"
+
+            # Settings: a long 64 px run with random weights and no early stop (stopped below, so machine speed
+            # cannot end it before the page has seen it run).
+            page.fill("#f-size", "64")
+            page.fill("#f-steps", "5000")
+            page.select_option("#f-weights", "random")
+            page.click("#advanced summary")
+            page.fill("#f-tolerance", "0")
+            assert page.locator('.field[data-key="size"] .edited').is_visible()
+            page.click("#start")
+
+            # The preview shows the running job's image, then a newer one.
+            # (Predicates are functions, not strings: the page's Content-Security-Policy forbids eval.)
+            page.wait_for_function(
+                "() => document.querySelector('#stage-status').textContent === 'running'"
+                " && document.querySelector('#preview').dataset.preview !== undefined",
+                timeout=40_000,
+            )
+            first = int(page.get_attribute("#preview", "data-preview"))
+            page.wait_for_function(
+                f"() => Number(document.querySelector('#preview').dataset.preview) > {first}"
+                " && document.querySelector('#stage-status').textContent === 'running'",
+                timeout=30_000,
+            )
+            assert page.locator("#progress").get_attribute("aria-valuetext").startswith("step ")
+            assert "left" in page.locator("#stats").inner_text()  # the ETA
+            page.screenshot(path=str(tmp_path / "running.png"))
+
+            # Stop keeps the best image: it lands in the gallery as "stopped".
+            page.click("#stop")
+            stopped = page.locator("#gallery li.card[data-status=stopped]")
+            stopped.wait_for(timeout=20_000)
+            assert page.locator("#announce").inner_text() == "Stopped: kept the best image"
+            assert stopped.locator(".art img").count() == 1
+
+            # A short job runs to the end; the result appears in the gallery with its settings and a download.
+            page.fill("#f-steps", "8")
+            page.click("#start")
+            card = page.locator("#gallery li.card[data-status=done]")
+            card.wait_for(timeout=40_000)
+            page.wait_for_function(
+                "() => { const i = document.querySelector('#gallery li.card[data-status=done] .art img');"
+                " return i && i.complete && i.naturalWidth === 64 && i.naturalHeight === 48; }",
+                timeout=10_000,
+            )
+            chips = card.locator(".chips").inner_text()
+            assert "size" in chips and "64×48" in chips and "weights" in chips and "random" in chips
+            href = card.get_by_text("Download PNG").get_attribute("href")
+            download = page.request.get(f"{base}{href}")
+            assert download.ok and download.headers["content-type"] == "image/png"
+            assert Image.open(io.BytesIO(download.body())).size == (64, 48)
+            page.wait_for_function("() => document.querySelector('#announce').textContent.startsWith('Done in')")
+            assert page.locator("#gallery li.card").count() == 2  # newest first
+            assert page.locator("#gallery li.card").first.get_attribute("data-status") == "done"
+            page.screenshot(path=str(tmp_path / "done.png"), full_page=True)
+
+            # The job the page made is the server's: its files are under the job root.
+            job_id = card.get_attribute("data-job")
+            assert (root / job_id / "result.png").is_file()
+
+            # The API docs render without a CDN.
+            page.goto(f"{base}/docs")
+            page.get_by_text("/api/jobs/{job_id}/image", exact=True).wait_for(timeout=20_000)
+            assert not outside, outside
+            assert not errors, errors
+        finally:
+            context.close()
+    assert (tmp_path / "running.png").stat().st_size > 10_000
