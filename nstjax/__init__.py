@@ -48,6 +48,9 @@ _EXPORTS = {
     "stylize": "nstjax.nst.run",
     "stylize_to_file": "nstjax.nst.run",
     "stylize_batch": "nstjax.nst.batch",
+    "recreate_painting": "nstjax.recreate",
+    "sky_on_ground_score": "nstjax.recreate",
+    "label_painting": "nstjax.recreate",
 }
 
 __all__ = ["NstjaxError", "__version__", *sorted(_EXPORTS)]

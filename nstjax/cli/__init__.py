@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import data, nst, serve, weights
+from . import recreate as recreate_cli
 from .common import new_typer
 
 __all__ = ["app", "main"]
@@ -38,6 +39,7 @@ def _root(
 
 
 nst.register(app)
+recreate_cli.register(app)
 app.add_typer(weights.app, name="weights")
 app.add_typer(data.app, name="data")
 app.command("serve")(serve.serve)

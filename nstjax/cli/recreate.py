@@ -1,0 +1,193 @@
+"""``nstjax recreate`` (sketch → photo → painting) and ``nstjax label-painting`` (a painting's label map).
+
+The jobs are :func:`nstjax.recreate.recreate` and
+:func:`nstjax.recreate.labeller.write_painting_labels`; this module parses the
+options, renders the plan line and one progress bar per stage, and prints the
+results. ``label-painting`` is a top-level command rather than a subcommand of
+``recreate``: ``recreate`` takes a positional SKETCH, and a Typer group with a
+positional argument and subcommands would read ``label-painting`` as a sketch.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import Progress
+
+from .common import cli_errors, err_console, say, step_columns
+
+__all__ = ["label_painting", "recreate", "register"]
+
+def plan_line(plan) -> str:
+    """``recreate 384x512 px: photo (exemplar-guided NST from 3 exemplar(s), 100+100+100 steps) → … on cpu``."""
+    parts = []
+    for stage in plan.stages:
+        steps = f", {'+'.join(str(s) for s in stage.steps)} steps" if stage.steps else ""
+        parts.append(f"{stage.name} ({stage.method}{steps})")
+    weights = f"weights {plan.weights_source}" if plan.weights_source else "no VGG"
+    h, w = plan.shape
+    return (
+        f"recreate {w}x{h} px, classes {', '.join(plan.classes)}: {' → '.join(parts)}; final: {plan.final}; "
+        f"{weights}, on {plan.device}"
+    )
+
+
+class StageBars:
+    """Renders the stage events of :func:`nstjax.recreate.recreate`: one bar per stage."""
+
+    def __init__(self, console=err_console):
+        self._progress = Progress(*step_columns(), console=console)
+        self._tasks: dict[str, Any] = {}
+
+    def __call__(self, event) -> None:
+        kind = type(event).__name__
+        if kind == "StageStart":
+            if not self._tasks:
+                self._progress.start()
+            total = event.steps or 1
+            self._tasks[event.name] = self._progress.add_task(event.name, total=total, info=event.method)
+        elif kind == "StageProgress" and event.name in self._tasks:
+            p = event.progress
+            info = f"loss {p.loss:.4g} {p.evals_per_second:.2f} evals/s"
+            if p.scales > 1:
+                info = f"scale {p.scale}/{p.scales} {p.size[1]}x{p.size[0]} " + info
+            self._progress.update(self._tasks[event.name], completed=event.step, info=info)
+        elif kind == "StageDone" and event.name in self._tasks:
+            task = self._tasks[event.name]
+            total = self._progress.tasks[[t.id for t in self._progress.tasks].index(task)].total
+            self._progress.update(task, completed=total, info=f"done in {event.seconds:.1f} s {event.detail}".strip())
+
+    def close(self) -> None:
+        if self._tasks:
+            self._progress.stop()
+            self._tasks.clear()
+
+
+def recreate(
+    sketch: Annotated[Path, typer.Argument(help="Colour-coded sketch (landscape palette) or index PNG.", show_default=False)],
+    painting: Annotated[Path, typer.Option("--painting", help="The painting whose style to take.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png, .jpg, .tif, .webp).", show_default=False)],
+    painting_labels: Annotated[
+        Optional[Path], typer.Option(help="The painting's label map (make one with `nstjax label-painting`).")
+    ] = None,
+    photo_model: Annotated[
+        Optional[Path], typer.Option(help="Stage 1 with a trained SPADE/pix2pix run directory.")
+    ] = None,
+    exemplars: Annotated[
+        Optional[Path],
+        typer.Option(help="Stage 1 by exemplar-guided NST from DIR/labels/<stem>.png + DIR/photos/<stem>.png."),
+    ] = None,
+    painter: Annotated[
+        str,
+        typer.Option(
+            help="Stage 2: auto (semantic-nst with --painting-labels, else nst), nst, semantic-nst, "
+            "or cyclegan:RUN_DIR."
+        ),
+    ] = "auto",
+    size: Annotated[Optional[int], typer.Option(help="Longest side of the photo and painting in pixels.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps of each NST stage (final scale).")] = None,
+    weights: Annotated[
+        Optional[str], typer.Option(help="VGG weights: auto, keras, torchvision, gatys, random, or a weights file.")
+    ] = None,
+    stages: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder for every stage's image, sheet.png and recreate.json (also runs plain and semantic NST)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the noise start, random weights and the photo model.")] = 0,
+    max_exemplars: Annotated[int, typer.Option(help="Exemplar pairs to use (the best-covering ones).", min=1)] = 3,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan or progress bars.")] = False,
+) -> None:
+    """Recreate a painting from a SKETCH: sketch → photo (exemplars or a SPADE run) → painting (semantic NST,
+    plain NST or CycleGAN).
+
+    Exit status: 0 done, 2 bad input (one error line), 130 interrupted.
+    """
+    from ..recreate import recreate as run_recreate
+    from ..nst.run import StylizeInterrupted
+
+    bars = None if quiet else StageBars()
+    with cli_errors():
+        try:
+            result = run_recreate(
+                sketch,
+                painting,
+                output,
+                painting_labels=painting_labels,
+                photo_model=photo_model,
+                exemplars=exemplars,
+                painter=painter,
+                size=size,
+                steps=steps,
+                weights=weights,
+                stages=stages,
+                seed=seed,
+                max_exemplars=max_exemplars,
+                progress=bars,
+                on_start=None if quiet else lambda plan: say(plan_line(plan)),
+            )
+        except (KeyboardInterrupt, StylizeInterrupted):
+            if bars is not None:
+                bars.close()
+            say("interrupted: nothing written")
+            raise typer.Exit(130) from None
+        finally:
+            if bars is not None:
+                bars.close()
+    h, w = result.image.shape[:2]
+    scores = ", ".join(f"{name} {100 * s:.1f}%" for name, s in result.scores.items())
+    line = f"wrote {output} ({w}x{h}, {result.final}) in {result.seconds:.1f} s"
+    if scores:
+        line += f"; sky on ground: {scores}"
+    if result.stages_dir is not None:
+        line += f"; stages, sheet.png and recreate.json in {result.stages_dir}"
+    source = result.record["weights"]["source"]
+    if source == "random":
+        line += "; random VGG features: not real style transfer"
+    typer.echo(line)
+
+
+def label_painting(
+    painting: Annotated[Path, typer.Argument(help="The painting to label.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Label map to write (.png, landscape palette colours).", show_default=False)],
+    clusters: Annotated[int, typer.Option(help="Colour clusters (k-means in CIELAB).", min=2, max=32)] = 6,
+    classes: Annotated[
+        Optional[str], typer.Option(help="Classes the clusters may become, e.g. sky,cloud,mountain,hill,grass.")
+    ] = None,
+    assign: Annotated[
+        Optional[str], typer.Option(help="Override the class of clusters: 0=sky,3=hill (ids as in the preview).")
+    ] = None,
+    position_weight: Annotated[
+        float, typer.Option(help="Weight of the pixel position beside colour in the clustering (0 = colour only).")
+    ] = 0.5,
+    smooth: Annotated[int, typer.Option(help="Mode-filter radius in pixels that cleans speckle (0 = off).", min=0)] = 3,
+    min_area: Annotated[
+        float, typer.Option(help="Regions under this share of the picture take the class around them (0 = off).")
+    ] = 0.02,
+    fix: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Hand correction FROM>TO@x0,y0,x1,y1 (box in fractions): in the box, FROM pixels become TO. Repeatable."),
+    ] = None,
+    size: Annotated[int, typer.Option(help="Longest side the clustering works at (the map is written at full size).", min=16)] = 256,
+    preview: Annotated[
+        Optional[Path], typer.Option(help="Preview overlay to write (default OUTPUT_preview.png).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="k-means seed.")] = 0,
+) -> None:
+    """Make a label map for PAINTING: k-means colour clusters in CIELAB, a class per cluster by position and
+    colour (overridable with --assign), written with a preview overlay to check it."""
+    from ..recreate.labeller import write_painting_labels
+
+    with cli_errors():
+        result = write_painting_labels(
+            painting, output, clusters=clusters, classes=classes, assign=assign, position_weight=position_weight,
+            smooth=smooth, min_area=min_area, fixes=fix or (), work_size=size, preview=preview, seed=seed,
+        )  # fmt: skip
+    table = ", ".join(f"{i}={name}" for i, name in enumerate(result.cluster_classes))
+    areas = ", ".join(f"{name} {100 * a:.0f}%" for name, a in result.areas.items() if a > 0)
+    typer.echo(f"wrote {result.path} and {result.preview_path}: clusters {table}; areas {areas}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recreate`` and ``label-painting`` to the top-level app."""
+    app.command("recreate")(recreate)
+    app.command("label-painting")(label_painting)
