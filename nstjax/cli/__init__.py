@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import data, nst, serve, weights
+from . import adain, data, fast, nst, serve, weights
 from . import recreate as recreate_cli
 from .common import new_typer
 
@@ -42,6 +42,8 @@ nst.register(app)
 recreate_cli.register(app)
 app.add_typer(weights.app, name="weights")
 app.add_typer(data.app, name="data")
+app.add_typer(fast.app, name="fast")
+app.add_typer(adain.app, name="adain")
 app.command("serve")(serve.serve)
 
 

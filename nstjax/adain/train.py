@@ -1,0 +1,209 @@
+"""Training an AdaIN decoder on a folder of content photos and a folder of style images.
+
+:func:`train_adain` pairs the two folders at random
+(:func:`~nstjax.train.unpaired`: every step draws a batch of contents and an
+independent batch of styles), crops both to ``size`` after resizing their short
+side to ``load_size``, and runs the shared loop (:func:`~nstjax.train.fit`). The
+encoder (nstjax's VGG-19 to relu4_1) stays frozen; only the decoder learns.
+The export records which VGG weights the decoder was trained on (source,
+convention and a digest of the arrays), since it only works with those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..models.adain import init_decoder
+from ..models.vgg import CONV_LAYERS
+from ..models.vgg_weights import resolve_weights
+from ..train import (
+    Augment,
+    BatchLoader,
+    NetState,
+    RunDir,
+    TrainProgress,
+    TrainSettings,
+    apply_gradients,
+    data_mesh,
+    fit,
+    image_grid,
+    init_net,
+    replicate,
+    unpaired,
+)
+from .config import AdaINConfig
+from .losses import adain_terms
+
+__all__ = [
+    "SYSTEM",
+    "AdaINState",
+    "AdaINTrainResult",
+    "adain_tx",
+    "init_state",
+    "train_adain",
+    "train_step",
+    "vgg_digest",
+    "vgg_record",
+]
+
+SYSTEM = "adain"
+
+
+@flax.struct.dataclass
+class AdaINState:
+    """The whole train state: step (int32 scalar) and the decoder's parameters with Adam's state."""
+
+    step: jax.Array
+    net: NetState
+
+
+def adain_tx(config: AdaINConfig) -> optax.GradientTransformation:
+    """Adam with the reference's decay, ``lr / (1 + lr_decay · step)``."""
+    lr, decay = config.learning_rate, config.lr_decay
+    return optax.adam(lambda count: lr / (1.0 + decay * count))
+
+
+def init_state(config: AdaINConfig, seed: int) -> AdaINState:
+    return AdaINState(step=jnp.int32(0), net=init_net(init_decoder(seed), adain_tx(config)))
+
+
+def _step(state: AdaINState, batch: dict[str, jax.Array], vgg_params: Any, *, config: AdaINConfig,
+          preprocessing: str) -> tuple[AdaINState, dict[str, jax.Array]]:
+    contents = (batch["a"] + 1.0) * 0.5  # the loader's [-1, 1] back to [0, 1] pixels
+    styles = (batch["b"] + 1.0) * 0.5
+
+    def loss_fn(params):
+        terms, _ = adain_terms(params, vgg_params, contents, styles, preprocessing=preprocessing, dtype=config.dtype)
+        loss = jnp.mean(config.content_weight * terms["content"] + config.style_weight * terms["style"])
+        return loss, terms
+
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.net.params)
+    net = apply_gradients(state.net, grads, adain_tx(config))
+    return state.replace(step=state.step + 1, net=net), {"loss": loss, **{k: jnp.mean(v) for k, v in terms.items()}}
+
+
+train_step = jax.jit(_step, static_argnames=("config", "preprocessing"), donate_argnums=0)
+"""One step: ``(state, {"a": contents, "b": styles} in [-1, 1], vgg_params, config=, preprocessing=)
+-> (state, {"loss", "content", "style"})``. The state is donated."""
+
+
+@functools.partial(jax.jit, static_argnames=("preprocessing", "dtype"))
+def _samples(params, vgg_params, contents, styles, *, preprocessing: str, dtype: str):
+    _, images = adain_terms(params, vgg_params, contents, styles, preprocessing=preprocessing, dtype=dtype)
+    return jnp.clip(images, 0.0, 1.0)
+
+
+def vgg_digest(params: Any) -> str:
+    """SHA-256 (first 16 hex digits) of VGG-19 parameters: the 16 kernels and biases in network order."""
+    digest = hashlib.sha256()
+    for name in CONV_LAYERS:
+        for kind in ("kernel", "bias"):
+            digest.update(np.ascontiguousarray(np.asarray(params[name][kind], np.float32)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def vgg_record(weights: Any, seed: int) -> dict[str, Any]:
+    """What the export says about the encoder: source, convention, digest (and seed for random weights)."""
+    record = {"source": weights.source, "preprocessing": weights.preprocessing, "digest": vgg_digest(weights.params)}
+    if weights.source == "random":
+        record["seed"] = int(weights.metadata.get("seed", seed))
+    return record
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaINTrainResult:
+    run_dir: Path
+    step: int
+    total_steps: int
+    params: Any
+    config: AdaINConfig
+    vgg_source: str
+    metrics: dict[str, float]
+
+
+def train_adain(
+    contents: str | os.PathLike,
+    styles: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    config: AdaINConfig | None = None,
+    settings: TrainSettings,
+    weights: Any = None,
+    resume: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    mesh: Any = None,
+) -> AdaINTrainResult:
+    """Train (or resume) an AdaIN decoder on the photos in ``contents`` and the paintings in ``styles``.
+
+    Args:
+      contents, styles: image folders (e.g. COCO 2014 train and WikiArt).
+      run_dir: the run directory (see :class:`~nstjax.train.RunDir`).
+      config: :class:`AdaINConfig` (default: the reference's settings).
+      settings: length, batch (8 in the reference), seed, intervals.
+      weights: VGG-19 weights of the encoder (spec, loaded weights, or None for auto).
+      resume, progress, stop: as for :func:`nstjax.fast.train.train_fast`.
+    """
+    config = config or AdaINConfig()
+    dataset = unpaired(contents, styles)  # checks both folders before the weights are loaded
+    vgg = resolve_weights(weights, settings.seed)
+    record = vgg_record(vgg, settings.seed)
+    run_config = {
+        "system": SYSTEM,
+        "data": {"contents": str(Path(contents).expanduser().resolve()),
+                 "styles": str(Path(styles).expanduser().resolve())},
+        "model": config.to_json(),
+        "train": {"steps": settings.steps, "epochs": settings.epochs, "batch_size": settings.batch_size,
+                  "seed": settings.seed},
+        "vgg": record,
+    }  # fmt: skip
+    run = RunDir.open(run_dir, run_config, resume=resume, may_change=("train.steps", "train.epochs"),
+                      keep=settings.keep)
+    mesh = mesh or data_mesh()
+    augment = Augment(load_size=config.load_size, crop_size=config.size)
+    loader = BatchLoader(dataset, settings.batch_size, augment, seed=settings.seed,
+                         process_index=jax.process_index(), process_count=jax.process_count())
+    try:
+        total = settings.total_steps(loader.steps_per_epoch)
+        state = replicate(init_state(config, settings.seed), mesh)
+        if resume and run.latest_step() is not None:
+            state = run.restore(state)
+            run.drop_metrics_after(int(jax.device_get(state.step)))
+        vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
+        step_fn = functools.partial(train_step, vgg_params=vgg_params, config=config, preprocessing=vgg.preprocessing)
+        first = loader.batch(0)
+        sample_c, sample_s = ((first["a"][:4] + 1) * 0.5), ((first["b"][:4] + 1) * 0.5)
+
+        def sample_fn(current: AdaINState) -> np.ndarray:
+            out = np.asarray(_samples(current.net.params, vgg_params, jnp.asarray(sample_c), jnp.asarray(sample_s),
+                                      preprocessing=vgg.preprocessing, dtype=config.dtype))
+            return image_grid([list(sample_c), list(sample_s), list(out)], labels=["contents / styles / outputs"])
+
+        def export_fn(current: AdaINState) -> tuple[Any, dict]:
+            step = int(jax.device_get(current.step))
+            return current.net.params, {"system": SYSTEM, "vgg": record, "size": config.size, "step": step}
+
+        state = fit(
+            state, step_fn, loader, run, mesh=mesh, total_steps=total, log_every=settings.log_every,
+            sample_every=settings.sample_every, checkpoint_every=settings.checkpoint_every, sample_fn=sample_fn,
+            export_fn=export_fn, progress=progress, stop=stop,
+        )  # fmt: skip
+    finally:
+        run.close()
+        loader.close()
+    records = run.metrics()
+    last = {k: v for k, v in (records[-1] if records else {}).items() if k not in ("step", "time")}
+    return AdaINTrainResult(run.path, int(jax.device_get(state.step)), total,
+                            jax.tree.map(np.asarray, state.net.params), config, vgg.source, last)

@@ -1,0 +1,270 @@
+"""Training a Johnson et al. network for one style on a folder of content photos.
+
+:func:`train_fast` builds the run (:class:`~nstjax.train.RunDir`), the batches
+(:class:`~nstjax.train.BatchLoader` over :func:`~nstjax.train.plain`), the
+style's Gram targets and the train state, and runs the shared loop
+(:func:`~nstjax.train.fit`). The jitted step (:func:`train_step`) takes the VGG
+parameters and the Gram targets as arguments, so nothing large is baked into
+the compiled program, and donates the state.
+
+Training is as in the paper and the PyTorch example: Adam at a constant rate
+(1e-3), batches of 4 square crops (256 px), content photos resized so the short
+side is the crop size, then cropped at random and flipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..io.images import fit_longest_side, load_image, resize_image
+from ..models.johnson import TransformerNet, init_transformer
+from ..models.vgg_weights import resolve_weights
+from ..train import (
+    Augment,
+    BatchLoader,
+    NetState,
+    RunDir,
+    TrainProgress,
+    TrainSettings,
+    apply_gradients,
+    data_mesh,
+    fit,
+    image_grid,
+    init_net,
+    plain,
+    replicate,
+)
+from .config import FastConfig, default_style_weight
+from .losses import perceptual_terms, style_grams, weighted_loss
+
+__all__ = [
+    "SYSTEM",
+    "FastState",
+    "FastTrainResult",
+    "evaluate_style_loss",
+    "export_config",
+    "fast_tx",
+    "file_digest",
+    "init_state",
+    "load_style",
+    "train_fast",
+    "train_step",
+]
+
+SYSTEM = "fast"
+
+
+@flax.struct.dataclass
+class FastState:
+    """The whole train state: step (int32 scalar) and the transformer's parameters with Adam's state."""
+
+    step: jax.Array
+    net: NetState
+
+
+def fast_tx(config: FastConfig) -> optax.GradientTransformation:
+    """Adam at the config's constant learning rate (the paper's and the example's optimiser)."""
+    return optax.adam(config.learning_rate)
+
+
+def init_state(config: FastConfig, seed: int) -> FastState:
+    """A fresh state: seeded Flax-initialised transformer parameters, Adam's zero moments, step 0."""
+    params = init_transformer(seed, output=config.output)
+    return FastState(step=jnp.int32(0), net=init_net(params, fast_tx(config)))
+
+
+def _model(config: FastConfig) -> TransformerNet:
+    return TransformerNet(output=config.output, dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
+
+
+def _step(state: FastState, batch: dict[str, jax.Array], vgg_params: Any, grams: dict[str, jax.Array], *,
+          config: FastConfig, preprocessing: str) -> tuple[FastState, dict[str, jax.Array]]:
+    contents = (batch["image"] + 1.0) * 0.5  # the loader's [-1, 1] back to [0, 1] pixels
+
+    def loss_fn(params):
+        outputs = _model(config).apply({"params": params}, contents)
+        terms = perceptual_terms(
+            vgg_params, outputs, contents, grams, content_layer=config.content_layer,
+            style_layers=config.style_layers, pooling=config.pooling, preprocessing=preprocessing, dtype=config.dtype,
+        )  # fmt: skip
+        return weighted_loss(terms, config.content_weight, config.style_weight, config.tv_weight), terms
+
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.net.params)
+    net = apply_gradients(state.net, grads, fast_tx(config))
+    metrics = {"loss": loss, **{k: jnp.mean(v) for k, v in terms.items()}}
+    return state.replace(step=state.step + 1, net=net), metrics
+
+
+train_step = jax.jit(_step, static_argnames=("config", "preprocessing"), donate_argnums=0)
+"""One optimiser step: ``(state, {"image": [B, S, S, 3] in [-1, 1]}, vgg_params, grams, config=, preprocessing=)
+-> (state, {"loss", "content", "style", "tv"})``. The state is donated."""
+
+
+@functools.partial(jax.jit, static_argnames=("config", "preprocessing"))
+def _evaluate(params, contents, vgg_params, grams, *, config: FastConfig, preprocessing: str):
+    outputs = _model(config).apply({"params": params}, contents)
+    return perceptual_terms(
+        vgg_params, outputs, contents, grams, content_layer=config.content_layer, style_layers=config.style_layers,
+        pooling=config.pooling, preprocessing=preprocessing, dtype=config.dtype,
+    )  # fmt: skip
+
+
+def evaluate_style_loss(params: Any, contents: np.ndarray, vgg_params: Any, grams: dict[str, jax.Array], *,
+                        config: FastConfig, preprocessing: str) -> dict[str, float]:
+    """Mean unweighted loss terms of the network's outputs for ``contents`` [B, S, S, 3] in [0, 1]."""
+    terms = _evaluate(params, jnp.asarray(contents), vgg_params, grams, config=config, preprocessing=preprocessing)
+    return {k: float(jnp.mean(v)) for k, v in terms.items()}
+
+
+_style_grams = jax.jit(style_grams, static_argnames=("style_layers", "pooling", "preprocessing", "dtype"))
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _render(params, contents, *, config: FastConfig):
+    return jnp.clip(_model(config).apply({"params": params}, contents), 0.0, 1.0)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (identifies the style image in the run's config)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_style(style: str | os.PathLike | np.ndarray, side: int) -> np.ndarray:
+    """The style image as float32 [1, h, w, 3] in [0, 1], longest side ``side``."""
+    image = load_image(style) if isinstance(style, str | os.PathLike) else np.asarray(style, np.float32)
+    image = resize_image(image, fit_longest_side(image.shape[:2], side))
+    return image[None]
+
+
+def export_config(config: FastConfig, *, style_name: str, step: int, vgg: dict[str, Any]) -> dict[str, Any]:
+    """What ``fast apply`` needs (and shows) about a trained network: the export's config.json."""
+    return {
+        "system": SYSTEM,
+        "model": {"output": config.output, "pixel_scale": 255.0},
+        "style": style_name,
+        "size": config.size,
+        "step": int(step),
+        "loss": config.to_json(),
+        "vgg": vgg,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class FastTrainResult:
+    """A finished (or resumed-to-the-end) training run."""
+
+    run_dir: Path
+    step: int
+    total_steps: int
+    params: Any
+    config: FastConfig
+    vgg_source: str
+    metrics: dict[str, float]
+
+
+def train_fast(
+    style: str | os.PathLike,
+    data: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    config: FastConfig | None = None,
+    settings: TrainSettings,
+    weights: Any = None,
+    resume: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    mesh: Any = None,
+) -> FastTrainResult:
+    """Train (or resume) a feed-forward network for ``style`` on the photos in ``data``.
+
+    Args:
+      style: the style image file.
+      data: a folder of content photos (any size; read as :func:`~nstjax.train.plain`).
+      run_dir: the run directory (see :class:`~nstjax.train.RunDir`).
+      config: model and loss settings (default :class:`FastConfig`); a ``style_weight``
+        of None is resolved from the VGG weights (:func:`default_style_weight`).
+      settings: length, batch, seed and intervals.
+      weights: VGG-19 weights for the loss (a spec, loaded weights, or None for auto).
+      resume: continue the run in ``run_dir`` (same settings; steps/epochs may grow).
+      progress, stop: see :func:`~nstjax.train.fit`.
+
+    Raises:
+      NstjaxError: bad inputs or settings, a run that does not match on resume.
+      TrainingInterrupted, TrainingDiverged: from :func:`~nstjax.train.fit`.
+    """
+    config = config or FastConfig()
+    style = Path(style)
+    # Inputs first, weights after: a mistyped path must not wait for a download.
+    style_image = load_style(style, config.style_side)
+    dataset = plain(data)
+    vgg = resolve_weights(weights, settings.seed)
+    if config.style_weight is None:
+        config = config.replace(style_weight=default_style_weight(vgg.preprocessing, vgg.source))
+    vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing}
+    run_config = {
+        "system": SYSTEM,
+        "style": {"file": style.name, "sha256": file_digest(style)},
+        "data": str(Path(data).expanduser().resolve()),
+        "loss": config.to_json(),
+        "train": {"steps": settings.steps, "epochs": settings.epochs, "batch_size": settings.batch_size,
+                  "seed": settings.seed},
+        "vgg": vgg_info,
+    }  # fmt: skip
+    run = RunDir.open(run_dir, run_config, resume=resume, may_change=("train.steps", "train.epochs"),
+                      keep=settings.keep)
+    mesh = mesh or data_mesh()
+    loader = BatchLoader(dataset, settings.batch_size, Augment(load_size=config.size, crop_size=config.size),
+                         seed=settings.seed, process_index=jax.process_index(), process_count=jax.process_count())
+    try:
+        total = settings.total_steps(loader.steps_per_epoch)
+        state = replicate(init_state(config, settings.seed), mesh)
+        if resume and run.latest_step() is not None:
+            state = run.restore(state)
+            run.drop_metrics_after(int(jax.device_get(state.step)))
+        vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
+        grams = replicate(
+            _style_grams(vgg_params, jnp.asarray(style_image), config.style_layers, pooling=config.pooling,
+                         preprocessing=vgg.preprocessing, dtype=config.dtype),
+            mesh,
+        )
+        step_fn = functools.partial(train_step, vgg_params=vgg_params, grams=grams, config=config,
+                                    preprocessing=vgg.preprocessing)
+        samples = (loader.batch(0)["image"][:4] + 1.0) * 0.5
+
+        def sample_fn(current: FastState) -> np.ndarray:
+            out = np.asarray(_render(current.net.params, jnp.asarray(samples), config=config))
+            style_tile = style_image[0]
+            return image_grid([[style_tile, *samples], [style_tile, *out]], labels=["style", "inputs / outputs"])
+
+        def export_fn(current: FastState) -> tuple[Any, dict]:
+            step = int(jax.device_get(current.step))
+            return current.net.params, export_config(config, style_name=style.stem, step=step, vgg=vgg_info)
+
+        state = fit(
+            state, step_fn, loader, run, mesh=mesh, total_steps=total, log_every=settings.log_every,
+            sample_every=settings.sample_every, checkpoint_every=settings.checkpoint_every, sample_fn=sample_fn,
+            export_fn=export_fn, progress=progress, stop=stop,
+        )  # fmt: skip
+    finally:
+        run.close()
+        loader.close()
+    records = run.metrics()
+    last = {k: v for k, v in (records[-1] if records else {}).items() if k not in ("step", "time")}
+    return FastTrainResult(run.path, int(jax.device_get(state.step)), total,
+                           jax.tree.map(np.asarray, state.net.params), config, vgg.source, last)
