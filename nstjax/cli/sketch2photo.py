@@ -1,0 +1,157 @@
+"""``nstjax sketch2photo train|render|convert-ade20k|split-facades``: label map -> photo (:mod:`nstjax.sketch2photo`)."""
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .common import (
+    TRAIN_OPTIONS,
+    TrainBar,
+    cli_errors,
+    err_console,
+    new_typer,
+    say,
+    train_settings_from_options,
+    training_job,
+    with_options,
+)
+
+app = new_typer("SPADE (GauGAN) and pix2pix: learn to turn colour-coded sketches into photos.")
+
+ModelName = Literal["spade", "pix2pix"]
+NormName = Literal["batch", "instance"]
+InputName = Literal["labels", "image"]
+DtypeName = Literal["float32", "bfloat16"]
+AdeSplit = Literal["training", "validation"]
+FacadesSplit = Literal["train", "val", "test"]
+Direction = Literal["BtoA", "AtoB"]
+
+
+class _CountBar:
+    """A bar for ``progress`` events with ``done`` and ``total``."""
+
+    def __init__(self, label: str, quiet: bool = False):
+        self.label, self.quiet = label, quiet
+        self._progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                  console=err_console)  # fmt: skip
+        self._task = None
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=p.total)
+        self._progress.update(self._task, completed=p.done)
+
+    def __enter__(self) -> "_CountBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._progress.stop()
+
+
+@app.command("train")
+@with_options(TRAIN_OPTIONS)
+def train_command(
+    labels_dir: Annotated[Path, typer.Argument(help="Folder of label maps (colour sketches or index PNGs).")],
+    photos_dir: Annotated[Path, typer.Argument(help="Folder of the matching photos (same file stems).")],
+    model: Annotated[ModelName, typer.Option(help="spade (GauGAN) or pix2pix (the U-Net baseline).")] = "spade",
+    size: Annotated[int, typer.Option(help="Side of the square training crops in pixels.")] = 256,
+    ngf: Annotated[int, typer.Option(help="Generator width (SPADE: of its last block; pix2pix: first layer).")] = 64,
+    ndf: Annotated[int, typer.Option(help="Channels of the discriminators' first layer.")] = 64,
+    palette: Annotated[str, typer.Option(help="Palette of the label maps: a shipped name or a JSON file.")] = "landscape",
+    hidden: Annotated[int, typer.Option(help="SPADE: channels of each SPADE layer's shared convolution.")] = 128,
+    vae: Annotated[bool, typer.Option("--vae", help="SPADE: also train the image encoder (style images at render).")] = False,
+    norm: Annotated[NormName, typer.Option(help="SPADE's parameter-free norm (batch: the paper's).")] = "batch",
+    weights: Annotated[
+        Optional[str], typer.Option(help="VGG-19 weights of SPADE's perceptual loss: auto, keras, torchvision, gatys, random, a file.")
+    ] = None,
+    lambda_vgg: Annotated[float, typer.Option(help="SPADE: weight of the VGG perceptual loss (0 = off).")] = 10.0,
+    input_kind: Annotated[
+        InputName, typer.Option("--input", help="pix2pix: labels (label maps) or image (RGB inputs, e.g. facades).")
+    ] = "labels",
+    dtype: Annotated[DtypeName, typer.Option(help="Compute dtype (bfloat16: GPUs/TPUs).")] = "float32",
+    **options: Any,
+) -> None:
+    """Train SPADE or pix2pix on LABELS_DIR -> PHOTOS_DIR pairs into --run (default length: 200 epochs).
+
+    Prints the run directory; the trained generator is in RUN/export (use `nstjax sketch2photo render`).
+    """
+    from ..sketch2photo import Pix2PixConfig, Sketch2PhotoConfig, SpadeConfig, train
+
+    run_dir: Path = options["run"]
+    with training_job(run_dir), TrainBar(model) as bar:
+        config = Sketch2PhotoConfig(
+            model=model,
+            size=size,
+            palette=palette,
+            spade=SpadeConfig(ngf=ngf, ndf=ndf, hidden=hidden, use_vae=vae, norm=norm, lambda_vgg=lambda_vgg),
+            pix2pix=Pix2PixConfig(ngf=ngf, ndf=ndf, input=input_kind),
+            train=train_settings_from_options(options, epochs=200),
+            dtype=dtype,
+        )
+        train(labels_dir, photos_dir, run_dir, config, weights=weights, resume=options["resume"],
+              progress=None if options["quiet"] else bar)  # fmt: skip
+    typer.echo(str(run_dir.expanduser().resolve()))
+
+
+@app.command("render")
+def render_command(
+    run_dir: Annotated[Path, typer.Argument(help="A sketch2photo run directory (or its export/ folder).")],
+    sketches: Annotated[list[Path], typer.Argument(help="Sketch files (colour PNGs or index PNGs) and/or folders.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (one <name>.png per sketch).")],
+    style_image: Annotated[
+        Optional[Path], typer.Option(help="A photo whose look the result takes (SPADE trained with --vae).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the latent (SPADE --vae) or of pix2pix's dropout.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Render sketches into photos with a trained run; print each output path."""
+    from ..sketch2photo import render
+
+    with cli_errors(), _CountBar("render", quiet) as bar:
+        written = render(run_dir, sketches, out, style_image=style_image, seed=seed, progress=bar)
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command("convert-ade20k")
+def convert_ade20k_command(
+    root: Annotated[Path, typer.Argument(help="Extracted ADEChallengeData2016 (from `nstjax data fetch ade20k`).")],
+    out: Annotated[Path, typer.Argument(help="Output folder: OUT/labels and OUT/photos.")],
+    split: Annotated[AdeSplit, typer.Option(help="Which ADE20K split.")] = "training",
+    min_fraction: Annotated[
+        Optional[float], typer.Option(help="Keep images with at least this share of landscape pixels (default 0.85).")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Look at only the first N images (a trial).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Turn ADE20K's outdoor landscapes into landscape-palette (label map, photo) pairs for SPADE."""
+    from ..sketch2photo import convert_ade20k
+
+    with cli_errors(), _CountBar("convert", quiet) as bar:
+        report = convert_ade20k(root, out, split=split, min_fraction=min_fraction, limit=limit, progress=bar)
+    typer.echo(f"kept {len(report.kept)} of {len(report.kept) + len(report.skipped)} images: "
+               f"{report.labels_dir} and {report.photos_dir}")  # fmt: skip
+
+
+@app.command("split-facades")
+def split_facades_command(
+    root: Annotated[Path, typer.Argument(help="Extracted pix2pix facades folder (train/ val/ test/), or one split.")],
+    out: Annotated[Path, typer.Argument(help="Output folder: OUT/labels (inputs) and OUT/photos.")],
+    split: Annotated[FacadesSplit, typer.Option(help="Which split.")] = "train",
+    direction: Annotated[Direction, typer.Option(help="BtoA: right half (labels) -> left (photo), pix2pix's.")] = "BtoA",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Cut pix2pix's side-by-side facades images into paired folders (train with --model pix2pix --input image)."""
+    from ..sketch2photo import split_facades
+
+    with cli_errors(), _CountBar("split", quiet) as bar:
+        report = split_facades(root, out, split=split, direction=direction, progress=bar)
+    typer.echo(f"wrote {len(report.kept)} pairs: {report.labels_dir} and {report.photos_dir}")
+    if not quiet:
+        say("train: nstjax sketch2photo train OUT/labels OUT/photos --model pix2pix --input image --run RUN")
