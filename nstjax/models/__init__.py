@@ -4,14 +4,21 @@
   :mod:`~nstjax.models.vgg_weights`: its ImageNet weights (sources, download, conversion, cache).
 * :mod:`~nstjax.models.johnson`: Johnson et al.'s feed-forward transformer network.
 * :mod:`~nstjax.models.adain`: AdaIN and its decoder (Huang & Belongie).
+* :mod:`~nstjax.models.layers`: the convolution, upsampling and instance-norm layers the GAN
+  networks share, and convolutions as matrix products (:func:`~nstjax.models.layers.convolve`).
+* :mod:`~nstjax.models.resnet_generator`: CycleGAN's ResNet generator; :mod:`~nstjax.models.unet`:
+  GDL_code's U-Net generator; :mod:`~nstjax.models.patchgan`: the 70x70 PatchGAN discriminator.
 * :mod:`~nstjax.models.spade`: SPADE (GauGAN) generator, encoder and multi-scale discriminator;
   :mod:`~nstjax.models.pix2pix`: pix2pix's U-Net.
 """
 
 from .adain import Decoder, adaptive_instance_normalization, calc_mean_std, init_decoder
 from .johnson import TransformerNet, init_transformer
+from .patchgan import PatchGAN
 from .pix2pix import Pix2PixUnet
+from .resnet_generator import ResnetGenerator
 from .spade import SPADE, ConvEncoder, MultiscaleDiscriminator, SPADEGenerator, SPADEResBlock
+from .unet import UnetGenerator
 from .vgg import LAYERS, VGG19, features, init_params
 from .vgg_weights import VGGWeights, load_weights, random_weights, resolve_weights
 
@@ -22,10 +29,13 @@ __all__ = [
     "ConvEncoder",
     "Decoder",
     "MultiscaleDiscriminator",
+    "PatchGAN",
     "Pix2PixUnet",
+    "ResnetGenerator",
     "SPADEGenerator",
     "SPADEResBlock",
     "TransformerNet",
+    "UnetGenerator",
     "adaptive_instance_normalization",
     "calc_mean_std",
     "init_decoder",

@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .resnet_generator import Conv, Upsample2x
+from .layers import Conv, Upsample2x
 
 __all__ = ["Pix2PixUnet", "batch_norm", "pix2pix_dropout_blocks", "pix2pix_multiple"]
 

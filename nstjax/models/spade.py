@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .patchgan import PatchGAN
-from .resnet_generator import Conv, instance_norm
+from .layers import Conv, instance_norm
 
 __all__ = [
     "ConvEncoder",
@@ -159,7 +159,7 @@ class ParamFreeNorm(nn.Module):
 
 
 class _SNConv(nn.Module):
-    """A :class:`~nstjax.models.resnet_generator.Conv`, spectral-normalised when ``spectral``."""
+    """A :class:`~nstjax.models.layers.Conv`, spectral-normalised when ``spectral``."""
 
     features: int
     kernel: int

@@ -40,7 +40,7 @@ from ._datasets import (
     split_facades,
 )
 from ._render import RenderProgress, Renderer, render, render_labels
-from ._state import Sketch2PhotoState, init_state, init_variables, learning_rate, optimizers
+from ._state import Sketch2PhotoState, init_state, init_variables, optimizers
 from ._steps import (
     discriminate,
     feature_matching_loss,
@@ -87,7 +87,6 @@ __all__ = [
     "init_state",
     "init_variables",
     "kld_loss",
-    "learning_rate",
     "make_networks",
     "noise",
     "optimizers",

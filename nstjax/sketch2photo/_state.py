@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..train.state import NetState, init_net
+from ..train.state import NetState, init_net, linear_decay_rate
 from ._config import Sketch2PhotoConfig, make_networks
 
-__all__ = ["Sketch2PhotoState", "init_state", "init_variables", "learning_rate", "optimizers"]
+__all__ = ["Sketch2PhotoState", "init_state", "init_variables", "optimizers"]
 
 
 @flax.struct.dataclass
@@ -44,15 +44,6 @@ class Sketch2PhotoState:
     decay_steps: jax.Array
 
 
-def learning_rate(base, step, total_steps, decay_steps) -> jax.Array:
-    """``base`` until ``total - decay`` steps, then linearly to 0 at ``total`` (traceable)."""
-    step = jnp.asarray(step, jnp.float32)
-    total = jnp.asarray(total_steps, jnp.float32)
-    decay = jnp.asarray(decay_steps, jnp.float32)
-    fraction = jnp.clip((total - step) / jnp.maximum(decay, 1.0), 0.0, 1.0)
-    return base * jnp.where(decay > 0, fraction, 1.0)
-
-
 def optimizers(config: Sketch2PhotoConfig, state_or_none: Sketch2PhotoState | None = None,
                total_steps=1, decay_steps=0) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     """(generator Adam, discriminator Adam) with the run's schedule (from ``state`` when given).
@@ -70,7 +61,7 @@ def optimizers(config: Sketch2PhotoConfig, state_or_none: Sketch2PhotoState | No
         lr_g, lr_d, total_steps, decay_steps = s.lr_g, s.lr_d, s.total_steps, s.decay_steps
 
     def adam(base):
-        return optax.adam(lambda count: learning_rate(base, count, total_steps, decay_steps), b1=b1, b2=b2)
+        return optax.adam(lambda count: linear_decay_rate(base, count, total_steps, decay_steps), b1=b1, b2=b2)
 
     return adam(lr_g), adam(lr_d)
 

@@ -38,9 +38,9 @@ import jax.numpy as jnp
 from ..labels import one_hot
 from ..losses.gan import fake_loss, generator_loss, real_loss
 from ..models.vgg import features as vgg_features
-from ..train.state import apply_gradients
+from ..train.state import apply_gradients, linear_decay_rate
 from ._config import DTYPES, VGG_LAYERS, Sketch2PhotoConfig, make_networks
-from ._state import Sketch2PhotoState, learning_rate, optimizers
+from ._state import Sketch2PhotoState, optimizers
 
 __all__ = [
     "discriminate",
@@ -217,8 +217,8 @@ def _train_step_fn(config: Sketch2PhotoConfig, num_classes: int, preprocessing: 
 
 
 def _rates(state: Sketch2PhotoState) -> dict[str, jax.Array]:
-    return {"lr_g": learning_rate(state.lr_g, state.step, state.total_steps, state.decay_steps),
-            "lr_d": learning_rate(state.lr_d, state.step, state.total_steps, state.decay_steps)}  # fmt: skip
+    return {"lr_g": linear_decay_rate(state.lr_g, state.step, state.total_steps, state.decay_steps),
+            "lr_d": linear_decay_rate(state.lr_d, state.step, state.total_steps, state.decay_steps)}  # fmt: skip
 
 
 def _spade_step(state: Sketch2PhotoState, batch: dict[str, jax.Array], vgg_params: Any, *,

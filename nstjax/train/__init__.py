@@ -16,7 +16,16 @@ from .data import Augment, BatchLoader, FolderDataset, image_files, image_to_uni
 from .loop import TrainingDiverged, TrainingInterrupted, TrainProgress, fit
 from .plots import image_grid, read_metrics, save_grid, save_loss_curve
 from .settings import TrainSettings
-from .state import NetState, apply_gradients, constant_then_linear_decay, data_mesh, init_net, replicate, shard_batch
+from .state import (
+    NetState,
+    apply_gradients,
+    constant_then_linear_decay,
+    data_mesh,
+    init_net,
+    linear_decay_rate,
+    replicate,
+    shard_batch,
+)
 
 __all__ = [
     "Augment",
@@ -30,6 +39,7 @@ __all__ = [
     "TrainingInterrupted",
     "apply_gradients",
     "constant_then_linear_decay",
+    "linear_decay_rate",
     "data_mesh",
     "fit",
     "image_files",

@@ -17,6 +17,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
@@ -29,6 +30,7 @@ __all__ = [
     "NetState",
     "apply_gradients",
     "constant_then_linear_decay",
+    "linear_decay_rate",
     "data_mesh",
     "init_net",
     "replicate",
@@ -60,6 +62,21 @@ def apply_gradients(net: NetState, grads: Any, tx: optax.GradientTransformation)
     """One optimiser step: ``params ← params + tx.update(grads)``."""
     updates, opt_state = tx.update(grads, net.opt_state, net.params)
     return NetState(params=optax.apply_updates(net.params, updates), opt_state=opt_state)
+
+
+def linear_decay_rate(base: Any, step: Any, total_steps: Any, decay_steps: Any) -> jax.Array:
+    """``base`` until ``total_steps - decay_steps``, then linearly to 0 at ``total_steps`` (traceable).
+
+    The schedule of :func:`constant_then_linear_decay` with every argument a number
+    or a (traced) array, so a run's length and base rate can live in its train
+    state: a resumed run may be made longer without recompiling or changing the
+    optimiser state's structure. float32 scalar.
+    """
+    step = jnp.asarray(step, jnp.float32)
+    total = jnp.asarray(total_steps, jnp.float32)
+    decay = jnp.asarray(decay_steps, jnp.float32)
+    fraction = jnp.clip((total - step) / jnp.maximum(decay, 1.0), 0.0, 1.0)
+    return base * jnp.where(decay > 0, fraction, 1.0)
 
 
 def constant_then_linear_decay(learning_rate: float, total_steps: int, decay_steps: int) -> optax.Schedule:

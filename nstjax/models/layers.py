@@ -1,0 +1,385 @@
+"""Layers the GAN networks share (CycleGAN, pix2pix, SPADE), in Flax Linen, and how convolutions are computed.
+
+* :class:`Conv`: a square convolution with N(0, 0.02) weights (:data:`CONV_INIT`),
+  float32 parameters and arithmetic in ``dtype``; :class:`Upsample2x`: x2
+  upsampling by a transposed convolution (:func:`conv_transpose_stride2`, as a
+  sub-pixel convolution) or by resizing then convolving;
+* :func:`instance_norm` (no affine parameters, statistics in float32) and
+  :func:`reflect_pad`;
+* :func:`convolve` / :func:`conv_method`: one cross-correlation computed as XLA's
+  convolution or as matrix products (im2col, or a shifted sum for thin outputs),
+  with hand-written gradients; :func:`gemm_conv_forward` is the im2col product
+  that :func:`nstjax.models.vgg.gemm_conv` uses too.
+
+Conventions: NHWC activations; HWIO kernels ``[k, k, Cin, Cout]``; products
+accumulate in float32 whatever the operands' dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "CONV_IMPLS",
+    "CONV_INIT",
+    "GEMM_MIN_MACS",
+    "XLA_FORWARD_MIN_PIXELS",
+    "Conv",
+    "ConvImpl",
+    "Upsample2x",
+    "UpsampleName",
+    "conv2d",
+    "conv_method",
+    "conv_transpose_stride2",
+    "convolve",
+    "gemm_conv_forward",
+    "instance_norm",
+    "reflect_pad",
+]
+
+UpsampleName = Literal["transpose", "resize"]
+
+CONV_INIT = nn.initializers.normal(stddev=0.02)
+"""N(0, 0.02) kernel initialiser of the CycleGAN and pix2pix networks (biases start at 0)."""
+
+
+def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """Instance normalisation without affine parameters: each sample's channels to zero mean, unit variance.
+
+    ``x`` [B, H, W, C]; statistics over H and W in float32 (biased variance, as
+    PyTorch's ``InstanceNorm2d``); the result in ``x``'s dtype.
+    """
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+    centred = x32 - mean
+    var = jnp.mean(jnp.square(centred), axis=(1, 2), keepdims=True)
+    return (centred * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+    """Reflection padding of ``pad`` pixels on each side of H and W (``x`` [B, H, W, C])."""
+    if pad == 0:
+        return x
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VALID") -> jax.Array:
+    """XLA's cross-correlation of ``x`` [B, H, W, Cin] with ``kernel`` [k, k, Cin, Cout] (HWIO), NHWC out.
+
+    ``padding``: ``"VALID"``, ``"SAME"`` (TensorFlow's split) or ``((top, bottom), (left, right))`` zeros.
+    """
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+# --------------------------------------------------------------------------- convolutions as matrix products
+
+ConvImpl = Literal["auto", "xla", "gemm"]
+CONV_IMPLS = ("auto", "xla", "gemm")
+
+GEMM_MIN_MACS = 20_000_000
+"""On CPU, "auto" computes convolutions of at least this many multiply-adds per image as matrix products;
+smaller ones (test-sized networks) stay XLA convolutions, which compile faster."""
+
+XLA_FORWARD_MIN_PIXELS = 2048
+"""Matrix-product convolutions with outputs of at least this many pixels (and kernels of 3 or more) run
+their forward pass as XLA's convolution: its 9x (or 49x) im2col copy made the product's forward 2x slower
+at 64x64 px, while the products' backward stays the faster one."""
+
+
+def _explicit_padding(padding: Any, k: int, stride: int, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    if padding == "VALID":
+        return ((0, 0), (0, 0))
+    if padding == "SAME":
+        out = []
+        for size in (h, w):
+            total = max((-(-size // stride) - 1) * stride + k - size, 0)
+            out.append((total // 2, total - total // 2))
+        return tuple(out)  # type: ignore[return-value]
+    (t, b), (l, r) = padding
+    return ((int(t), int(b)), (int(l), int(r)))
+
+
+def _matmul(a: jax.Array, b: jax.Array, spec: str) -> jax.Array:
+    # Products accumulate in float32 whatever the inputs (bfloat16 included).
+    return jnp.einsum(spec, a, b.astype(a.dtype), preferred_element_type=jnp.float32).astype(a.dtype)
+
+
+def _taps(k: int) -> list[tuple[int, int]]:
+    return [(dy, dx) for dy in range(k) for dx in range(k)]
+
+
+def _im2col(xp: jax.Array, k: int, stride: int, ho: int, wo: int) -> jax.Array:
+    """[B, ho, wo, k*k*C]: the k x k windows of the padded input, taps in (dy, dx) order."""
+    span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+    return jnp.concatenate(
+        [xp[:, dy : dy + span_h : stride, dx : dx + span_w : stride] for dy, dx in _taps(k)], axis=-1
+    )
+
+
+def _pad4(x: jax.Array, padding) -> jax.Array:
+    (t, b), (l, r) = padding
+    return jnp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _gemm_conv(x, kernel, stride, padding, xla_forward):
+    return _gemm_conv_fwd(x, kernel, stride, padding, xla_forward)[0]
+
+
+def gemm_conv_forward(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
+    """The cross-correlation of :func:`conv2d` as one matrix product over the input's k x k windows (im2col).
+
+    ``x`` [B, H, W, Cin], ``kernel`` [k, k, Cin, Cout], ``padding`` ``((top, bottom),
+    (left, right))`` zeros. The windows are laid side by side ([B, Ho, Wo, k·k·Cin])
+    and multiplied with the kernel as a [k·k·Cin, Cout] matrix, accumulated in
+    float32, returned in ``x``'s dtype. Forward only (for gradients use :func:`convolve`).
+    It costs a k·k-fold copy of the input, which pays on CPU for small images with
+    many channels, and for bfloat16 where the CPU multiplies bfloat16 matrices natively.
+    """
+    k, c_in, c_out = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    xp = _pad4(x, padding)
+    b, ho, wo = x.shape[0], (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    # One 2-D product [B·Ho·Wo, k·k·Cin] x [k·k·Cin, Cout]: the form XLA:CPU hands to its GEMM kernels.
+    y = jax.lax.dot_general(
+        _im2col(xp, k, stride, ho, wo).reshape(b * ho * wo, k * k * c_in),
+        kernel.reshape(k * k * c_in, c_out).astype(x.dtype),
+        (((1,), (0,)), ((), ())),
+        preferred_element_type=jnp.float32,
+    )
+    return y.reshape(b, ho, wo, c_out).astype(x.dtype)
+
+
+def _gemm_conv_fwd(x, kernel, stride, padding, xla_forward):
+    if xla_forward:
+        return conv2d(x, kernel, stride, padding), (x, kernel)
+    return gemm_conv_forward(x, kernel, stride, padding), (x, kernel)
+
+
+def _gemm_conv_bwd(stride, padding, xla_forward, residuals, g):
+    # Keeps x, not its k*k-fold copy, for the backward pass (the copy is rebuilt here): memory as XLA's.
+    x, kernel = residuals
+    k, c_in = kernel.shape[0], kernel.shape[2]
+    xp = _pad4(x, padding)
+    ho, wo = g.shape[1], g.shape[2]
+    g = g.astype(x.dtype)
+    dkernel = _matmul(_im2col(xp, k, stride, ho, wo), g, "bhwk,bhwo->ko").reshape(kernel.shape)
+    dcols = _matmul(g, kernel.reshape(k * k * c_in, -1), "bhwo,ko->bhwk")
+    dxp = jnp.zeros(xp.shape, jnp.float32)
+    zero = jnp.zeros((), dcols.dtype)
+    for i, (dy, dx) in enumerate(_taps(k)):
+        tap = dcols[..., i * c_in : (i + 1) * c_in]
+        # Tap (dy, dx) of output pixel (i, j) read input pixel (stride i + dy, stride j + dx).
+        config = ((0, 0, 0), (dy, xp.shape[1] - dy - stride * (ho - 1) - 1, stride - 1),
+                  (dx, xp.shape[2] - dx - stride * (wo - 1) - 1, stride - 1), (0, 0, 0))  # fmt: skip
+        dxp = dxp + jax.lax.pad(tap, zero, config).astype(jnp.float32)
+    (t, _), (l, _) = padding
+    return dxp[:, t : t + x.shape[1], l : l + x.shape[2]].astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+_gemm_conv.defvjp(_gemm_conv_fwd, _gemm_conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _shift_conv(x, kernel, padding):
+    return _shift_conv_fwd(x, kernel, padding)[0]
+
+
+def _shift_kernel(kernel: jax.Array) -> jax.Array:
+    k, c_in, c_out = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    return kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out)  # [Cin, (dy, dx, Cout)]
+
+
+def _shift_conv_fwd(x, kernel, padding):
+    k, c_out = kernel.shape[0], kernel.shape[3]
+    xp = _pad4(x, padding)
+    ho, wo = xp.shape[1] - k + 1, xp.shape[2] - k + 1
+    z = _matmul(xp, _shift_kernel(kernel), "bhwc,ck->bhwk")
+    y = sum(
+        z[:, dy : dy + ho, dx : dx + wo, i * c_out : (i + 1) * c_out].astype(jnp.float32)
+        for i, (dy, dx) in enumerate(_taps(k))
+    )
+    return y.astype(x.dtype), (x, kernel)
+
+
+def _shift_conv_bwd(padding, residuals, g):
+    x, kernel = residuals
+    k = kernel.shape[0]
+    xp = _pad4(x, padding)
+    hp, wp = xp.shape[1], xp.shape[2]
+    gp = jnp.pad(g.astype(x.dtype), ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
+    # dz[p, (d, o)] = g[p - d, o]: the windows of the zero-padded output gradient.
+    dz = jnp.concatenate([gp[:, k - 1 - dy : k - 1 - dy + hp, k - 1 - dx : k - 1 - dx + wp] for dy, dx in _taps(k)],
+                         axis=-1)  # fmt: skip
+    shifted = _shift_kernel(kernel)
+    dxp = _matmul(dz, shifted, "bhwk,ck->bhwc")
+    dshifted = _matmul(xp, dz, "bhwc,bhwk->ck")
+    c_in, c_out = kernel.shape[2], kernel.shape[3]
+    dkernel = dshifted.reshape(c_in, k, k, c_out).transpose(1, 2, 0, 3)
+    (t, _), (l, _) = padding
+    return dxp[:, t : t + x.shape[1], l : l + x.shape[2]], dkernel.astype(kernel.dtype)
+
+
+_shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
+
+
+def conv_method(height: int, width: int, in_channels: int, out_channels: int, kernel: int, stride: int = 1,
+                impl: ConvImpl = "auto", platform: str | None = None) -> str:
+    """How :func:`convolve` computes a convolution: ``"xla"``, ``"gemm"`` or ``"shift"``.
+
+    ``impl="xla"``: XLA's convolution. ``"gemm"``: a matrix product, either over the
+    input's k x k windows (im2col, ``"gemm"``) or, for stride-1 layers with few output
+    channels (the generators' RGB heads), of the input with all taps' kernels at once
+    followed by a shifted sum of the k x k partial outputs (``"shift"``): the smaller
+    of the two intermediates. ``"auto"``: on GPU/TPU XLA's convolution; on CPU the
+    matrix products for layers of at least :data:`GEMM_MIN_MACS` multiply-adds, XLA's
+    elsewhere; large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) keep XLA's convolution for
+    the forward pass and use the products for both gradients. Measured on a 2-core AVX2
+    EPYC (docs/cyclegan.md): XLA:CPU ran the 7x7 RGB head's forward 10x slower than
+    PyTorch, and the products' forward and backward beat XLA's convolutions 1.3-2.4x
+    except the forward of 64x64 px layers. ``height``, ``width``: the output's.
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
+    if impl == "xla" or kernel == 1:
+        return "xla"
+    if impl == "auto":
+        platform = jax.default_backend() if platform is None else platform
+        if platform != "cpu" or height * width * kernel * kernel * in_channels * out_channels < GEMM_MIN_MACS:
+            return "xla"
+    return "shift" if stride == 1 and out_channels < in_channels else "gemm"
+
+
+def convolve(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VALID", impl: ConvImpl = "auto") -> jax.Array:
+    """The cross-correlation of :func:`conv2d`, computed as :func:`conv_method` says.
+
+    Same function whatever the method (tested); float32 accumulation.
+    """
+    k = kernel.shape[0]
+    pads = _explicit_padding(padding, k, stride, x.shape[1], x.shape[2])
+    ho = (x.shape[1] + sum(pads[0]) - k) // stride + 1
+    wo = (x.shape[2] + sum(pads[1]) - k) // stride + 1
+    method = conv_method(ho, wo, kernel.shape[2], kernel.shape[3], k, stride, impl)
+    if method == "xla":
+        return conv2d(x, kernel, stride, pads)
+    if method == "shift":
+        return _shift_conv(x, kernel, pads)
+    xla_forward = impl == "auto" and k >= 3 and ho * wo >= XLA_FORWARD_MIN_PIXELS
+    return _gemm_conv(x, kernel, stride, pads, xla_forward)
+
+
+class Conv(nn.Module):
+    """A square convolution with N(0, 0.02) weights: float32 parameters, arithmetic in ``dtype``.
+
+    ``padding``: ``"VALID"``, ``"SAME"`` (TensorFlow's split: the extra pixel at
+    the end) or an int (zeros on each side). ``impl``: see :func:`conv_method`.
+    """
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: Any = "VALID"
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    impl: ConvImpl = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", CONV_INIT, (self.kernel, self.kernel, x.shape[-1], self.features), jnp.float32)
+        y = convolve(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding, self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32).astype(y.dtype)
+        return y
+
+
+def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, padding: int, output_padding: int,
+                           impl: ConvImpl = "auto") -> jax.Array:
+    """PyTorch's ``conv_transpose2d(x, w, stride=2, padding, output_padding)``, as a sub-pixel convolution.
+
+    Args:
+      x: [B, H, W, Cin].
+      kernel: [k, k, Cin, Cout], PyTorch's ``ConvTranspose2d`` weight ``[Cin, Cout, k, k]``
+        permuted to ``(2, 3, 0, 1)`` (not flipped): output pixel ``o = 2 i - padding + t``
+        receives ``x[i] * kernel[t]``.
+      padding, output_padding: as PyTorch's; ``k + output_padding - 2 padding`` must be 2,
+        so the output is exactly [B, 2H, 2W, Cout] (the generators' x2 upsamplings).
+
+    Each output phase ``(a, b)`` (row and column parity) is a small correlation of
+    ``x``; one stride-1 convolution (:func:`convolve` with ``impl``) computes all four
+    as ``4 Cout`` channels.
+    """
+    k = kernel.shape[0]
+    if k + output_padding - 2 * padding != 2:
+        raise ValueError(f"kernel {k}, padding {padding}, output_padding {output_padding} does not double the size")
+    # Phase a of output row o = 2m + a takes kernel tap t from input row m + d, d = (a + padding - t) / 2.
+    taps = {a: [(t, (a + padding - t) // 2) for t in range(k) if (a + padding - t) % 2 == 0] for a in (0, 1)}
+    offsets = [d for a in (0, 1) for _, d in taps[a]]
+    lo, hi = min(offsets), max(offsets)
+    size = hi - lo + 1
+    c_in, c_out = kernel.shape[2], kernel.shape[3]
+    phases = []
+    for a in (0, 1):
+        for b in (0, 1):
+            sub = jnp.zeros((size, size, c_in, c_out), kernel.dtype)
+            for t, dy in taps[a]:
+                for u, dx in taps[b]:
+                    sub = sub.at[dy - lo, dx - lo].set(kernel[t, u])
+            phases.append(sub)
+    combined = jnp.concatenate(phases, axis=-1)  # channels ordered (a, b, cout)
+    xp = jnp.pad(x, ((0, 0), (-lo, hi), (-lo, hi), (0, 0)))
+    y = convolve(xp, combined, impl=impl)
+    n, h, w, _ = y.shape
+    y = y.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(n, 2 * h, 2 * w, c_out)
+
+
+class Upsample2x(nn.Module):
+    """x2 upsampling to ``features`` channels.
+
+    mode ``"transpose"``: a transposed convolution (PyTorch ``ConvTranspose2d`` with
+    ``kernel``, stride 2, ``padding``, ``output_padding``), kernel parameter
+    ``[k, k, Cin, Cout]`` as in :func:`conv_transpose_stride2`.
+    mode ``"resize"``: nearest-neighbour x2, then a ``kernel`` convolution padded
+    as ``resize_padding`` says (``"reflect"``: reflection, ``(k - 1) // 2`` per
+    side, for odd k; ``"SAME"``: TensorFlow-style zeros, as Keras ``padding='same'``).
+    """
+
+    features: int
+    mode: UpsampleName = "transpose"
+    kernel: int = 3
+    padding: int = 1
+    output_padding: int = 1
+    resize_padding: str = "reflect"
+    use_bias: bool = False
+    dtype: Any = jnp.float32
+    conv_impl: ConvImpl = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.mode == "transpose":
+            c_in = x.shape[-1]
+            kernel = self.param("kernel", CONV_INIT, (self.kernel, self.kernel, c_in, self.features), jnp.float32)
+            y = conv_transpose_stride2(x.astype(self.dtype), kernel.astype(self.dtype), self.padding,
+                                       self.output_padding, self.conv_impl)
+            if self.use_bias:
+                y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32).astype(y.dtype)
+            return y
+        if self.mode != "resize":
+            raise ValueError(f"unknown upsampling {self.mode!r} (transpose or resize)")
+        x = jnp.repeat(jnp.repeat(x.astype(self.dtype), 2, axis=1), 2, axis=2)
+        if self.resize_padding == "reflect":
+            x = reflect_pad(x, (self.kernel - 1) // 2)
+            padding = "VALID"
+        else:
+            padding = self.resize_padding
+        kernel = self.param("kernel", CONV_INIT, (self.kernel, self.kernel, x.shape[-1], self.features), jnp.float32)
+        y = convolve(x, kernel.astype(self.dtype), 1, padding, self.conv_impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32).astype(y.dtype)
+        return y
