@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import adain, data, fast, nst, serve, sketch2photo, weights
+from . import adain, cyclegan, data, fast, nst, serve, sketch2photo, weights
 from . import recreate as recreate_cli
 from .common import new_typer
 
@@ -42,6 +42,7 @@ nst.register(app)
 recreate_cli.register(app)
 app.add_typer(weights.app, name="weights")
 app.add_typer(data.app, name="data")
+app.add_typer(cyclegan.app, name="cyclegan")
 app.add_typer(fast.app, name="fast")
 app.add_typer(adain.app, name="adain")
 app.add_typer(sketch2photo.app, name="sketch2photo")

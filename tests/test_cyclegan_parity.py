@@ -1,0 +1,298 @@
+"""nstjax's CycleGAN against the PyTorch reference (references/cyclegan_torch.py), from the same parameters.
+
+The reference is written the way junyanz/pytorch-CycleGAN-and-pix2pix writes it
+(nn.Sequential ResNet generator with ReflectionPad2d and InstanceNorm2d,
+NLayerDiscriminator, GANLoss('lsgan'), ImagePool, optimize_parameters). The
+PyTorch networks are initialised by the authors' rule (N(0, 0.02), zero biases)
+and converted to nstjax's layout: conv weights [O, I, kh, kw] -> [kh, kw, I, O],
+transposed-conv weights [I, O, kh, kw] -> [kh, kw, I, O]. nstjax has no bias
+before a non-affine instance norm (it cancels); the reference's are zero at
+init and the tests check that they make no difference to any output.
+
+Names: the authors' netG_A / netG_B / netD_A / netD_B are nstjax's g_ab / g_ba /
+d_b / d_a (netD_A judges domain B), and their loss_idt_A (|G_A(B) - B|) is
+nstjax's g_idt_b.
+
+Precision: float32 on both sides, matmul precision pinned to "highest"
+(jax.default_matmul_precision; torch.set_float32_matmul_precision). Tolerances
+are stated at each assertion.
+
+The tiny configuration (ngf 8, ndf 8, 2 blocks, 32 px, batch 4) is the one
+tests/test_cyclegan.py trains with, so the jitted train step compiles once for
+both files.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "references"))
+import cyclegan_torch as ref  # noqa: E402
+
+from nstjax.cyclegan import CycleGANConfig, CycleGANState, LossConfig, ModelConfig, init_state, train_step_fn  # noqa: E402
+from nstjax.losses.gan import discriminator_loss, fake_loss, generator_loss, real_loss  # noqa: E402
+from nstjax.models.patchgan import PatchGAN, patch_grid  # noqa: E402
+from nstjax.models.layers import conv_transpose_stride2  # noqa: E402
+from nstjax.models.resnet_generator import ResnetGenerator  # noqa: E402
+from nstjax.models.unet import UnetGenerator  # noqa: E402
+from nstjax.train import TrainSettings, data_mesh, replicate, shard_batch  # noqa: E402
+
+TINY = ModelConfig(ngf=8, ndf=8, blocks=2, size=32)
+BATCH = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def highest_precision():
+    torch.set_float32_matmul_precision("highest")
+    # One thread: the reference is tiny here, and PyTorch's OpenMP threads spin-wait, which costs seconds
+    # per step when the CPUs are shared (8 s instead of 0.3 s for this step under load).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with jax.default_matmul_precision("highest"):
+        yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()  # a copy: the optimiser updates PyTorch's tensors in place
+
+
+# nstjax drops the biases before instance norms; the reference's are zero at init (checked while this is
+# True). After an Adam step they are not (their gradient is rounding noise), and they make no difference.
+CHECK_ZERO_BIASES = [True]
+
+
+def _conv(m, bias: bool) -> dict:
+    out = {"kernel": _np(m.weight).transpose(2, 3, 1, 0)}
+    if bias:
+        out["bias"] = _np(m.bias)
+    elif CHECK_ZERO_BIASES[0]:
+        assert m.bias is None or not _np(m.bias).any()
+    return out
+
+
+def _conv_t(m) -> dict:
+    if CHECK_ZERO_BIASES[0]:
+        assert m.bias is None or not _np(m.bias).any()
+    return {"kernel": _np(m.weight).transpose(2, 3, 0, 1)}
+
+
+def resnet_params(g: ref.ResnetGenerator) -> dict:
+    layers = list(g.model)
+    convs = [m for m in layers if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    blocks = [m for m in layers if isinstance(m, ref.ResnetBlock)]
+    params = {"stem": _conv(convs[0], False), "down1": _conv(convs[1], False), "down2": _conv(convs[2], False)}
+    for i, block in enumerate(blocks):
+        c1, c2 = [m for m in block.conv_block if isinstance(m, torch.nn.Conv2d)]
+        params[f"block{i}"] = {"conv1": _conv(c1, False), "conv2": _conv(c2, False)}
+    ups = convs[3:5]
+    for i, m in enumerate(ups, 1):
+        params[f"up{i}"] = _conv_t(m) if isinstance(m, torch.nn.ConvTranspose2d) else _conv(m, False)
+    params["head"] = _conv(convs[5], True)
+    return params
+
+
+def patchgan_params(d: ref.NLayerDiscriminator) -> dict:
+    convs = [m for m in d.model if isinstance(m, torch.nn.Conv2d)]
+    params = {f"conv{i}": _conv(m, i == 0) for i, m in enumerate(convs[:-1])}
+    params["head"] = _conv(convs[-1], True)
+    return params
+
+
+def unet_params(g: ref.GDLUnetGenerator) -> dict:
+    params = {f"down{i}": _conv(m.conv, False) for i, m in enumerate(g.down)}
+    params.update({f"up{i}": _conv(m.conv, False) for i, m in enumerate(g.up)})
+    params["head"] = _conv(g.head.conv, True)
+    return params
+
+
+def nchw(x: np.ndarray):
+    return torch.tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def nhwc(t) -> np.ndarray:
+    return _np(t).transpose(0, 2, 3, 1)
+
+
+def images(seed: int, shape=(BATCH, 32, 32, 3)) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def test_transposed_convolution_is_pytorchs():
+    rng = np.random.default_rng(0)
+    for k, pad, out_pad in ((3, 1, 1), (4, 1, 0)):
+        x = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
+        w = rng.standard_normal((6, 4, k, k)).astype(np.float32)  # PyTorch: [Cin, Cout, k, k]
+        want = torch.nn.functional.conv_transpose2d(nchw(x), torch.tensor(w), stride=2, padding=pad,
+                                                    output_padding=out_pad)  # fmt: skip
+        got = conv_transpose_stride2(jnp.asarray(x), jnp.asarray(w.transpose(2, 3, 0, 1)), pad, out_pad)
+        assert got.shape == (2, 10, 14, 4)
+        np.testing.assert_allclose(np.asarray(got), nhwc(want), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_resnet_generator_matches_reference(upsample):
+    torch.manual_seed(1)
+    g = ref.init_weights(ref.ResnetGenerator(ngf=8, n_blocks=2, upsample=upsample))
+    x = images(1)
+    got = ResnetGenerator(ngf=8, blocks=2, upsample=upsample).apply({"params": resnet_params(g)}, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(got), nhwc(g(nchw(x))), atol=1e-5)  # outputs in (-1, 1)
+
+
+def test_default_resnet_generator_has_the_papers_layout():
+    # ngf 64, 9 blocks: the authors' resnet_9blocks (11.38M parameters; 5,248 fewer here without the
+    # biases before instance norms), and the same function at 64 px.
+    torch.manual_seed(2)
+    g = ref.init_weights(ref.ResnetGenerator())
+    params = resnet_params(g)
+    shapes = jax.tree.map(np.shape, params)
+    expect = jax.eval_shape(ResnetGenerator().init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))["params"]
+    assert shapes == jax.tree.map(lambda s: s.shape, expect)
+    n_ours = sum(x.size for x in jax.tree.leaves(params))
+    n_ref = sum(p.numel() for p in g.parameters())
+    biases_before_norms = 64 + 128 + 256 + 9 * 2 * 256 + 128 + 64
+    assert n_ref == 11_378_179 and n_ours == n_ref - biases_before_norms
+    x = images(2, (1, 64, 64, 3))
+    # XLA's convolutions: on CPU "auto" would compute the big layers as matrix products, which
+    # tests/test_cyclegan.py checks against XLA's convolutions directly (cheaper to compile there).
+    got = jax.jit(ResnetGenerator(conv_impl="xla").apply)({"params": params}, jnp.asarray(x))
+    # 25 convolutions and instance norms deep: float32 rounding grows to ~1e-5 (outputs in (-1, 1)).
+    np.testing.assert_allclose(np.asarray(got), nhwc(g(nchw(x))), atol=5e-5)
+
+
+def test_patchgan_matches_reference_and_has_70px_patches():
+    torch.manual_seed(3)
+    d = ref.init_weights(ref.NLayerDiscriminator(ndf=8))
+    x = images(3, (2, 64, 64, 3))
+    got = PatchGAN(ndf=8).apply({"params": patchgan_params(d)}, jnp.asarray(x))
+    want = nhwc(d(nchw(x)))
+    assert got.shape == want.shape == (2, 6, 6, 1) and patch_grid(64) == 6 and patch_grid(256) == 30
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("depth", [3, 4])
+def test_gdl_unet_matches_reference(depth):
+    torch.manual_seed(4)
+    g = ref.init_weights(ref.GDLUnetGenerator(ngf=8, depth=depth))
+    x = images(4, (2, 32, 48, 3))
+    got = UnetGenerator(ngf=8, depth=depth).apply({"params": unet_params(g)}, jnp.asarray(x))
+    assert got.shape == (2, 32, 48, 3)
+    np.testing.assert_allclose(np.asarray(got), nhwc(g(nchw(x))), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_gan_losses_match_their_definitions():
+    rng = np.random.default_rng(5)
+    real, fake = rng.standard_normal((2, 3, 3, 1)), rng.standard_normal((2, 3, 3, 1))
+    r, f = torch.tensor(real), torch.tensor(fake)
+    mse, bce = torch.nn.functional.mse_loss, torch.nn.functional.binary_cross_entropy_with_logits
+    expect = {
+        ("lsgan", "real"): mse(r, torch.ones_like(r)), ("lsgan", "fake"): mse(f, torch.zeros_like(f)),
+        ("lsgan", "g"): mse(f, torch.ones_like(f)),
+        ("bce", "real"): bce(r, torch.ones_like(r)), ("bce", "fake"): bce(f, torch.zeros_like(f)),
+        ("bce", "g"): bce(f, torch.ones_like(f)),
+        ("hinge", "real"): torch.relu(1 - r).mean(), ("hinge", "fake"): torch.relu(1 + f).mean(),
+        ("hinge", "g"): -f.mean(),
+    }  # fmt: skip
+    for (kind, term), value in expect.items():
+        got = {"real": lambda: real_loss(kind, real), "fake": lambda: fake_loss(kind, fake),
+               "g": lambda: generator_loss(kind, fake)}[term]()  # fmt: skip
+        np.testing.assert_allclose(float(got), float(value), rtol=1e-6, err_msg=f"{kind} {term}")
+        if term == "real":
+            total = float(discriminator_loss(kind, real, fake))
+            np.testing.assert_allclose(total, float(value) + float(expect[(kind, "fake")]), rtol=1e-6)
+    # Multi-scale logits: the mean of the per-scale losses.
+    two = generator_loss("hinge", [fake, 2 * fake])
+    np.testing.assert_allclose(float(two), -1.5 * fake.mean(), rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        real_loss("wgan", real)
+
+
+# ----------------------------------------------------------------------------- one training step
+
+
+def reference_model(seed: int = 0):
+    torch.manual_seed(seed)
+    g_a = ref.init_weights(ref.ResnetGenerator(ngf=8, n_blocks=2))
+    g_b = ref.init_weights(ref.ResnetGenerator(ngf=8, n_blocks=2))
+    d_a = ref.init_weights(ref.NLayerDiscriminator(ndf=8))
+    d_b = ref.init_weights(ref.NLayerDiscriminator(ndf=8))
+    return ref.CycleGAN(g_a, g_b, d_a, d_b)
+
+
+def state_from(model: ref.CycleGAN, config: CycleGANConfig) -> CycleGANState:
+    state = init_state(config, total_steps=100, decay_steps=50)  # step 0: the learning rate is 2e-4
+    g = {"g_ab": resnet_params(model.netG_A), "g_ba": resnet_params(model.netG_B)}
+    d = {"d_a": patchgan_params(model.netD_B), "d_b": patchgan_params(model.netD_A)}
+    shapes = jax.tree.map(np.shape, (g, d))
+    assert shapes == jax.tree.map(np.shape, (state.g.params, state.d.params))
+    return replicate(state.replace(g=state.g.replace(params=g), d=state.d.replace(params=d)), data_mesh())
+
+
+def test_one_training_step_matches_the_reference():
+    config = CycleGANConfig(model=TINY, loss=LossConfig(), train=TrainSettings(steps=100, batch_size=BATCH))
+    model = reference_model()
+    state = state_from(model, config)
+    a, b = images(10), images(11)
+    model.set_input(nchw(a), nchw(b))
+    model.optimize_parameters()  # G step with D frozen, then D step on (empty-pool) fakes
+    ref_losses = model.losses()
+
+    step = train_step_fn(config.model, config.loss, config.optim, config.dtype)
+    # Placed as nstjax.train.fit places them (replicated state, batch split over the mesh): the same compiled
+    # program as tests/test_cyclegan.py's runs.
+    state, metrics = step(state, shard_batch({"a": a, "b": b}, data_mesh()))
+    metrics = jax.device_get(metrics)
+    names = {"G_A": "g_gan_ab", "G_B": "g_gan_ba", "cycle_A": "g_cycle_a", "cycle_B": "g_cycle_b",
+             "idt_A": "g_idt_b", "idt_B": "g_idt_a", "D_A": "d_b", "D_B": "d_a"}  # fmt: skip
+    for theirs, ours in names.items():
+        # Every loss term to 1e-5 relative (float32 sums over 4x32x32x3 values, different orders).
+        np.testing.assert_allclose(metrics[ours], ref_losses[theirs], rtol=1e-5, err_msg=ours)
+    assert float(metrics["lr"]) == pytest.approx(2e-4)
+
+    # Parameters after one Adam step of both pairs. Adam's first update is lr * g / (|g| + eps), about
+    # +-lr = 2e-4 per parameter whatever |g| is, so the updates themselves must agree.
+    CHECK_ZERO_BIASES[0] = False
+    try:
+        after = {"g_ab": resnet_params(model.netG_A), "g_ba": resnet_params(model.netG_B),
+                 "d_a": patchgan_params(model.netD_B), "d_b": patchgan_params(model.netD_A)}  # fmt: skip
+    finally:
+        CHECK_ZERO_BIASES[0] = True
+    ours = {**jax.device_get(state.g.params), **jax.device_get(state.d.params)}
+    before = state_from(reference_model(), config)
+    moved = 0
+    for path, theirs in jax.tree_util.tree_leaves_with_path(after):
+        mine = ours
+        for key in path:
+            mine = mine[key.key]
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+        moved += int((np.abs(theirs - _leaf(before, path)) > 1e-4).sum())
+    assert moved > 0.9 * sum(x.size for x in jax.tree.leaves(after))  # nearly every parameter moved by ~lr
+
+    # The next outputs agree too (the reference's biases before instance norms moved: no effect).
+    x = images(12)
+    got = jax.jit(ResnetGenerator(ngf=8, blocks=2).apply)({"params": ours["g_ab"]}, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(got), nhwc(model.netG_A(nchw(x))), atol=1e-5)
+
+
+def _leaf(state: CycleGANState, path) -> np.ndarray:
+    tree = {**jax.device_get(state.g.params), **jax.device_get(state.d.params)}
+    for key in path:
+        tree = tree[key.key]
+    return tree
