@@ -4,11 +4,17 @@ Every system that compiles (style transfer, training, inference) calls
 :func:`enable_compilation_cache` before its first jitted call, so a second run
 with the same shapes skips most of the compile time. Jobs that may span several
 hosts call :func:`init_distributed` before anything touches a device.
+
+:func:`cpu_flags` and :func:`fast_bfloat16` tell what the CPU can do (read once
+from ``/proc/cpuinfo``); :func:`nstjax.models.vgg.conv_plan` picks how to
+compute convolutions from them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -16,7 +22,17 @@ import jax
 from .errors import NstjaxError
 from .hub import cache_dir
 
-__all__ = ["enable_compilation_cache", "init_distributed", "wants_distributed"]
+__all__ = [
+    "FAST_BFLOAT16_FLAGS",
+    "cpu_flags",
+    "enable_compilation_cache",
+    "fast_bfloat16",
+    "init_distributed",
+    "wants_distributed",
+]
+
+FAST_BFLOAT16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+"""``/proc/cpuinfo`` flags of x86 CPUs with bfloat16 matrix instructions (AMX, AVX512-BF16)."""
 
 _COMPILATION_CACHE_READY = False
 
@@ -37,7 +53,7 @@ def enable_compilation_cache(directory: str | os.PathLike | None = None) -> None
         except OSError:
             return  # an unwritable cache only costs compile time
         jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     _COMPILATION_CACHE_READY = True
 
 
@@ -70,3 +86,30 @@ def init_distributed(distributed: bool | None = None) -> tuple[int, int]:
         except (RuntimeError, ValueError) as exc:
             raise NstjaxError(f"cannot start jax.distributed: {' '.join(str(exc).split())}") from None
     return jax.process_index(), jax.process_count()
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of this machine's CPU (``/proc/cpuinfo`` ``flags``, Linux x86).
+
+    Empty where the file or the line is missing (macOS, Windows, ARM's ``Features``
+    line is read as well). Read once per process.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def fast_bfloat16(flags: Iterable[str] | None = None) -> bool:
+    """Whether a CPU with these flags (default: this one's) multiplies bfloat16 matrices natively.
+
+    True for AMX (``amx_bf16``) or AVX512-BF16 (``avx512_bf16``). Elsewhere XLA:CPU
+    emulates bfloat16 arithmetic in float32.
+    """
+    return bool(FAST_BFLOAT16_FLAGS & frozenset(cpu_flags() if flags is None else flags))

@@ -287,6 +287,10 @@ def lscpu() -> dict[str, str]:
     return info
 
 
+SPEED_FLAGS = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"})
+"""The CPU flags that decide how fast the benchmarks can be (reported with every number)."""
+
+
 def machine() -> dict[str, Any]:
     import jax
 
@@ -297,6 +301,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "avx512": "avx512f" in info.get("Flags", ""),
         "avx512_bf16": "avx512_bf16" in info.get("Flags", ""),
+        "cpu_flags": sorted(set(info.get("Flags", "").split()) & SPEED_FLAGS),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(),
         "jax_backend": jax.default_backend(),
@@ -371,13 +376,13 @@ def median(values) -> float:
 # --------------------------------------------------------------------------- before/after: the convolution's VJP
 
 
-def with_cache_marker(params):
+def with_cache_marker(params, marker: str = "autodiff_conv"):
     """``params`` plus an empty, unused leaf per convolution.
 
-    The different tree structure gives programs traced under :class:`autodiff_conv`
-    their own jit cache entries, apart from nstjax's own programs.
+    The different tree structure gives programs traced under a patch (:class:`autodiff_conv`,
+    :class:`gram_vjp`) their own jit cache entries, apart from nstjax's own programs.
     """
-    return {name: {**p, "autodiff_conv": np.zeros((0,), np.float32)} for name, p in params.items()}
+    return {name: {**p, marker: np.zeros((0,), np.float32)} for name, p in params.items()}
 
 
 class autodiff_conv:
@@ -392,7 +397,7 @@ class autodiff_conv:
 
         from nstjax.models import vgg
 
-        def lax_conv(x, kernel, padding, kernel_t=None):
+        def lax_conv(x, kernel, padding, kernel_t=None, method="xla"):
             return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
@@ -402,4 +407,61 @@ class autodiff_conv:
 
     def __exit__(self, *exc):
         self._vgg.conv3x3 = self._original
+        return False
+
+
+# --------------------------------------------------------------------------- proposed: the Gram matrix's VJP
+
+
+def _gram_vjp_matrix():
+    """A Gram matrix with a hand-written VJP, proposed for ``nstjax.losses.style.gram_matrix``.
+
+    Same function and normalisation. JAX's own gradient of ``einsum("bhwc,bhwd->bcd")``
+    makes XLA:CPU transpose the features to [C, h·w] and back (two slow copies of the
+    largest style layer) around a skinny [C, h·w]·[h·w, C] product; the VJP written out,
+    ``dF = F·(dG + dGᵀ)``, is one [h·w, C]·[C, C] product on the features as they are.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def gram(features):
+        return jnp.einsum("bhwc,bhwd->bcd", features, features, preferred_element_type=jnp.float32)
+
+    def fwd(features):
+        return gram(features), features
+
+    def bwd(features, g):
+        sym = (g + jnp.swapaxes(g, 1, 2)).astype(features.dtype)
+        d = jnp.einsum("bhwc,bcd->bhwd", features, sym, preferred_element_type=jnp.float32)
+        return (d.astype(features.dtype),)
+
+    gram.defvjp(fwd, bwd)
+
+    def gram_matrix(features, mask=None):
+        _, h, w, c = features.shape
+        if mask is None:
+            return gram(features) / (c * h * w)
+        mask = jnp.broadcast_to(mask, features.shape[:3]).astype(jnp.float32)
+        guided = features * mask[..., None].astype(features.dtype)
+        area = jnp.sum(mask, axis=(1, 2))
+        return gram(guided) / (c * jnp.maximum(area, 1e-8))[:, None, None]
+
+    return gram_matrix
+
+
+class gram_vjp:
+    """Context manager: while tracing inside it, ``nstjax.losses.style.gram_matrix`` is
+    :func:`_gram_vjp_matrix`'s (a proposed change, measured before it is made). Use it with
+    :func:`with_cache_marker` parameters (marker ``"gram_vjp"``)."""
+
+    def __enter__(self):
+        from nstjax.losses import style
+
+        self._style, self._original = style, style.gram_matrix
+        style.gram_matrix = _gram_vjp_matrix()
+        return self
+
+    def __exit__(self, *exc):
+        self._style.gram_matrix = self._original
         return False

@@ -30,6 +30,7 @@ Weights are seeded random: speed does not depend on their values.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -46,6 +47,8 @@ import _bench_common as bc  # noqa: E402
 
 IMPLS = ("nstjax", "reference")
 BEFORE = "nstjax-autodiff-conv"  # --compare-autodiff-conv: nstjax with JAX's default convolution VJP (the old path)
+GRAM_VJP = "nstjax+gram-vjp"  # --proposed-gram: nstjax with the Gram matrix's hand-written VJP (bc.gram_vjp)
+PATCHES = {BEFORE: bc.autodiff_conv, GRAM_VJP: bc.gram_vjp}
 MODES = ("eval", "adam", "lbfgs")
 
 
@@ -74,8 +77,11 @@ class Workload:
         return evals, time.perf_counter() - start
 
 
-def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes, impl="nstjax") -> list[Workload]:
-    import contextlib
+def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes, impl="nstjax",
+                     conv_impl="auto") -> list[Workload]:
+    """nstjax's workloads; ``impl`` names the variant: ``nstjax`` (as shipped), ``nstjax-xla``
+    (``conv_impl``), :data:`GRAM_VJP` or :data:`BEFORE` (traced under a patch of the library)."""
+    import dataclasses
 
     import jax
     import jax.numpy as jnp
@@ -88,14 +94,15 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
     targets_params, params = params, engine.device_params(params)  # as run_stylize passes them
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
+    patch = PATCHES.get(impl)
     for dtype in dtypes:
         for mode in modes[dtype]:
             optimizer = "adam" if mode == "adam" else "lbfgs"
-            before = impl != "nstjax"
-            with bc.autodiff_conv() if before else contextlib.nullcontext():
+            with patch() if patch else contextlib.nullcontext():
                 spec, targets, lw = bc.nstjax_problem(
                     targets_params, preprocessing, content, style, settings=settings, optimizer=optimizer, dtype=dtype
                 )
+            spec = dataclasses.replace(spec, conv_impl=conv_impl)
             if mode == "eval":
                 vg = bc.jitted_value_and_grad()
 
@@ -120,17 +127,19 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
                     return evals
 
             w = Workload(impl, dtype, mode, unit)
-            if before:
-                w.trace_context = bc.autodiff_conv
+            w.trace_context = patch
             out.append(w)
     return out
 
 
 def reference_workloads(params, preprocessing, content, style, settings, dtypes, modes, device,
                         channels_last=False) -> list[Workload]:
+    """The reference's workloads, named ``reference`` (NCHW, the tutorial's) or ``reference-cl``
+    (``channels_last``)."""
     import torch
     import torch_reference as ref
 
+    name = "reference-cl" if channels_last else "reference"
     out = []
     for dtype in dtypes:
         autocast = torch.bfloat16 if dtype == "bfloat16" else None
@@ -150,7 +159,7 @@ def reference_workloads(params, preprocessing, content, style, settings, dtypes,
 
             else:
                 unit = _ReferenceSteps(image, loss_fn, mode, settings, sync)
-            out.append(Workload("reference", dtype, mode, unit))
+            out.append(Workload(name, dtype, mode, unit))
     return out
 
 
@@ -196,12 +205,20 @@ def throughput(size: int, args, settings, device: str) -> dict[str, Any]:
         ref_dtypes.remove("bfloat16")
     ours = nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes)
     old = []
+    if "xla" in args.conv_impls:
+        old += nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes,
+                                impl="nstjax-xla", conv_impl="xla")
+    if args.proposed_gram:
+        old += nstjax_workloads(bc.with_cache_marker(params, "gram_vjp"), preprocessing, content, style, settings,
+                                dtypes, modes, impl=GRAM_VJP)
     if args.compare_autodiff_conv:
-        old = nstjax_workloads(bc.with_cache_marker(params), preprocessing, content, style, settings,
-                               dtypes, modes, impl=BEFORE)
-    theirs = reference_workloads(params, preprocessing, content, style, settings, ref_dtypes, modes, device,
-                                 channels_last=args.reference_channels_last)
-    # Pair the workloads nstjax, reference, (autodiff-conv), nstjax, reference, …
+        old += nstjax_workloads(bc.with_cache_marker(params), preprocessing, content, style, settings,
+                                dtypes, modes, impl=BEFORE)
+    theirs = []
+    for layout in args.reference_layouts:
+        theirs += reference_workloads(params, preprocessing, content, style, settings, ref_dtypes, modes, device,
+                                      channels_last=layout == "channels-last")
+    # Pair the workloads nstjax, reference, (variants), nstjax, reference, …
     workloads: list[Workload] = []
     for a in ours:
         workloads.append(a)
@@ -220,12 +237,14 @@ def throughput(size: int, args, settings, device: str) -> dict[str, Any]:
         w.calls = max(1, int(np.ceil(args.min_time / max(per_call, 1e-6))))
         print(f"  {size}px {w.name}: first call {first:.2f} s, then {evals / seconds:.2f} evals/s; "
               f"{w.calls} call(s) per repetition", flush=True)
+    load = []
     for rep in range(args.repeats):
         order = workloads if rep % 2 == 0 else workloads[::-1]
         for w in order:
             evals, seconds = w.run()
             w.rates.append(evals / seconds)
             w.seconds.append(seconds)
+            load.append(os.getloadavg()[0])
         print(f"  {size}px repetition {rep + 1}/{args.repeats}: "
               + ", ".join(f"{w.name} {w.rates[-1]:.2f}" for w in workloads), flush=True)
 
@@ -236,15 +255,26 @@ def throughput(size: int, args, settings, device: str) -> dict[str, Any]:
         peak, _ = bc.device_peak_flops(w.dtype)
         rows.append(dict(
             size=size, impl=w.impl, dtype=w.dtype, mode=w.mode, evals_per_s=rate,
-            rates=w.rates, iqr=[float(np.percentile(w.rates, 25)), float(np.percentile(w.rates, 75))],
+            rates=w.rates, seconds=w.seconds, iqr=[float(np.percentile(w.rates, 25)), float(np.percentile(w.rates, 75))],
             calls_per_repetition=w.calls, first_call_s=w.first_s,
             gflops=rate * flops / 1e9, fraction_of_peak=(rate * flops / peak) if peak else None,
         ))
     for row in rows:
-        if row["impl"] != "reference":
-            other = [r for r in rows if r["impl"] == "reference" and (r["dtype"], r["mode"]) == (row["dtype"], row["mode"])]
-            row["ratio_vs_reference"] = row["evals_per_s"] / other[0]["evals_per_s"] if other else None
-    return dict(size=size, images=what, eval_gflop=flops / 1e9, rows=rows)
+        if not row["impl"].startswith("reference"):
+            best = fastest_reference(rows, row["dtype"], row["mode"])
+            row["ratio_vs_reference"] = row["evals_per_s"] / best["evals_per_s"] if best else None
+            row["reference_setting"] = best["impl"] if best else None
+            for r in rows:
+                if r["impl"].startswith("reference") and (r["dtype"], r["mode"]) == (row["dtype"], row["mode"]):
+                    row[f"ratio_vs_{r['impl']}"] = row["evals_per_s"] / r["evals_per_s"]
+    return dict(size=size, images=what, eval_gflop=flops / 1e9, rows=rows,
+                load_average=dict(mean=float(np.mean(load)), min=float(min(load)), max=float(max(load))))
+
+
+def fastest_reference(rows, dtype: str, mode: str):
+    """The reference setting (NCHW or channels_last) with the most evaluations per second, or None."""
+    refs = [r for r in rows if r["impl"].startswith("reference") and (r["dtype"], r["mode"]) == (dtype, mode)]
+    return max(refs, key=lambda r: r["evals_per_s"], default=None)
 
 
 def reference_bf16_ok(device: str) -> bool:
@@ -270,7 +300,7 @@ def child_nstjax(job: dict[str, Any]) -> dict[str, Any]:
     import jax.numpy as jnp
 
     from nstjax.nst.config import preset
-    from nstjax.stylize import run_stylize
+    from nstjax.nst.run import run_stylize
     from nstjax.models.vgg_weights import random_weights
 
     size, dtype = job["size"], job["dtype"]
@@ -462,49 +492,111 @@ def mib(value):
     return fmt(value / 2**20 if value is not None else None, ".0f", " MiB")
 
 
-def print_report(result: dict[str, Any]) -> None:
-    print()
-    print(f"machine: {result['machine']['cpu']} ({result['machine']['cores']} cores), "
-          f"JAX device {result['machine']['jax_device']}, torch device {result['torch_device']}")
-    print(f"peak: {fmt((result['peak_flops'] or 0) / 1e9, '.0f', ' GFLOP/s')} ({result['peak_how']})")
-    print()
-    print("| size | mode | dtype | nstjax evals/s | reference evals/s | nstjax / reference | nstjax GFLOP/s (% peak) | reference GFLOP/s (% peak) |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
+REFERENCE_LABELS = {"reference": "NCHW", "reference-cl": "channels_last"}
+
+
+def report_lines(result: dict[str, Any]) -> list[str]:
+    """The throughput table (markdown): nstjax variants against the fastest reference setting."""
+    lines = [
+        f"machine: {result['machine']['cpu']} ({result['machine']['cores']} cores), flags "
+        f"{' '.join(result['machine'].get('cpu_flags', []))}; JAX device {result['machine']['jax_device']}, "
+        f"torch device {result['torch_device']} ({result['torch_threads']} threads); CPUs this process may use: "
+        f"{result.get('affinity', '?')}",
+        f"peak: {fmt((result['peak_flops'] or 0) / 1e9, '.0f', ' GFLOP/s')} ({result['peak_how']})",
+        "",
+        "| size | mode | dtype | nstjax evals/s | reference evals/s (fastest setting) | nstjax / reference "
+        "| nstjax GFLOP/s (% peak) | reference GFLOP/s (% peak) | load avg |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for entry in result["throughput"]:
         rows = entry["rows"]
-        for row in (r for r in rows if r["impl"] != "reference"):
-            other = next((r for r in rows if r["impl"] == "reference" and (r["dtype"], r["mode"]) == (row["dtype"], row["mode"])), None)
+        load = entry.get("load_average", {})
+        for row in (r for r in rows if not r["impl"].startswith("reference")):
+            other = fastest_reference(rows, row["dtype"], row["mode"])
             pct = lambda r: f"{r['gflops']:.1f} ({100 * r['fraction_of_peak']:.0f}%)" if r and r["fraction_of_peak"] else (f"{r['gflops']:.1f}" if r else "n/a")
             label = row["mode"] if row["impl"] == "nstjax" else f"{row['mode']} ({row['impl']})"
-            print(f"| {row['size']} | {label} | {row['dtype']} | {row['evals_per_s']:.3f} | "
-                  f"{fmt(other['evals_per_s'] if other else None, '.3f')} | {fmt(row.get('ratio_vs_reference'), '.2f', 'x')} | "
-                  f"{pct(row)} | {pct(other)} |")
-    if result.get("subprocess"):
-        print()
-        print("| size | dtype | nstjax first run_stylize − second, cold / warm cache | eval program compile, cold / warm | reference first-call overhead | nstjax peak RSS (Δ over idle) | reference peak RSS (Δ over idle) | XLA eval temp |")
-        print("|---:|---|---:|---:|---:|---:|---:|---:|")
-        for size, sub in result["subprocess"].items():
-            for dtype in ("float32", "bfloat16"):
-                cold, warm = sub.get(f"nstjax/{dtype}/cold"), sub.get(f"nstjax/{dtype}/warm")
-                memory = sub.get(f"nstjax/{dtype}/memory")
-                if cold is None:
-                    continue
-                refr = sub.get(f"reference/{dtype}") or {}
+            ref = f"{other['evals_per_s']:.3f} ({REFERENCE_LABELS.get(other['impl'], other['impl'])})" if other else "n/a"
+            lines.append(f"| {row['size']} | {label} | {row['dtype']} | {row['evals_per_s']:.3f} | {ref} | "
+                         f"{fmt(row.get('ratio_vs_reference'), '.2f', 'x')} | {pct(row)} | {pct(other)} | "
+                         f"{fmt(load.get('mean'), '.1f')} |")
+    ours = [(e["size"], r) for e in result["throughput"] for r in e["rows"] if r["impl"] == "nstjax"]
+    if ours:
+        lines += ["", "nstjax first call (compilation, or a persistent-cache load, and one call or step) against a "
+                  "warm timed unit (that many calls or steps):", "",
+                  "| size | dtype | mode | first call | warm unit | calls or steps per unit |", "|---:|---|---|---:|---:|---:|"]
+        for size, r in ours:
+            warm = float(np.median(r["seconds"])) if r.get("seconds") else None
+            lines.append(f"| {size} | {r['dtype']} | {r['mode']} | {fmt(r.get('first_call_s'), '.2f', ' s')} | "
+                         f"{fmt(warm, '.3f', ' s')} | {r.get('calls_per_repetition')} |")
+    cores = result["machine"].get("cores") or 1
+    busy = [e["size"] for e in result["throughput"] if e.get("load_average", {}).get("mean", 0) > cores + 0.5]
+    if busy and result["torch_device"] == "cpu" and result.get("torch_threads", 1) > 1:
+        lines += ["", f"**Busy machine** at {', '.join(map(str, busy))} px (1-minute load average above the {cores} "
+                  "cores): under contention torch's OpenMP threads lose far more speed than XLA's thread pool (on "
+                  "a 2-core VM at a load of 5-9: torch 1/7 of its quiet speed, XLA 1/3), so these ratios favour "
+                  "nstjax. Re-run on a quiet machine."]
+    refs = [(e["size"], r) for e in result["throughput"] for r in e["rows"] if r["impl"].startswith("reference")]
+    if refs:
+        lines += ["", "Reference settings, evaluations per second:", "",
+                  "| size | mode | dtype | NCHW | channels_last |", "|---:|---|---|---:|---:|"]
+        keys = sorted({(size, r["mode"], r["dtype"]) for size, r in refs}, key=lambda k: (k[0], k[2], MODES.index(k[1])))
+        for size, mode, dtype in keys:
+            cell = {r["impl"]: r["evals_per_s"] for s_, r in refs if (s_, r["mode"], r["dtype"]) == (size, mode, dtype)}
+            lines.append(f"| {size} | {mode} | {dtype} | {fmt(cell.get('reference'), '.3f')} | "
+                         f"{fmt(cell.get('reference-cl'), '.3f')} |")
+    return lines
 
-                def rss(d):
-                    if not d or "error" in d:
-                        return "n/a"
-                    if d.get("device_peak_bytes") is not None:
-                        return mib(d["device_peak_bytes"]) + " (device)"
-                    return f"{mib(d.get('rss_peak_bytes'))} ({mib(d.get('rss_delta_bytes'))})"
 
-                print(f"| {size} | {dtype} | {fmt(cold.get('stylize_compile_s'), '.1f', ' s')} / {fmt(warm.get('stylize_compile_s'), '.1f', ' s')} | "
-                      f"{fmt(cold.get('eval_compile_s'), '.1f', ' s')} / {fmt(warm.get('eval_compile_s'), '.1f', ' s')} | "
-                      f"{fmt(refr.get('first_call_overhead_s'), '.2f', ' s')} | {rss(memory)} | {rss(refr)} | "
-                      f"{mib(cold.get('xla_eval_temp_bytes'))} |")
-                for name, d in (("nstjax cold", cold), ("nstjax warm", warm), ("nstjax memory", memory), ("reference", refr)):
-                    if d and "error" in d:
-                        print(f"  ({size} {dtype} {name} failed: {d['error'][-300:]})")
+def subprocess_lines(result: dict[str, Any]) -> list[str]:
+    """The compile-time and memory table (markdown) of the fresh-process measurements."""
+    if not result.get("subprocess"):
+        return []
+    lines = [
+        "| size | dtype | nstjax first run_stylize − second, cold / warm cache | eval program compile, cold / warm "
+        "| reference first-call overhead | nstjax peak RSS (Δ over idle) | reference peak RSS (Δ over idle) "
+        "| XLA eval temp |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for size, sub in result["subprocess"].items():
+        for dtype in ("float32", "bfloat16"):
+            cold, warm = sub.get(f"nstjax/{dtype}/cold"), sub.get(f"nstjax/{dtype}/warm")
+            memory = sub.get(f"nstjax/{dtype}/memory")
+            if cold is None:
+                continue
+            refr = sub.get(f"reference/{dtype}") or {}
+
+            def rss(d):
+                if not d or "error" in d:
+                    return "n/a"
+                if d.get("device_peak_bytes") is not None:
+                    return mib(d["device_peak_bytes"]) + " (device)"
+                return f"{mib(d.get('rss_peak_bytes'))} ({mib(d.get('rss_delta_bytes'))})"
+
+            lines.append(
+                f"| {size} | {dtype} | {fmt(cold.get('stylize_compile_s'), '.1f', ' s')} / "
+                f"{fmt(warm.get('stylize_compile_s'), '.1f', ' s')} | {fmt(cold.get('eval_compile_s'), '.1f', ' s')} / "
+                f"{fmt(warm.get('eval_compile_s'), '.1f', ' s')} | {fmt(refr.get('first_call_overhead_s'), '.2f', ' s')} | "
+                f"{rss(memory)} | {rss(refr)} | {mib(cold.get('xla_eval_temp_bytes'))} |"
+            )
+            for name, d in (("nstjax cold", cold), ("nstjax warm", warm), ("nstjax memory", memory), ("reference", refr)):
+                if d and "error" in d:
+                    notes.append(f"({size} {dtype} {name} failed: {d['error'][-300:]})")
+    return lines + ([""] + notes if notes else [])
+
+
+def write_markdown(path: str | None, result: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("\n".join(report_lines(result) + [""] + subprocess_lines(result)) + "\n")
+
+
+def print_report(result: dict[str, Any]) -> None:
+    print()
+    for line in report_lines(result):
+        print(line)
+    for line in subprocess_lines(result):
+        print(line)
 
 
 def main(argv=None) -> int:
@@ -518,8 +610,16 @@ def main(argv=None) -> int:
     parser.add_argument("--reference-bf16-max-size", type=int, default=None,
                         help="largest size at which to run the reference under torch.autocast(bfloat16) "
                         "(default: all on GPU; 128 on a CPU without native bfloat16, where it is ~30x slower)")
-    parser.add_argument("--reference-channels-last", action="store_true",
-                        help="run the reference in channels_last (NHWC) memory format instead of the tutorial's NCHW")
+    parser.add_argument("--reference-layouts", default="nchw,channels-last",
+                        help="reference memory formats to time (nchw = the tutorial's, channels-last); nstjax is "
+                        "compared with the fastest of them for each size, dtype and mode")
+    parser.add_argument("--conv-impls", default="auto",
+                        help="nstjax convolution formulations to time: auto (as shipped, the 'nstjax' rows) and "
+                        "optionally xla ('nstjax-xla' rows: XLA's convolutions everywhere)")
+    parser.add_argument("--proposed-gram", action="store_true",
+                        help=f"also time {GRAM_VJP}: nstjax with the Gram matrix's hand-written VJP "
+                        "(_bench_common.gram_vjp; patched in this process only)")
+    parser.add_argument("--md", default=None, help="also write the tables as markdown to this file")
     parser.add_argument("--compare-autodiff-conv", action="store_true",
                         help=f"also time {BEFORE}: nstjax with JAX's default convolution VJP instead of "
                         "vgg.conv3x3's (the path before the fix; patched in this process only)")
@@ -541,6 +641,9 @@ def main(argv=None) -> int:
     import torch
 
     args.modes = [m for m in args.modes.split(",") if m]
+    args.reference_layouts = [m for m in args.reference_layouts.split(",") if m]
+    args.conv_impls = [m for m in args.conv_impls.split(",") if m]
+    args.reference_channels_last = args.reference_layouts == ["channels-last"]  # the subprocess measurements
     args.bf16_modes = [m for m in args.bf16_modes.split(",") if m]
     for m in (*args.modes, *args.bf16_modes):
         if m not in MODES:
@@ -554,6 +657,7 @@ def main(argv=None) -> int:
     peak, how = bc.device_peak_flops("float32")
     result: dict[str, Any] = dict(
         machine=bc.machine(), torch_device=device, torch_threads=torch.get_num_threads(),
+        affinity=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         peak_flops=peak, peak_how=how, settings=vars(args), flop_model=bc.eval_flops.__doc__,
         throughput=[], subprocess={},
     )
@@ -564,6 +668,7 @@ def main(argv=None) -> int:
                 print(f"throughput at {size}x{size} …", flush=True)
                 result["throughput"].append(throughput(size, args, bc.Settings(), device))
                 bc.write_json(args.out, result)
+                write_markdown(args.md, result)  # after each size: a cut-short run keeps what it measured
             if not args.no_subprocess:
                 print(f"compile time and memory at {size}x{size} …", flush=True)
                 result["subprocess"][str(size)] = subprocess_measurements(size, args, device, Path(tmp))
@@ -572,6 +677,7 @@ def main(argv=None) -> int:
     result["load_average_end"] = os.getloadavg()
     bc.write_json(args.out, result)
     print_report(result)
+    write_markdown(args.md, result)
     print(f"\nwrote {args.out} ({result['seconds']:.0f} s)")
     return 0
 

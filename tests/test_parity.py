@@ -9,7 +9,9 @@ reference value (``max|a - b| / max|b|``):
   zero/reflect/replicate padding (tolerance ``ACT_RTOL``);
 * each loss term (content, style, tv) and the total (``LOSS_RTOL``) and the
   gradient of the total with respect to the image (``GRAD_RTOL``), three
-  preprocessing/pooling/padding combinations;
+  preprocessing/pooling/padding combinations (the GEMM convolutions that
+  ``conv_impl="auto"`` uses for large images' deep layers on CPU equal XLA's:
+  ``tests/test_conv_gemm.py``);
 * 20 Adam steps (learning rate 0.02) from the same start: the loss at every
   step (``ADAM_LOSS_RTOL``) and the image after 5 and 20 steps (max absolute
   difference in [0, 1] pixel units, ``ADAM5_ATOL`` / ``ADAM20_ATOL``; mean

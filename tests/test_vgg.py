@@ -255,8 +255,8 @@ def test_caffe_preprocessing_flips_to_bgr(params, image) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def _lax_conv(x, kernel, padding, kernel_t=None):
-    del kernel_t  # JAX's own transpose rule needs none
+def _lax_conv(x, kernel, padding, kernel_t=None, method="xla"):
+    del kernel_t, method  # JAX's own transpose rule needs no transposed kernel
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -311,7 +311,7 @@ def test_backward_convolutions_use_hwio_kernels(params, image) -> None:
     JAX's default transpose rule would convolve with the kernel as OIHW instead
     (I/O swapped in the dimension numbers), the slow path inside loops on XLA:CPU.
     """
-    fn = jax.grad(lambda x: jnp.sum(vgg.features(params, x, ("relu2_1",))["relu2_1"]))
+    fn = jax.grad(lambda x: jnp.sum(vgg.features(params, x, ("relu2_1",), conv_impl="xla")["relu2_1"]))
     eqns = [e for e in _walk_eqns(jax.make_jaxpr(fn)(image).jaxpr, []) if e.primitive.name == "conv_general_dilated"]
     with_kernels = [e for e in eqns if e.invars[1].aval.shape[:2] == (3, 3)]
     assert len(with_kernels) >= 6  # 3 forward + 3 input gradients
@@ -358,7 +358,7 @@ def test_transposed_kernels_given_once(params, image) -> None:
     ],
 )
 def test_computes_nothing_past_deepest_layer(params, image, layers, n_convs) -> None:
-    jaxpr = jax.make_jaxpr(lambda p, x: vgg.features(p, x, layers))(params, image)
+    jaxpr = jax.make_jaxpr(lambda p, x: vgg.features(p, x, layers, conv_impl="xla"))(params, image)
     assert _walk_primitives(jaxpr.jaxpr, []).count("conv_general_dilated") == n_convs
 
 
@@ -396,8 +396,10 @@ def test_bfloat16_compute(params, image) -> None:
         np.testing.assert_allclose(out, ref, rtol=0, atol=3e-2 * np.abs(ref).max(), err_msg=name)
         assert np.abs(out - ref).max() > 0  # really computed in bfloat16
 
-    # the convolutions run in bfloat16 ...
-    jaxpr = jax.make_jaxpr(lambda p, x: vgg.features(p, x, ("relu1_1",), dtype=jnp.bfloat16))(params, image)
+    # with XLA's convolutions, they take bfloat16 operands (tests/test_conv_gemm.py: the other plans) ...
+    jaxpr = jax.make_jaxpr(lambda p, x: vgg.features(p, x, ("relu1_1",), dtype=jnp.bfloat16, conv_impl="xla"))(
+        params, image
+    )
     convs = [e for e in _walk_eqns(jaxpr.jaxpr, []) if e.primitive.name == "conv_general_dilated"]
     assert convs and all(v.aval.dtype == jnp.bfloat16 for e in convs for v in e.invars)
     # ... while parameters stay float32, both the ones passed in and freshly initialised ones

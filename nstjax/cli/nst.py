@@ -21,6 +21,7 @@ PoolingName = Literal["max", "avg"]
 PaddingName = Literal["zero", "reflect", "replicate"]
 DtypeName = Literal["float32", "bfloat16"]
 RematName = Literal["auto", "none", "conv", "block"]
+ConvImplName = Literal["auto", "xla", "gemm"]
 PreserveColorName = Literal["none", "luminance", "histogram"]
 ColorMatchName = Literal["cholesky", "eigen"]
 FormatName = Literal["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp"]
@@ -81,6 +82,16 @@ STYLE_OPTIONS: dict[str, tuple[Any, Any]] = {
     ),
     "dtype": (Annotated[Optional[DtypeName], typer.Option(help="Compute dtype.")], None),
     "remat": (Annotated[Optional[RematName], typer.Option(help="Rematerialisation (memory for compute).")], None),
+    "conv_impl": (
+        Annotated[
+            Optional[ConvImplName],
+            typer.Option(
+                help="How convolutions are computed: xla, gemm (matrix products), or auto (per layer, from the "
+                "device, the CPU's bfloat16 support and the layer's size). Same result, different speed."
+            ),
+        ],
+        None,
+    ),
     "tolerance": (
         Annotated[Optional[float], typer.Option(help="Early-stop relative improvement (0 = off).")],
         None,
@@ -105,7 +116,7 @@ STYLE_OPTIONS: dict[str, tuple[Any, Any]] = {
 # Options passed to the config unchanged (the rest need parsing).
 _CONFIG_FIELDS = (
     "size", "steps", "optimizer", "content_weight", "style_weight", "tv_weight", "pooling", "padding",
-    "init", "seed", "dtype", "remat", "tolerance", "preserve_color", "color_match",
+    "init", "seed", "dtype", "remat", "conv_impl", "tolerance", "preserve_color", "color_match",
 )  # fmt: skip
 
 

@@ -14,10 +14,16 @@ Conventions
   :func:`with_transposed_kernels` adds each kernel's input-gradient form once per
   run, which makes image gradients cheaper.
 * Activations come back in the compute ``dtype`` (float32 or bfloat16).
+* How each convolution is computed (``conv_impl``): ``"xla"`` (XLA's
+  convolution), ``"gemm"`` (im2col: one matrix product per layer, accumulated
+  in float32) or ``"auto"`` (:func:`conv_plan`: per layer, from the platform,
+  the CPU's instruction set, the layer's size and the dtype). The function is
+  the same either way; only speed and rounding differ.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 from collections.abc import Iterable, Sequence
@@ -29,7 +35,9 @@ from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 import numpy as np
 
+from .. import runtime
 from ..errors import NstjaxError
+from .layers import CONV_IMPLS, gemm_conv_forward
 
 # (channels, number of convolutions) for each of the five blocks.
 BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -170,8 +178,29 @@ def with_transposed_kernels(params: Any) -> Any:
     }
 
 
+def gemm_conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
+    """3x3 stride-1 convolution as one matrix product (im2col), accumulated in float32.
+
+    ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO), ``padding`` as for
+    ``lax.conv_general_dilated``; returns [B, H + pads - 2, W + pads - 2, Cout]
+    in ``x.dtype`` (:func:`nstjax.models.layers.gemm_conv_forward`). XLA:CPU runs
+    it as a GEMM, which beats its convolution kernels where those are weak (small
+    images with many channels; bfloat16 on CPUs with AMX / AVX512-BF16, where the
+    bfloat16 GEMM with float32 accumulation is several times faster than any
+    convolution). It costs a 9x copy of the (padded) input, so it is for the deep layers.
+    """
+    return gemm_conv_forward(x, kernel.astype(x.dtype), 1, padding)
+
+
+_CONV_FUNCTIONS = {"xla": _conv, "gemm": gemm_conv}
+
+
 def conv3x3(
-    x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...], kernel_t: jax.Array | None = None
+    x: jax.Array,
+    kernel: jax.Array,
+    padding: tuple[tuple[int, int], ...],
+    kernel_t: jax.Array | None = None,
+    method: str = "xla",
 ) -> jax.Array:
     """3x3 stride-1 convolution, ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO).
 
@@ -184,27 +213,33 @@ def conv3x3(
     than a lone gradient (docs/benchmarks.md). The kernel gradient is exact too,
     and XLA drops it when nothing uses it, as in style transfer. Reverse mode
     only (no ``jvp``).
+
+    ``method``: ``"xla"`` (``lax.conv_general_dilated``) or ``"gemm"``
+    (:func:`gemm_conv`), for the forward pass and the input gradient alike.
     """
+    if method not in _CONV_FUNCTIONS:
+        raise ValueError(f"method must be one of {tuple(_CONV_FUNCTIONS)}, got {method!r}")
     if kernel_t is None:
         kernel_t = transposed_kernel(kernel)
-    return _conv3x3(x, kernel, kernel_t, padding)
+    return _conv3x3(x, kernel, kernel_t, padding, method)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _conv3x3(x, kernel, kernel_t, padding):
-    return _conv(x, kernel, padding)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _conv3x3(x, kernel, kernel_t, padding, method):
+    return _CONV_FUNCTIONS[method](x, kernel, padding)
 
 
-def _conv3x3_fwd(x, kernel, kernel_t, padding):
-    return _conv(x, kernel, padding), (x, kernel, kernel_t)
+def _conv3x3_fwd(x, kernel, kernel_t, padding, method):
+    return _CONV_FUNCTIONS[method](x, kernel, padding), (x, kernel, kernel_t)
 
 
-def _conv3x3_bwd(padding, residuals, g):
+def _conv3x3_bwd(padding, method, residuals, g):
     x, kernel, kernel_t = residuals
+    conv = _CONV_FUNCTIONS[method]
     # Stride 1, 3x3: the input gradient is a "full" convolution of g; a side
     # padded by p forward is padded by 2 - p backward.
-    dx = _conv(g, kernel_t, tuple((2 - lo, 2 - hi) for lo, hi in padding))
-    _, kernel_vjp = jax.vjp(lambda k: _conv(x, k, padding), kernel)
+    dx = conv(g, kernel_t, tuple((2 - lo, 2 - hi) for lo, hi in padding))
+    _, kernel_vjp = jax.vjp(lambda k: conv(x, k, padding), kernel)
     (dkernel,) = kernel_vjp(g)
     return dx, dkernel, jnp.zeros_like(kernel_t)
 
@@ -212,17 +247,98 @@ def _conv3x3_bwd(padding, residuals, g):
 _conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
+# Where "auto" computes a layer as a GEMM (conv_plan). Measured with scripts/bench_conv.py:
+# float32 on a 2-core AMD EPYC (AVX2): XLA's convolution and the GEMM are level at 32x32 px,
+# the GEMM is 1.2-1.3x faster at 16x16 and 1.3-1.75x at 8x8 with 256-512 channels.
+F32_GEMM_MAX_PIXELS = 20 * 20
+# bfloat16 on a CPU with AMX / AVX512-BF16: XLA:CPU has no bfloat16 convolution kernel (it converts
+# to float32), while its bfloat16 GEMM with float32 accumulation runs 5-6x faster than float32
+# (550-670 against 105 GFLOP/s for a 4096x4608x512 product, i.e. a 64x64 px 512->512 layer, on a
+# 2-core Xeon; GEMM convolutions beat XLA's float32 ones 2.6-2.9x at 16-32 px there). The GEMM's
+# 9x copy of the input grows with the image, so larger layers compute in float32. A first setting
+# from those measurements: re-tune it with scripts/bench_conv.py on such a CPU.
+BF16_GEMM_MAX_PIXELS = 64 * 64
+GEMM_MIN_CHANNELS = 64
+"""Narrower inputs (conv1_1's 3 channels) make the GEMM too thin to gain anything."""
+GEMM_MIN_MACS = 100_000_000
+"""Smaller layers (tiny images) take a few milliseconds at most either way; there the GEMM would only
+cost compile time (its im2col takes XLA:CPU ~0.4 s more to compile per layer than a convolution)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvPlan:
+    """How one convolution is computed: ``method`` (``"xla"`` or ``"gemm"``) in ``compute_dtype``.
+
+    Activations keep the network's dtype; the convolution's inputs are cast to
+    ``compute_dtype`` and its result cast back.
+    """
+
+    method: str
+    compute_dtype: Any
+
+
+def conv_plan(
+    height: int,
+    width: int,
+    in_channels: int,
+    out_channels: int,
+    dtype: Any,
+    conv_impl: str = "auto",
+    *,
+    platform: str | None = None,
+    cpu_flags: Iterable[str] | None = None,
+) -> ConvPlan:
+    """How a 3x3 convolution of a [*, height, width, in_channels] input to ``out_channels`` is computed.
+
+    ``conv_impl="xla"`` or ``"gemm"``: that method for every layer, in ``dtype``.
+    ``"auto"``:
+
+    * GPU/TPU: XLA's convolution (cuDNN, the TPU's MXU), in ``dtype``.
+    * CPU, float32: a GEMM (:func:`gemm_conv`) for the small-image, many-channel
+      layers (at most :data:`F32_GEMM_MAX_PIXELS` pixels, at least
+      :data:`GEMM_MIN_CHANNELS` input channels and :data:`GEMM_MIN_MACS`
+      multiply-adds per image), XLA's convolution elsewhere.
+    * CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16`` in ``cpu_flags``),
+      bfloat16: a bfloat16 GEMM accumulated in float32 up to
+      :data:`BF16_GEMM_MAX_PIXELS` (same channel and size floors); other layers
+      in float32 (XLA:CPU's bfloat16 convolutions are no faster than float32).
+    * CPU without it, bfloat16: the float32 plan, computed in float32 on the
+      bfloat16 activations (bfloat16 arithmetic is emulated there).
+
+    ``platform`` defaults to JAX's default backend and ``cpu_flags`` to
+    :func:`nstjax.runtime.cpu_flags`: pass them to ask about another machine.
+    """
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
+    dtype = jnp.dtype(dtype)
+    if conv_impl != "auto":
+        return ConvPlan(conv_impl, dtype)
+    if platform is None:
+        platform = jax.default_backend()
+    if platform != "cpu":
+        return ConvPlan("xla", dtype)
+    pixels = height * width
+    worth_it = in_channels >= GEMM_MIN_CHANNELS and pixels * 9 * in_channels * out_channels >= GEMM_MIN_MACS
+    if dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags):
+        if worth_it and pixels <= BF16_GEMM_MAX_PIXELS:
+            return ConvPlan("gemm", dtype)
+        return ConvPlan("xla", jnp.dtype(jnp.float32))
+    method = "gemm" if worth_it and pixels <= F32_GEMM_MAX_PIXELS else "xla"
+    return ConvPlan(method, jnp.dtype(jnp.float32))
+
+
 class Conv3x3(nn.Module):
     """A 3x3, stride-1 convolution with bias; output has the input's spatial size.
 
-    Parameters are float32; the arithmetic runs in ``dtype``. An optional
-    ``kernel_t`` parameter (see :func:`with_transposed_kernels`) serves the
-    input gradient.
+    Parameters are float32; activations are ``dtype`` and the convolution runs
+    as :func:`conv_plan` says for ``conv_impl``. An optional ``kernel_t``
+    parameter (see :func:`with_transposed_kernels`) serves the input gradient.
     """
 
     features: int
     padding: str = "zero"
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -238,10 +354,13 @@ class Conv3x3(nn.Module):
             x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
             pad = ((0, 0), (0, 0))
         kernel_t = self.get_variable("params", "kernel_t") if self.has_variable("params", "kernel_t") else None
+        _, h, w, c = x.shape
+        plan = conv_plan(h, w, c, self.features, self.dtype, self.conv_impl)
+        compute = plan.compute_dtype
         if kernel_t is not None:
-            kernel_t = kernel_t.astype(self.dtype)
-        y = conv3x3(x.astype(self.dtype), kernel.astype(self.dtype), pad, kernel_t)
-        return y + bias.astype(self.dtype)
+            kernel_t = kernel_t.astype(compute)
+        y = conv3x3(x.astype(compute), kernel.astype(compute), pad, kernel_t, plan.method)
+        return (y + bias.astype(compute)).astype(self.dtype)
 
 
 class VGG19(nn.Module):
@@ -256,6 +375,8 @@ class VGG19(nn.Module):
       remat: rematerialisation for large images: ``"none"``; ``"conv"`` keeps
         only convolution outputs for the backward pass (ReLUs are recomputed);
         ``"block"`` keeps only each block's input and recomputes the block.
+      conv_impl: ``"auto"``, ``"xla"`` or ``"gemm"``: how the convolutions are
+        computed (:func:`conv_plan`).
     """
 
     pooling: str = "max"
@@ -263,10 +384,13 @@ class VGG19(nn.Module):
     preprocessing: str = "caffe"
     dtype: Any = jnp.float32
     remat: str = "none"
+    conv_impl: str = "auto"
 
     def setup(self):
         for name in CONV_LAYERS:
-            setattr(self, name, Conv3x3(CONV_CHANNELS[name][1], self.padding, self.dtype, name=name))
+            setattr(
+                self, name, Conv3x3(CONV_CHANNELS[name][1], self.padding, self.dtype, self.conv_impl, name=name)
+            )
 
     def __call__(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
         """Activations of ``layers`` for ``images``.
@@ -283,6 +407,8 @@ class VGG19(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.remat not in REMATS:
             raise ValueError(f"remat must be one of {REMATS}, got {self.remat!r}")
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
         wanted = frozenset(validate_layers(layers))
         deepest = max(LAYERS.index(n) for n in wanted) if wanted else -1
 
@@ -356,6 +482,7 @@ def features(
     preprocessing: str = "caffe",
     dtype: Any = jnp.float32,
     remat: str = "none",
+    conv_impl: str = "auto",
 ) -> dict[str, jax.Array]:
     """Pure-function form of :class:`VGG19`: ``{layer: activation}`` for ``images``.
 
@@ -363,8 +490,11 @@ def features(
       params: ``{"conv1_1": {"kernel", "bias"}, …}`` (arrays, passed as data).
       images: float [B, H, W, 3], RGB in [0, 1].
       layers: layer names (static under jit).
+      conv_impl: ``"auto"``, ``"xla"`` or ``"gemm"`` (:func:`conv_plan`).
     """
-    model = VGG19(pooling=pooling, padding=padding, preprocessing=preprocessing, dtype=dtype, remat=remat)
+    model = VGG19(
+        pooling=pooling, padding=padding, preprocessing=preprocessing, dtype=dtype, remat=remat, conv_impl=conv_impl
+    )
     return model.apply({"params": params}, images, tuple(layers))
 
 

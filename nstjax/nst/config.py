@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import NstjaxError
-from ..models.vgg import PADDINGS, POOLINGS, REMATS, validate_layers
+from ..models.vgg import CONV_IMPLS, PADDINGS, POOLINGS, REMATS, validate_layers
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -58,6 +58,10 @@ class StylizeConfig:
     dtype: str = "float32"
     remat: str = "auto"
     """``none``, ``conv``, ``block``, or ``auto`` (the least remat that fits in memory)."""
+    conv_impl: str = "auto"
+    """How the VGG convolutions are computed: ``xla`` (XLA's convolutions), ``gemm`` (one matrix product
+    per layer, float32 accumulation) or ``auto`` (per layer, from the device, the CPU's bfloat16 support,
+    the layer's size and the dtype: :func:`nstjax.models.vgg.conv_plan`). Same result, different speed."""
     tolerance: float = 1e-5
     """Stop when the best loss improves by less than this fraction for ``patience`` steps (0 = never)."""
     patience: int = 20
@@ -76,6 +80,7 @@ class StylizeConfig:
         _check_choice("padding", self.padding, PADDINGS)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("remat", self.remat, (*REMATS, "auto"))
+        _check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
         _check_choice("preserve_color", self.preserve_color, PRESERVE_COLORS)
         _check_choice("color_match", self.color_match, COLOR_MATCH_METHODS)
         for name in ("size", "steps"):
@@ -133,21 +138,23 @@ def multiscale(size: int, count: int, factor: float = 2.0) -> tuple[int, ...]:
     return tuple(max(1, round(size / factor**k)) for k in range(count - 1, 0, -1))
 
 
+# Gatys et al. 2016: relu4_2 content, relu1_1..relu5_1 style with equal weights, average
+# pooling (the paper found it gives slightly more appealing results), L-BFGS, 512 px.
+# Style weight 5e3 = Gatys' own PyTorch code (1e3 per layer with 1/C² layer weights, summed over
+# 5 layers) expressed in our averaged units; content weight 1.
+_GATYS = dict(
+    size=512,
+    steps=500,
+    optimizer="lbfgs",
+    pooling="avg",
+    content_weight=1.0,
+    style_weight=5e3,
+    tv_weight=0.0,
+    init="content",
+)
+
 PRESETS: Mapping[str, Mapping[str, Any]] = {
-    # Gatys et al. 2016: relu4_2 content, relu1_1..relu5_1 style with equal weights, average
-    # pooling (the paper found it gives slightly more appealing results), L-BFGS, 512 px.
-    # Style weight 5e3 = Gatys' own PyTorch code (1e3 per layer with 1/C² layer weights, summed over
-    # 5 layers) expressed in our averaged units; content weight 1.
-    "gatys": dict(
-        size=512,
-        steps=500,
-        optimizer="lbfgs",
-        pooling="avg",
-        content_weight=1.0,
-        style_weight=5e3,
-        tv_weight=0.0,
-        init="content",
-    ),
+    "gatys": _GATYS,
     # jcjohnson/neural-style defaults: content 5, style 100 summed over 5 layers (= 500 averaged),
     # TV 1e-3 on 0-255 caffe pixels summed over the image. Our TV is a mean over [0, 1] pixels, so
     # 1e-3 * 255² / 2 * (3 * 512 * 512) ≈ 2.6e7 reproduces it at 512x512. Max pooling, random init,
@@ -165,28 +172,9 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     ),
     # What a CPU finishes in a few minutes (about 4 on 2 cores, see docs/benchmarks.md): the paper's
     # losses at 384 px with 100 L-BFGS steps from the content, where most of the style arrives.
-    "cpu": dict(
-        size=384,
-        steps=100,
-        optimizer="lbfgs",
-        pooling="avg",
-        content_weight=1.0,
-        style_weight=5e3,
-        tv_weight=0.0,
-        init="content",
-    ),
-    # Quick previews: Adam with a large step, fewer steps, smaller image.
-    "fast": dict(
-        size=384,
-        steps=150,
-        optimizer="adam",
-        learning_rate=0.03,
-        pooling="avg",
-        content_weight=1.0,
-        style_weight=5e3,
-        tv_weight=0.0,
-        init="content",
-    ),
+    "cpu": {**_GATYS, "size": 384, "steps": 100},
+    # Quick previews: the paper's losses with Adam at a large step, fewer steps, a smaller image.
+    "fast": {**_GATYS, "size": 384, "steps": 150, "optimizer": "adam", "learning_rate": 0.03},
 }
 
 

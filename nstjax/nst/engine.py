@@ -58,6 +58,8 @@ class EngineSpec:
     lbfgs_memory: int
     guided: bool
     """Whether style terms carry region masks (semantic or per-style masks)."""
+    conv_impl: str = "auto"
+    """How the VGG convolutions are computed: ``auto``, ``xla`` or ``gemm`` (:func:`nstjax.models.vgg.conv_plan`)."""
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -74,6 +76,7 @@ class EngineSpec:
             preprocessing=self.preprocessing,
             dtype=jnp.dtype(self.dtype),
             remat=self.remat,
+            conv_impl=self.conv_impl,
         )
 
     def optimizer_transform(self) -> optax.GradientTransformationExtraArgs:
@@ -97,6 +100,7 @@ def make_spec(config: StylizeConfig, preprocessing: str, *, guided: bool, remat:
         adam_average=float(config.adam_average),
         lbfgs_memory=int(config.lbfgs_memory),
         guided=guided,
+        conv_impl=config.conv_impl,
     )
 
 

@@ -1,0 +1,232 @@
+"""The GEMM (im2col) convolution and the per-layer choice between it and XLA's convolution.
+
+* :func:`nstjax.models.vgg.gemm_conv` through :func:`~nstjax.models.vgg.conv3x3`
+  (forward and the custom VJP's input and kernel gradients) equals
+  ``lax.conv_general_dilated`` with JAX's own autodiff, for every padding the
+  network uses: ``(1, 1)`` (zero padding), ``(0, 0)`` (reflect/replicate inputs
+  are padded first), and their input gradients' ``(1, 1)`` / ``(2, 2)``, plus an
+  asymmetric one. Float32 to ``F32_RTOL`` of the largest magnitude; bfloat16
+  operands (float32 accumulation, bfloat16 result) within ``BF16_RTOL`` of the
+  float32 convolution of the same bfloat16 inputs: one bfloat16 rounding of the
+  result (2^-8 relative) plus the different summation order.
+* :func:`~nstjax.models.vgg.conv_plan` picks what the CPU has, with the CPU's
+  flags injected (this machine may have no AMX / AVX512-BF16): the traced
+  network really contains bfloat16 GEMMs with float32 accumulation where the
+  flags say so, and float32 convolutions elsewhere.
+* ``conv_impl`` travels from the config (and CLI options) to the network.
+
+Tracing only (``make_jaxpr``) wherever a check is structural; the numeric ones
+use tiny shapes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nstjax import runtime
+from nstjax.errors import NstjaxError
+from nstjax.models import vgg
+from nstjax.nst import config as nst_config
+from nstjax.nst.engine import make_spec
+
+F32_RTOL = 2e-6
+BF16_RTOL = 1.2e-2
+
+# Forward paddings of the network and the paddings of their input gradients (2 - p per side).
+PADDINGS = [((1, 1), (1, 1)), ((0, 0), (0, 0)), ((2, 2), (2, 2)), ((1, 0), (2, 1))]
+
+
+def lax_conv(x, kernel, padding):
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=jnp.float32
+    )
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.fixture(scope="module")
+def operands():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 9, 8)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 8, 5)).astype(np.float32)
+    return x, kernel
+
+
+@pytest.mark.parametrize("padding", PADDINGS, ids=str)
+def test_gemm_matches_lax_float32(operands, padding) -> None:
+    x, kernel = operands
+    weights = np.random.default_rng(4).standard_normal(lax_conv(x, kernel, padding).shape).astype(np.float32)
+
+    def loss(conv, x, k):
+        return jnp.sum(conv(x, k) * weights)
+
+    ours = jax.jit(jax.value_and_grad(lambda x, k: loss(lambda a, b: vgg.conv3x3(a, b, padding, method="gemm"), x, k),
+                                      argnums=(0, 1)))
+    theirs = jax.jit(jax.value_and_grad(lambda x, k: loss(lambda a, b: lax_conv(a, b, padding), x, k), argnums=(0, 1)))
+    np.testing.assert_array_equal(vgg.gemm_conv(x, kernel, padding).shape, lax_conv(x, kernel, padding).shape)
+    assert rel(vgg.gemm_conv(x, kernel, padding), lax_conv(x, kernel, padding)) < F32_RTOL
+    (v1, (dx1, dk1)), (v2, (dx2, dk2)) = ours(x, kernel), theirs(x, kernel)
+    assert dx1.shape == x.shape and dk1.shape == kernel.shape
+    assert rel(v1, v2) < F32_RTOL
+    assert rel(dx1, dx2) < F32_RTOL, "input gradient"
+    assert rel(dk1, dk2) < F32_RTOL, "kernel gradient"
+
+
+@pytest.mark.parametrize("padding", PADDINGS[:3], ids=str)
+def test_gemm_bfloat16_accumulates_in_float32(operands, padding) -> None:
+    x, kernel = (jnp.asarray(a, jnp.bfloat16) for a in operands)
+    out = vgg.gemm_conv(x, kernel, padding)
+    assert out.dtype == jnp.bfloat16
+    exact = lax_conv(x.astype(jnp.float32), kernel.astype(jnp.float32), padding)
+    assert 0 < rel(out, exact) < BF16_RTOL
+    # The product is one dot_general with bfloat16 operands and a float32 result.
+    dots = [e for e in jax.make_jaxpr(vgg.gemm_conv, static_argnums=2)(x, kernel, padding).jaxpr.eqns
+            if e.primitive.name == "dot_general"]
+    assert len(dots) == 1
+    assert [v.aval.dtype for v in dots[0].invars] == [jnp.bfloat16, jnp.bfloat16]
+    assert dots[0].outvars[0].aval.dtype == jnp.float32
+    # Input gradient through conv3x3's VJP: the GEMM with the transposed kernel, in bfloat16.
+    g = jnp.asarray(np.random.default_rng(5).standard_normal(out.shape), jnp.bfloat16)
+    _, vjp = jax.vjp(lambda a: vgg.conv3x3(a, kernel, padding, method="gemm"), x)
+    (dx,) = vjp(g)
+    _, vjp_exact = jax.vjp(lambda a: lax_conv(a, kernel.astype(jnp.float32), padding), x.astype(jnp.float32))
+    (dx_exact,) = vjp_exact(g.astype(jnp.float32))
+    assert dx.dtype == jnp.bfloat16
+    assert rel(dx, dx_exact) < BF16_RTOL
+
+
+def test_network_with_gemm_equals_xla() -> None:
+    """Features and image gradient through two layers: conv_impl="gemm" against "xla", zero and reflect
+    padding (eagerly: each primitive compiles once and is reused)."""
+    params = {k: v for k, v in vgg.init_params(0).items() if k in ("conv1_1", "conv1_2")}
+    image = np.random.default_rng(6).random((1, 10, 12, 3)).astype(np.float32)
+    out = {}
+    for padding in ("zero", "reflect"):
+        for impl in ("xla", "gemm"):
+            def loss(x, padding=padding, impl=impl):
+                f = vgg.features(params, x, ("relu1_2",), padding=padding, conv_impl=impl)
+                return jnp.mean(jnp.square(f["relu1_2"]))
+
+            out[padding, impl] = jax.value_and_grad(loss)(image)
+    for padding in ("zero", "reflect"):
+        (v1, g1), (v2, g2) = out[padding, "gemm"], out[padding, "xla"]
+        assert np.abs(np.asarray(g2)).max() > 0
+        assert rel(v1, v2) < 1e-5, padding
+        assert rel(g1, g2) < 1e-5, padding
+
+
+# --------------------------------------------------------------------------- the choice
+
+
+AMX = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+AVX512_BF16 = frozenset({"avx512f", "avx512_bf16"})
+AVX2 = frozenset({"avx2", "fma"})
+
+
+def plan(h, c_in, c_out, dtype, impl="auto", **kw):
+    p = vgg.conv_plan(h, h, c_in, c_out, dtype, impl, **kw)
+    return p.method, jnp.dtype(p.compute_dtype).name
+
+
+def test_conv_plan_by_cpu() -> None:
+    f32, bf16 = jnp.float32, jnp.bfloat16
+    cpu = dict(platform="cpu")
+    # float32 on any CPU: GEMM for the small, wide layers only.
+    for flags in (AVX2, AMX):
+        assert plan(16, 512, 512, f32, cpu_flags=flags, **cpu) == ("gemm", "float32")
+        assert plan(8, 512, 512, f32, cpu_flags=flags, **cpu) == ("gemm", "float32")
+        assert plan(64, 256, 256, f32, cpu_flags=flags, **cpu) == ("xla", "float32")
+        assert plan(16, 3, 64, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # conv1_1: too thin
+        assert plan(2, 512, 512, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # too small to pay
+    # bfloat16 where the CPU multiplies it natively: bfloat16 GEMMs up to 64x64, float32 above.
+    for flags in (AMX, AVX512_BF16):
+        assert plan(16, 512, 512, bf16, cpu_flags=flags, **cpu) == ("gemm", "bfloat16")
+        assert plan(64, 128, 256, bf16, cpu_flags=flags, **cpu) == ("gemm", "bfloat16")
+        assert plan(128, 64, 128, bf16, cpu_flags=flags, **cpu) == ("xla", "float32")
+        assert plan(128, 3, 64, bf16, cpu_flags=flags, **cpu) == ("xla", "float32")
+    # bfloat16 without it (this AMD EPYC, most AVX2 machines): float32 arithmetic, the float32 plan.
+    assert plan(16, 512, 512, bf16, cpu_flags=AVX2, **cpu) == ("gemm", "float32")
+    assert plan(64, 256, 256, bf16, cpu_flags=AVX2, **cpu) == ("xla", "float32")
+    # Accelerators keep XLA's convolutions in the network's dtype.
+    for platform in ("gpu", "tpu"):
+        assert plan(16, 512, 512, bf16, platform=platform, cpu_flags=AMX) == ("xla", "bfloat16")
+        assert plan(16, 512, 512, f32, platform=platform) == ("xla", "float32")
+    # An explicit choice wins everywhere.
+    assert plan(256, 64, 64, bf16, "gemm", **cpu, cpu_flags=AVX2) == ("gemm", "bfloat16")
+    assert plan(16, 512, 512, f32, "xla", **cpu, cpu_flags=AMX) == ("xla", "float32")
+    with pytest.raises(ValueError, match="conv_impl"):
+        vgg.conv_plan(8, 8, 64, 64, f32, "cudnn")
+
+
+def test_fast_bfloat16_flags() -> None:
+    assert runtime.fast_bfloat16(AMX) and runtime.fast_bfloat16(AVX512_BF16) and runtime.fast_bfloat16({"amx_bf16"})
+    assert not runtime.fast_bfloat16(AVX2) and not runtime.fast_bfloat16(())
+    flags = runtime.cpu_flags()
+    assert isinstance(flags, frozenset)
+    assert runtime.fast_bfloat16() == bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def _conv_ops(jaxpr):
+    """(primitive, operand dtypes, result dtype) of every convolution, and of every matrix product
+    that maps pixels to output channels (forward or input gradient; the kernel gradient, which XLA
+    drops as unused, contracts over pixels instead), recursively."""
+    out = []
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "conv_general_dilated" or (
+            name == "dot_general" and eqn.params["dimension_numbers"] == (((1,), (0,)), ((), ()))
+        ):
+            out.append((name, tuple(v.aval.dtype.name for v in eqn.invars), eqn.outvars[0].aval.dtype.name))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    out += _conv_ops(inner)
+                elif hasattr(getattr(inner, "jaxpr", None), "eqns"):
+                    out += _conv_ops(inner.jaxpr)
+    return out
+
+
+@pytest.mark.parametrize("flags, expect", [(AMX, "bf16-gemm"), (AVX2, "f32")], ids=["amx", "avx2"])
+def test_auto_network_uses_what_the_cpu_has(monkeypatch, flags, expect) -> None:
+    """A 128 px bfloat16 image gradient as traced on CPU, with the CPU's flags injected."""
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: flags)
+    params = jax.eval_shape(lambda: vgg.with_transposed_kernels(vgg.init_params(0)))
+    image = jax.ShapeDtypeStruct((1, 128, 128, 3), jnp.float32)
+
+    def grad(p, x):
+        def loss(x):
+            f = vgg.features(p, x, ("relu4_2",), dtype=jnp.bfloat16)["relu4_2"]
+            return jnp.mean(jnp.square(f.astype(jnp.float32)))
+
+        return jax.grad(loss)(x)
+
+    with jax.default_device(jax.devices("cpu")[0]):
+        ops = _conv_ops(jax.make_jaxpr(grad)(params, image).jaxpr)
+    convs = [o for o in ops if o[0] == "conv_general_dilated"]
+    gemms = [o for o in ops if o[0] == "dot_general"]
+    if expect == "bf16-gemm":
+        # conv2_1 (64x64) .. conv4_2 (16x16) are bfloat16 GEMMs accumulated in float32 (forward and input
+        # gradient); conv1_x (128x128, past the size limit) compute in float32.
+        assert gemms and all(o[1] == ("bfloat16", "bfloat16") and o[2] == "float32" for o in gemms)
+        assert convs and all(o[1] == ("float32", "float32") for o in convs)
+        assert len(gemms) > len(convs)
+    else:
+        # No native bfloat16: everything in float32; GEMMs only for the 16x16 layers of block 4.
+        assert all(o[1] == ("float32", "float32") for o in ops)
+        assert gemms and convs and len(convs) > len(gemms)
+
+
+def test_conv_impl_from_config_and_options() -> None:
+    config = nst_config.from_flags("gatys", conv_impl="gemm")
+    assert config.conv_impl == "gemm"
+    assert nst_config.preset("cpu").conv_impl == "auto"
+    assert make_spec(config, "torch", guided=False).conv_impl == "gemm"
+    with pytest.raises(NstjaxError, match="conv_impl"):
+        nst_config.preset("gatys", conv_impl="winograd")
