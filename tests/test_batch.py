@@ -9,7 +9,6 @@ compiles on one core; the machine has two).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess

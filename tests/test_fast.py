@@ -11,7 +11,6 @@ only the sizes and layers are shrunk. Every run here uses the same
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp

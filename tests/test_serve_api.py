@@ -253,13 +253,15 @@ def test_non_images_get_415_with_the_reason(small, tmp_path):
 
 def test_path_traversal_is_refused(client, root):
     # File names are labels only: the files land under the server's names, inside the job's directory.
-    sneaky = post(client, {"steps": 2}, content=("../../escape.png", CONTENT), styles=(("..\\..\\x.png", STYLE),))
+    sneaky = post(client, {"steps": 2}, content=("../../escape-probe.png", CONTENT),
+                  styles=(("..\\..\\style-probe.png", STYLE),))
     assert sneaky.status_code == 201
     job = sneaky.json()
-    assert job["inputs"] == {"content": "escape.png", "styles": ["x.png"]}
+    assert job["inputs"] == {"content": "escape-probe.png", "styles": ["style-probe.png"]}
     stored = sorted(p.name for p in (root / job["id"] / "inputs").iterdir())
     assert stored == ["content.png", "content.thumb.png", "style-1.png", "style-1.thumb.png"]
-    assert not list(root.parent.rglob("escape.png")) and not list(root.parent.rglob("x.png"))
+    # (names no other test writes: root.parent holds every test's temporary folders)
+    assert not list(root.parent.rglob("escape-probe.png")) and not list(root.parent.rglob("style-probe.png"))
     wait(client, job["id"], finished)
 
     # Ids: only ids the server made, looked up in memory; never joined to a path.

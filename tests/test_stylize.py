@@ -8,7 +8,7 @@ import pytest
 from conftest import CONTENT_SHAPE, SIZE
 
 from nstjax import losses
-from nstjax.io import color, images
+from nstjax.io import color
 from nstjax.nst.config import preset
 from nstjax.errors import NstjaxError
 from nstjax.nst.engine import content_targets, make_spec, objective, style_grams

@@ -207,7 +207,6 @@ def _scene_labels(rng: np.random.Generator, h: int, w: int, pal: Palette) -> np.
     c = {name: np.int32(i) for i, name in enumerate(pal.names)}
     yy = ((np.arange(h, dtype=np.float32) + 0.5) / h)[:, None]  # 0 at the top, 1 at the bottom
     xx = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :]
-    x1 = xx[0]
     lab = np.full((h, w), c["sky"], np.int32)
     horizon = rng.uniform(0.36, 0.6)
 

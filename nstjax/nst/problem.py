@@ -10,8 +10,6 @@ for any output shape. :func:`nstjax.nst.run.run_stylize` and the batch engine
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +17,6 @@ import numpy as np
 
 from ..errors import NstjaxError
 from ..io import color, images
-from ..io.images import ImageLike
 from ..models import vgg
 from . import masks as masks_lib
 from .config import StylizeConfig
