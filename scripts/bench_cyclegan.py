@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -90,48 +89,18 @@ def step_flops(size: int, batch: int = 1, ngf: int = 64, blocks: int = 9, ndf: i
 
 
 def machine() -> dict[str, Any]:
+    """What ran: the CPU, its speed-relevant flags and the versions (_bench_common.machine), plus the device."""
     import jax
 
-    info: dict[str, str] = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    flags = info.get("Flags", "").split()
-    simd = [f for f in flags if f.startswith(("avx", "fma", "amx", "sse4"))]
+    import _bench_common as bc
+
+    device = jax.devices()[0]
     try:
         uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     except OSError:
         uptime = "n/a"
-    device = jax.devices()[0]
-    return {
-        "cpu": info.get("Model name", platform.processor()),
-        "cores": os.cpu_count(),
-        "simd_flags": simd,
-        "jax_backend": jax.default_backend(),
-        "jax_device": str(device),
-        "device_kind": getattr(device, "device_kind", ""),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "uptime": uptime,
-        "load_average": os.getloadavg(),
-        "versions": _versions(),
-        "python": platform.python_version(),
-    }
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "nstjax"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "n/a"
-    return out
+    return {**bc.machine(), "device_kind": getattr(device, "device_kind", ""),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "uptime": uptime}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- workloads

@@ -36,6 +36,7 @@ from ..train import (
     TrainProgress,
     TrainSettings,
     apply_gradients,
+    check_batch_splits,
     data_mesh,
     fit,
     image_grid,
@@ -169,9 +170,10 @@ def train_adain(
                   "seed": settings.seed},
         "vgg": record,
     }  # fmt: skip
+    mesh = mesh or data_mesh()
+    check_batch_splits(settings.batch_size, mesh)
     run = RunDir.open(run_dir, run_config, resume=resume, may_change=("train.steps", "train.epochs"),
                       keep=settings.keep)
-    mesh = mesh or data_mesh()
     augment = Augment(load_size=config.load_size, crop_size=config.size)
     loader = BatchLoader(dataset, settings.batch_size, augment, seed=settings.seed,
                          process_index=jax.process_index(), process_count=jax.process_count())
@@ -179,8 +181,7 @@ def train_adain(
         total = settings.total_steps(loader.steps_per_epoch)
         state = replicate(init_state(config, settings.seed), mesh)
         if resume and run.latest_step() is not None:
-            state = run.restore(state)
-            run.drop_metrics_after(int(jax.device_get(state.step)))
+            state = run.resume(state)
         vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
         step_fn = functools.partial(train_step, vgg_params=vgg_params, config=config, preprocessing=vgg.preprocessing)
         first = loader.batch(0)

@@ -12,7 +12,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..errors import NstjaxError
 from ..runtime import enable_compilation_cache
 from ..train import (
     Augment,
@@ -20,6 +19,7 @@ from ..train import (
     FolderDataset,
     RunDir,
     TrainProgress,
+    check_batch_splits,
     data_mesh,
     fit,
     image_grid,
@@ -125,11 +125,8 @@ def train(
     enable_compilation_cache()
     dataset = unpaired(dir_a, dir_b)
     mesh = data_mesh() if mesh is None else mesh
-    devices = mesh.devices.size
     settings = config.train
-    if settings.batch_size % devices:
-        raise NstjaxError(f"batch size {settings.batch_size} does not split over {devices} devices; "
-                          f"use a multiple of {devices}")  # fmt: skip
+    check_batch_splits(settings.batch_size, mesh)
     run_config = {**config.to_json(), "data": {"a": str(Path(dir_a).resolve()), "b": str(Path(dir_b).resolve())}}
     run = RunDir.open(run_dir, run_config, resume=resume, may_change=MAY_CHANGE_ON_RESUME, keep=settings.keep)
     loader = BatchLoader(
@@ -141,9 +138,9 @@ def train(
         decay = settings.decay_steps(total)
         state = replicate(init_state(config, total, decay), mesh)
         if resume:
-            state = run.restore(state)
-            state = state.replace(total_steps=replicate(np.int32(total), mesh), decay_steps=replicate(np.int32(decay), mesh))
-            run.drop_metrics_after(int(jax.device_get(state.step)))
+            # A resumed run may be longer: the schedule follows the new length.
+            state = run.resume(state).replace(total_steps=replicate(np.int32(total), mesh),
+                                              decay_steps=replicate(np.int32(decay), mesh))  # fmt: skip
         samples = sample_images(dataset, config.model, seed=settings.seed)
         return fit(
             state,

@@ -39,6 +39,7 @@ from ..train import (
     TrainProgress,
     TrainSettings,
     apply_gradients,
+    check_batch_splits,
     data_mesh,
     fit,
     image_grid,
@@ -226,17 +227,17 @@ def train_fast(
                   "seed": settings.seed},
         "vgg": vgg_info,
     }  # fmt: skip
+    mesh = mesh or data_mesh()
+    check_batch_splits(settings.batch_size, mesh)
     run = RunDir.open(run_dir, run_config, resume=resume, may_change=("train.steps", "train.epochs"),
                       keep=settings.keep)
-    mesh = mesh or data_mesh()
     loader = BatchLoader(dataset, settings.batch_size, Augment(load_size=config.size, crop_size=config.size),
                          seed=settings.seed, process_index=jax.process_index(), process_count=jax.process_count())
     try:
         total = settings.total_steps(loader.steps_per_epoch)
         state = replicate(init_state(config, settings.seed), mesh)
         if resume and run.latest_step() is not None:
-            state = run.restore(state)
-            run.drop_metrics_after(int(jax.device_get(state.step)))
+            state = run.resume(state)
         vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
         grams = replicate(
             _style_grams(vgg_params, jnp.asarray(style_image), config.style_layers, pooling=config.pooling,

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import NstjaxError
 from ..labels import colorize, load_palette, read_label_map
 from ..runtime import enable_compilation_cache
 from ..train import (
@@ -21,6 +20,7 @@ from ..train import (
     FolderDataset,
     RunDir,
     TrainProgress,
+    check_batch_splits,
     data_mesh,
     fit,
     image_grid,
@@ -176,11 +176,8 @@ def train(
     data, decoders = dataset(labels_dir, photos_dir, config)
     num_classes = len(load_palette(config.palette))
     mesh = data_mesh() if mesh is None else mesh
-    devices = mesh.devices.size
     settings = config.train
-    if settings.batch_size % devices:
-        raise NstjaxError(f"batch size {settings.batch_size} does not split over {devices} devices; "
-                          f"use a multiple of {devices}")  # fmt: skip
+    check_batch_splits(settings.batch_size, mesh)
     vgg_params, vgg_info = None, None
     if config.model == "spade" and config.spade.lambda_vgg > 0:
         from ..models.vgg_weights import resolve_weights
@@ -199,10 +196,9 @@ def train(
         decay = settings.decay_steps(total)
         state = replicate(init_state(config, num_classes, total, decay), mesh)
         if resume:
-            state = run.restore(state)
-            state = state.replace(total_steps=replicate(np.int32(total), mesh),
-                                  decay_steps=replicate(np.int32(decay), mesh))  # fmt: skip
-            run.drop_metrics_after(int(jax.device_get(state.step)))
+            # A resumed run may be longer: the schedule follows the new length.
+            state = run.resume(state).replace(total_steps=replicate(np.int32(total), mesh),
+                                              decay_steps=replicate(np.int32(decay), mesh))  # fmt: skip
         samples = sample_batch(data, decoders, config, seed=settings.seed)
         preprocessing = vgg_info["preprocessing"] if vgg_info else "torch"
         step = functools.partial(train_step_fn(config, num_classes, preprocessing), vgg_params=vgg_params)

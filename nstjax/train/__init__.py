@@ -19,6 +19,7 @@ from .settings import TrainSettings
 from .state import (
     NetState,
     apply_gradients,
+    check_batch_splits,
     constant_then_linear_decay,
     data_mesh,
     init_net,
@@ -38,6 +39,7 @@ __all__ = [
     "TrainingDiverged",
     "TrainingInterrupted",
     "apply_gradients",
+    "check_batch_splits",
     "constant_then_linear_decay",
     "linear_decay_rate",
     "data_mesh",

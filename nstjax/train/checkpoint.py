@@ -184,6 +184,16 @@ class RunDir:
             raise NstjaxError(f"checkpoint {step} does not fit this model ({' '.join(str(exc).split())[:300]})",
                               self.checkpoints / str(step)) from None
 
+    def resume(self, like: Any) -> Any:
+        """The latest checkpoint's train state (shaped and placed like ``like``), ready to continue.
+
+        Metrics logged after that checkpoint (by the interrupted run) are dropped, since
+        the resumed run logs those steps again. ``like.step`` must be the step count.
+        """
+        state = self.restore(like)
+        self.drop_metrics_after(int(jax.device_get(state.step)))
+        return state
+
     def wait(self) -> None:
         """Block until every asynchronous checkpoint save has finished."""
         if self._manager is not None:

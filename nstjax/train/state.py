@@ -29,6 +29,7 @@ __all__ = [
     "DATA_AXIS",
     "NetState",
     "apply_gradients",
+    "check_batch_splits",
     "constant_then_linear_decay",
     "linear_decay_rate",
     "data_mesh",
@@ -104,6 +105,18 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
+def check_batch_splits(batch_size: int, mesh: Mesh) -> None:
+    """Raise NstjaxError unless a global batch of ``batch_size`` splits evenly over ``mesh``'s devices.
+
+    Training entry points call it before they create a run directory, so the mistake
+    costs nothing.
+    """
+    devices = mesh.devices.size
+    if batch_size % devices:
+        raise NstjaxError(f"batch size {batch_size} does not split over {devices} devices; "
+                          f"use a multiple of {devices}")  # fmt: skip
+
+
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """A global batch split along axis 0 over ``mesh``'s devices, from this host's part of it.
 
@@ -114,10 +127,6 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
     out = {}
     for name, local in batch.items():
         global_size = local.shape[0] * jax.process_count()
-        if global_size % mesh.devices.size:
-            raise NstjaxError(
-                f"the batch of {global_size} does not split over {mesh.devices.size} devices; "
-                "use a batch size that is a multiple of the device count"
-            )
+        check_batch_splits(global_size, mesh)
         out[name] = jax.make_array_from_process_local_data(sharding, local, (global_size, *local.shape[1:]))
     return out
