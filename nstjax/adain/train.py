@@ -204,7 +204,5 @@ def train_adain(
     finally:
         run.close()
         loader.close()
-    records = run.metrics()
-    last = {k: v for k, v in (records[-1] if records else {}).items() if k not in ("step", "time")}
     return AdaINTrainResult(run.path, int(jax.device_get(state.step)), total,
-                            jax.tree.map(np.asarray, state.net.params), config, vgg.source, last)
+                            jax.tree.map(np.asarray, state.net.params), config, vgg.source, run.last_metrics())

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from ..errors import NstjaxError
-from ..io.images import SUPPORTED_SUFFIXES, fit_longest_side, load_image, resize_image, save_image
+from ..io.images import SUPPORTED_SUFFIXES, fit_longest_side, load_image, output_folder, resize_image, save_image
 from ..runtime import enable_compilation_cache
 from ..train import image_files, image_to_unit, load_export, unit_to_image
 from ._config import DtypeName, ModelConfig, make_generator
@@ -164,10 +164,7 @@ def translate(
         if target in outputs:
             raise NstjaxError(f"two inputs would both be written to {target.name}: {outputs[target]} and {f}")
         outputs[target] = f
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NstjaxError(f"cannot create the output folder ({exc.strerror or exc})", out_dir) from None
+    output_folder(out_dir)
     enable_compilation_cache()
     written = []
     for done, (target, source) in enumerate(outputs.items(), 1):

@@ -28,7 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NstjaxError
-from ..io.images import SUPPORTED_SUFFIXES, check_output_path, fit_longest_side, load_image, resize_image, save_image
+from ..io.images import (
+    SUPPORTED_SUFFIXES,
+    check_output_path,
+    fit_longest_side,
+    load_image,
+    output_folder,
+    resize_image,
+    save_image,
+)
 from ..io.video import VIDEO_SUFFIXES, VideoProgress, VideoResult, is_video, require_video_extra, transform_video
 
 __all__ = ["MediaJob", "MediaProgress", "MediaResult", "expand_inputs", "plan_jobs", "run_jobs"]
@@ -136,12 +144,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) ->
             check_output_path(output)
         jobs = [MediaJob(source, output, kind)]
     else:
-        if output.exists() and not output.is_dir():
-            raise NstjaxError("several outputs need a folder here, but this is a file", output)
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NstjaxError(f"cannot create the output folder ({exc.strerror or exc})", output) from None
+        output_folder(output, not_a_folder="several outputs need a folder here, but this is a file")
         jobs = [MediaJob(source, output / source.name, kind) for source, kind in files]
         names: dict[Path, Path] = {}
         for job in jobs:

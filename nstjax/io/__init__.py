@@ -15,6 +15,7 @@ from .images import (
     fit_longest_side,
     image_array,
     load_image,
+    output_folder,
     resize_image,
     save_image,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "match_color",
     "match_luminance",
     "new_file_mode",
+    "output_folder",
     "resize_image",
     "save_image",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "probe_image_shape",
     "save_image",
     "check_output_path",
+    "output_folder",
     "resize_image",
     "fit_longest_side",
 ]
@@ -333,6 +334,25 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
 
 def _supported_list() -> str:
     return ", ".join(SUPPORTED_SUFFIXES)
+
+
+def output_folder(
+    path: str | os.PathLike, *, not_a_folder: str = "exists and is not a folder; give an output folder"
+) -> Path:
+    """Create the output folder ``path`` (and its parents) if needed; return it.
+
+    Raises:
+        NstjaxError: ``path`` is an existing file (message ``not_a_folder``), or the
+        folder cannot be created (the OS's reason).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NstjaxError(not_a_folder, path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NstjaxError(f"cannot create the output folder ({exc.strerror or exc})", path) from None
+    return path
 
 
 def check_output_path(path: str | os.PathLike) -> Path:

@@ -367,19 +367,18 @@ class Upsample2x(nn.Module):
             kernel = self.param("kernel", CONV_INIT, (self.kernel, self.kernel, c_in, self.features), jnp.float32)
             y = conv_transpose_stride2(x.astype(self.dtype), kernel.astype(self.dtype), self.padding,
                                        self.output_padding, self.conv_impl)
-            if self.use_bias:
-                y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32).astype(y.dtype)
-            return y
-        if self.mode != "resize":
-            raise ValueError(f"unknown upsampling {self.mode!r} (transpose or resize)")
-        x = jnp.repeat(jnp.repeat(x.astype(self.dtype), 2, axis=1), 2, axis=2)
-        if self.resize_padding == "reflect":
-            x = reflect_pad(x, (self.kernel - 1) // 2)
-            padding = "VALID"
+        elif self.mode == "resize":
+            x = jnp.repeat(jnp.repeat(x.astype(self.dtype), 2, axis=1), 2, axis=2)
+            if self.resize_padding == "reflect":
+                x = reflect_pad(x, (self.kernel - 1) // 2)
+                padding = "VALID"
+            else:
+                padding = self.resize_padding
+            kernel = self.param("kernel", CONV_INIT, (self.kernel, self.kernel, x.shape[-1], self.features),
+                                jnp.float32)
+            y = convolve(x, kernel.astype(self.dtype), 1, padding, self.conv_impl)
         else:
-            padding = self.resize_padding
-        kernel = self.param("kernel", CONV_INIT, (self.kernel, self.kernel, x.shape[-1], self.features), jnp.float32)
-        y = convolve(x, kernel.astype(self.dtype), 1, padding, self.conv_impl)
+            raise ValueError(f"unknown upsampling {self.mode!r} (transpose or resize)")
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32).astype(y.dtype)
         return y

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import NstjaxError
-from ..io.images import image_array, resize_image, save_image
+from ..io.images import image_array, output_folder, resize_image, save_image
 from ..labels import Palette, colorize, load_palette, one_hot, read_label_map, resize_labels
 from ..runtime import enable_compilation_cache
 from ..train import image_files, load_export, unit_to_image
@@ -226,13 +226,7 @@ def render(
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise NstjaxError("two sketches have the same name; their outputs would overwrite each other", out)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NstjaxError("exists and is not a folder; give an output folder", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NstjaxError(f"cannot create the output folder ({exc.strerror or exc})", out) from None
+    out = output_folder(out)
     written = []
     for i, (source, x) in enumerate(zip(files, inputs)):
         if renderer.config.input_kind == "labels":

@@ -257,6 +257,11 @@ class RunDir:
     def metrics(self) -> list[dict]:
         return read_metrics(self.metrics_path)
 
+    def last_metrics(self) -> dict[str, float]:
+        """The last logged record without its ``step`` and ``time``: loss terms, rates (empty before a log)."""
+        records = self.metrics()
+        return {k: v for k, v in (records[-1] if records else {}).items() if k not in ("step", "time")}
+
     @property
     def samples_dir(self) -> Path:
         return self.path / "samples"
