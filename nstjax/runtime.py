@@ -81,6 +81,10 @@ def init_distributed(distributed: bool | None = None) -> tuple[int, int]:
             kwargs["num_processes"] = int(os.environ["JAX_NUM_PROCESSES"])
         if os.environ.get("JAX_PROCESS_ID"):
             kwargs["process_id"] = int(os.environ["JAX_PROCESS_ID"])
+        if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+            # CPU devices of different processes talk over gloo (TCP); without it a
+            # multi-process CPU job cannot run one jitted step across processes.
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
         try:
             jax.distributed.initialize(**kwargs)
         except (RuntimeError, ValueError) as exc:

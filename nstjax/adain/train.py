@@ -28,6 +28,7 @@ import optax
 from ..models.adain import init_decoder
 from ..models.vgg import CONV_LAYERS
 from ..models.vgg_weights import resolve_weights
+from ..runtime import init_distributed
 from ..train import (
     Augment,
     BatchLoader,
@@ -42,6 +43,7 @@ from ..train import (
     image_grid,
     init_net,
     replicate,
+    to_host,
     unpaired,
 )
 from .config import AdaINConfig
@@ -146,6 +148,7 @@ def train_adain(
     progress: Callable[[TrainProgress], None] | None = None,
     stop: Callable[[], bool] | None = None,
     mesh: Any = None,
+    distributed: bool | None = None,
 ) -> AdaINTrainResult:
     """Train (or resume) an AdaIN decoder on the photos in ``contents`` and the paintings in ``styles``.
 
@@ -155,8 +158,9 @@ def train_adain(
       config: :class:`AdaINConfig` (default: the reference's settings).
       settings: length, batch (8 in the reference), seed, intervals.
       weights: VGG-19 weights of the encoder (spec, loaded weights, or None for auto).
-      resume, progress, stop: as for :func:`nstjax.fast.train.train_fast`.
+      resume, progress, stop, mesh, distributed: as for :func:`nstjax.fast.train.train_fast`.
     """
+    init_distributed(distributed)  # before anything touches a device
     config = config or AdaINConfig()
     dataset = unpaired(contents, styles)  # checks both folders before the weights are loaded
     vgg = resolve_weights(weights, settings.seed)
@@ -188,12 +192,12 @@ def train_adain(
         sample_c, sample_s = ((first["a"][:4] + 1) * 0.5), ((first["b"][:4] + 1) * 0.5)
 
         def sample_fn(current: AdaINState) -> np.ndarray:
-            out = np.asarray(_samples(current.net.params, vgg_params, jnp.asarray(sample_c), jnp.asarray(sample_s),
+            out = to_host(_samples(current.net.params, vgg_params, jnp.asarray(sample_c), jnp.asarray(sample_s),
                                       preprocessing=vgg.preprocessing, dtype=config.dtype))
             return image_grid([list(sample_c), list(sample_s), list(out)], labels=["contents / styles / outputs"])
 
         def export_fn(current: AdaINState) -> tuple[Any, dict]:
-            step = int(jax.device_get(current.step))
+            step = int(to_host(current.step))
             return current.net.params, {"system": SYSTEM, "vgg": record, "size": config.size, "step": step}
 
         state = fit(
@@ -204,5 +208,5 @@ def train_adain(
     finally:
         run.close()
         loader.close()
-    return AdaINTrainResult(run.path, int(jax.device_get(state.step)), total,
-                            jax.tree.map(np.asarray, state.net.params), config, vgg.source, run.last_metrics())
+    return AdaINTrainResult(run.path, int(to_host(state.step)), total,
+                            to_host(state.net.params), config, vgg.source, run.last_metrics())

@@ -67,7 +67,8 @@ def train_command(
                              learning_rate=lr, lr_decay=lr_decay, dtype=dtype)
         with TrainBar("adain train") if not options["quiet"] else contextlib.nullcontext() as bar:
             result = train_adain(content, styles, options["run"], config=config, settings=settings, weights=weights,
-                                 resume=options["resume"], progress=bar)
+                                 resume=options["resume"], progress=bar,
+                                 distributed=options["distributed"])
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "steps_per_second")
     say(f"trained {result.step} steps ({losses}); VGG weights: {result.vgg_source}")
     typer.echo(str(result.run_dir / "export"))

@@ -33,6 +33,7 @@ from rich.progress import (
 from ..errors import NstjaxError, NstjaxWarning
 
 __all__ = [
+    "DISTRIBUTED_OPTION",
     "TRAIN_OPTIONS",
     "DownloadBar",
     "OneLineErrors",
@@ -209,6 +210,13 @@ def step_columns() -> tuple:
 
 # --------------------------------------------------------------------------- training commands
 
+# --distributed/--no-distributed of every command that may span hosts (stylize-batch, training).
+DISTRIBUTED_OPTION = Annotated[
+    Optional[bool],
+    typer.Option(help="Call jax.distributed.initialize() (default: when a cluster is detected); run the same "
+                      "command on every host."),
+]
+
 # Options every `… train` command shares, declared once: name -> (annotation, default).
 TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "run": (Annotated[Path, typer.Option("--run", help="Run directory: checkpoints, samples, metrics, export.")], ...),
@@ -222,6 +230,7 @@ TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "checkpoint_every": (Annotated[int, typer.Option(help="Checkpoint (and export) every N steps.")], 1000),
     "keep": (Annotated[int, typer.Option(help="Checkpoints to keep.")], 3),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")], False),
+    "distributed": (DISTRIBUTED_OPTION, None),
 }
 
 

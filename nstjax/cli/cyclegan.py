@@ -52,7 +52,8 @@ def train_command(
             train=train_settings_from_options(options, epochs=200),
             dtype=dtype,
         )
-        train(dir_a, dir_b, run_dir, config, resume=options["resume"], progress=None if options["quiet"] else bar)
+        train(dir_a, dir_b, run_dir, config, resume=options["resume"], progress=None if options["quiet"] else bar,
+              distributed=options["distributed"])
     typer.echo(str(run_dir.expanduser().resolve()))
 
 

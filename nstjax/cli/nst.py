@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .common import cli_errors, duration, err_console, say, step_columns, with_options
+from .common import DISTRIBUTED_OPTION, cli_errors, duration, err_console, say, step_columns, with_options
 
 PresetName = Literal["auto", "gatys", "neural-style", "cpu", "fast"]
 OptimizerName = Literal["lbfgs", "adam"]
@@ -309,9 +309,7 @@ def stylize_batch(
         int, typer.Option(help="Round the short side to a multiple of this so near aspects share a program.")
     ] = 0,
     format: Annotated[FormatName, typer.Option(help="Output format.")] = "png",
-    distributed: Annotated[
-        Optional[bool], typer.Option(help="Call jax.distributed.initialize() (default: when a cluster is detected).")
-    ] = None,
+    distributed: DISTRIBUTED_OPTION = None,
     **options: Any,
 ) -> None:
     """Stylise every image in INPUTS with STYLE(s): batched, sharded over devices, resumable.

@@ -95,7 +95,7 @@ def train_command(
             dtype=dtype,
         )
         train(labels_dir, photos_dir, run_dir, config, weights=weights, resume=options["resume"],
-              progress=None if options["quiet"] else bar)  # fmt: skip
+              progress=None if options["quiet"] else bar, distributed=options["distributed"])  # fmt: skip
     typer.echo(str(run_dir.expanduser().resolve()))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..runtime import enable_compilation_cache
+from ..runtime import enable_compilation_cache, init_distributed
 from ..train import (
     Augment,
     BatchLoader,
@@ -24,6 +24,7 @@ from ..train import (
     fit,
     image_grid,
     replicate,
+    to_host,
     unit_to_image,
     unpaired,
 )
@@ -69,7 +70,7 @@ def sample_grid(state: CycleGANState, samples: dict[str, np.ndarray], model: Mod
                 dtype: DtypeName = "float32") -> np.ndarray:
     """uint8 [H, W, 3] grid: a row per sample image, columns input / translated / reconstructed
     (A images first: A, G_AB(A), G_BA(G_AB(A)); then B images: B, G_BA(B), G_AB(G_BA(B)))."""
-    fake_b, rec_a, fake_a, rec_b = jax.device_get(_translate_both(model, dtype)(state.g.params, samples["a"], samples["b"]))
+    fake_b, rec_a, fake_a, rec_b = to_host(_translate_both(model, dtype)(state.g.params, samples["a"], samples["b"]))
     rows = [[unit_to_image(x) for x in row] for row in zip(samples["a"], fake_b, rec_a)]
     rows += [[unit_to_image(x) for x in row] for row in zip(samples["b"], fake_a, rec_b)]
     return image_grid(rows, labels=["input", "translated", "reconstructed"])
@@ -95,6 +96,7 @@ def train(
     stop: Callable[[], bool] | None = None,
     mesh: Any = None,
     threads: int | None = None,
+    distributed: bool | None = None,
 ) -> CycleGANState:
     """Train a CycleGAN translating the images of ``dir_a`` (domain A) and ``dir_b`` (domain B).
 
@@ -113,6 +115,9 @@ def train(
         :class:`nstjax.train.TrainingInterrupted`).
       mesh: the data-parallel mesh (default: every device).
       threads: image-decoding threads.
+      distributed: start ``jax.distributed`` first (None: when the environment names a
+        cluster; see :func:`nstjax.runtime.init_distributed`). Every process then runs
+        this same call.
 
     Returns:
       The final train state.
@@ -122,6 +127,7 @@ def train(
         the devices, a run directory that does not fit (see :meth:`RunDir.open`).
       TrainingInterrupted, TrainingDiverged: see :func:`nstjax.train.fit`.
     """
+    init_distributed(distributed)
     enable_compilation_cache()
     dataset = unpaired(dir_a, dir_b)
     mesh = data_mesh() if mesh is None else mesh

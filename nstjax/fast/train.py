@@ -31,6 +31,7 @@ import optax
 from ..io.images import fit_longest_side, load_image, resize_image
 from ..models.johnson import TransformerNet, init_transformer
 from ..models.vgg_weights import resolve_weights
+from ..runtime import init_distributed
 from ..train import (
     Augment,
     BatchLoader,
@@ -46,6 +47,7 @@ from ..train import (
     init_net,
     plain,
     replicate,
+    to_host,
 )
 from .config import FastConfig, default_style_weight
 from .losses import perceptual_terms, style_grams, weighted_loss
@@ -191,6 +193,7 @@ def train_fast(
     progress: Callable[[TrainProgress], None] | None = None,
     stop: Callable[[], bool] | None = None,
     mesh: Any = None,
+    distributed: bool | None = None,
 ) -> FastTrainResult:
     """Train (or resume) a feed-forward network for ``style`` on the photos in ``data``.
 
@@ -204,11 +207,16 @@ def train_fast(
       weights: VGG-19 weights for the loss (a spec, loaded weights, or None for auto).
       resume: continue the run in ``run_dir`` (same settings; steps/epochs may grow).
       progress, stop: see :func:`~nstjax.train.fit`.
+      mesh: the data-parallel mesh (default: every device of every process).
+      distributed: start ``jax.distributed`` first (None: when the environment names a
+        cluster; see :func:`nstjax.runtime.init_distributed`). Every process then runs
+        this same call.
 
     Raises:
       NstjaxError: bad inputs or settings, a run that does not match on resume.
       TrainingInterrupted, TrainingDiverged: from :func:`~nstjax.train.fit`.
     """
+    init_distributed(distributed)  # before anything touches a device
     config = config or FastConfig()
     style = Path(style)
     # Inputs first, weights after: a mistyped path must not wait for a download.
@@ -249,12 +257,12 @@ def train_fast(
         samples = (loader.batch(0)["image"][:4] + 1.0) * 0.5
 
         def sample_fn(current: FastState) -> np.ndarray:
-            out = np.asarray(_render(current.net.params, jnp.asarray(samples), config=config))
+            out = to_host(_render(current.net.params, jnp.asarray(samples), config=config))
             style_tile = style_image[0]
             return image_grid([[style_tile, *samples], [style_tile, *out]], labels=["style", "inputs / outputs"])
 
         def export_fn(current: FastState) -> tuple[Any, dict]:
-            step = int(jax.device_get(current.step))
+            step = int(to_host(current.step))
             return current.net.params, export_config(config, style_name=style.stem, step=step, vgg=vgg_info)
 
         state = fit(
@@ -265,5 +273,5 @@ def train_fast(
     finally:
         run.close()
         loader.close()
-    return FastTrainResult(run.path, int(jax.device_get(state.step)), total,
-                           jax.tree.map(np.asarray, state.net.params), config, vgg.source, run.last_metrics())
+    return FastTrainResult(run.path, int(to_host(state.step)), total,
+                           to_host(state.net.params), config, vgg.source, run.last_metrics())

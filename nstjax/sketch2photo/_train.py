@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..labels import colorize, load_palette, read_label_map
-from ..runtime import enable_compilation_cache
+from ..runtime import enable_compilation_cache, init_distributed
 from ..train import (
     Augment,
     BatchLoader,
@@ -26,6 +26,7 @@ from ..train import (
     image_grid,
     paired,
     replicate,
+    to_host,
     unit_to_image,
 )
 from ._config import Sketch2PhotoConfig, make_networks
@@ -98,7 +99,7 @@ def generate_samples(state: Sketch2PhotoState, batch: dict[str, np.ndarray], con
     z = mu of the real photo; pix2pix keeps dropout on, seeded)."""
     batch = {k: v for k, v in batch.items()}
     out = _sample_fn(config, num_classes)(state.g.params, state.g_stats, batch, jax.random.PRNGKey(config.train.seed))
-    return np.asarray(jax.device_get(out))
+    return to_host(out)
 
 
 def sample_grid(state: Sketch2PhotoState, batch: dict[str, np.ndarray], config: Sketch2PhotoConfig,
@@ -142,6 +143,7 @@ def train(
     stop: Callable[[], bool] | None = None,
     mesh: Any = None,
     threads: int | None = None,
+    distributed: bool | None = None,
 ) -> Sketch2PhotoState:
     """Train SPADE or pix2pix (``config.model``) to turn the label maps of ``labels_dir`` into the photos of ``photos_dir``.
 
@@ -163,6 +165,9 @@ def train(
       stop: polled after each step; True stops like Ctrl-C (checkpoint, then
         :class:`nstjax.train.TrainingInterrupted`).
       mesh: the data-parallel mesh (default: every device); threads: decoding threads.
+      distributed: start ``jax.distributed`` first (None: when the environment names a
+        cluster; see :func:`nstjax.runtime.init_distributed`). Every process then runs
+        this same call.
 
     Returns:
       The final train state.
@@ -172,6 +177,7 @@ def train(
         size that does not split over the devices, a run directory that does not fit.
       TrainingInterrupted, TrainingDiverged: see :func:`nstjax.train.fit`.
     """
+    init_distributed(distributed)
     enable_compilation_cache()
     data, decoders = dataset(labels_dir, photos_dir, config)
     num_classes = len(load_palette(config.palette))

@@ -8,11 +8,13 @@
   metrics;
 * :mod:`~nstjax.train.plots` — loss curves and sample grids;
 * :mod:`~nstjax.train.loop` — :func:`fit`: the loop with logs, samples, checkpoints and Ctrl-C;
-* :mod:`~nstjax.train.settings` — :class:`TrainSettings`: length, batch, seed, intervals.
+* :mod:`~nstjax.train.settings` — :class:`TrainSettings`: length, batch, seed, intervals;
+* :mod:`~nstjax.train.hosts` — several processes: who writes, barriers, host copies.
 """
 
 from .checkpoint import RunDir, load_export, read_json, write_json
 from .data import Augment, BatchLoader, FolderDataset, image_files, image_to_unit, paired, plain, unit_to_image, unpaired
+from .hosts import any_process, barrier, is_primary, multi_process, to_host
 from .loop import TrainingDiverged, TrainingInterrupted, TrainProgress, fit
 from .plots import image_grid, read_metrics, save_grid, save_loss_curve
 from .settings import TrainSettings
@@ -38,7 +40,9 @@ __all__ = [
     "TrainSettings",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "any_process",
     "apply_gradients",
+    "barrier",
     "check_batch_splits",
     "constant_then_linear_decay",
     "linear_decay_rate",
@@ -48,7 +52,9 @@ __all__ = [
     "image_grid",
     "image_to_unit",
     "init_net",
+    "is_primary",
     "load_export",
+    "multi_process",
     "paired",
     "plain",
     "read_json",
@@ -57,6 +63,7 @@ __all__ = [
     "save_grid",
     "save_loss_curve",
     "shard_batch",
+    "to_host",
     "unit_to_image",
     "unpaired",
     "write_json",

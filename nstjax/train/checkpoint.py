@@ -9,6 +9,10 @@ Layout of ``RUN_DIR``::
     loss_curve.png     the losses so far
     samples/step_<N>.png  sample grids
 
+In a multi-host run (:mod:`~nstjax.train.hosts`) every process takes part in
+the orbax checkpoints and only the primary one writes the other files; the
+directory must be on a filesystem all hosts share.
+
 Checkpoints and the export are written by orbax, which writes into a temporary
 folder and renames it when complete, so a crash never leaves a half checkpoint
 under a final name. JSON and PNG files are written atomically
@@ -25,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from ..errors import NstjaxError
 from ..io.atomic import atomic_path
+from .hosts import barrier, is_primary, multi_process, to_host
 from .plots import read_metrics
 
 __all__ = ["CONFIG_NAME", "RunDir", "load_export", "read_json", "write_json"]
@@ -79,12 +83,15 @@ class RunDir:
     Attributes:
       path: the run directory (absolute).
       config: the run's settings as JSON data.
+      primary: whether this process writes the plain files (config, metrics, export):
+        always in one process, process 0 of several.
     """
 
     def __init__(self, path: Path, config: dict[str, Any], keep: int):
         self.path = path
         self.config = config
         self.keep = keep
+        self.primary = is_primary()
         self._manager = None
 
     # ----------------------------------------------------------------- opening
@@ -132,11 +139,15 @@ class RunDir:
             if stored_path.exists() or (path / "checkpoints").exists():
                 raise NstjaxError("already holds a run; add --resume to continue it, or choose a new RUN_DIR", path)
             raise NstjaxError("is not empty; choose a new or empty RUN_DIR", path)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            write_json(stored_path, config)
-        except OSError as exc:
-            raise NstjaxError(f"cannot write the run directory ({exc.strerror or exc})", path) from None
+        # Several processes: all check the directory before the primary writes into it.
+        barrier("nstjax.rundir.checked")
+        if is_primary():
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                write_json(stored_path, config)
+            except OSError as exc:
+                raise NstjaxError(f"cannot write the run directory ({exc.strerror or exc})", path) from None
+        barrier("nstjax.rundir.written")
         return cls(path, config, keep)
 
     # ----------------------------------------------------------------- checkpoints
@@ -191,7 +202,7 @@ class RunDir:
         the resumed run logs those steps again. ``like.step`` must be the step count.
         """
         state = self.restore(like)
-        self.drop_metrics_after(int(jax.device_get(state.step)))
+        self.drop_metrics_after(int(to_host(state.step)))
         return state
 
     def wait(self) -> None:
@@ -214,13 +225,19 @@ class RunDir:
     def export(self, params: Any, config: Mapping[str, Any]) -> Path:
         """Write the inference export: ``params`` (the generator's) and ``config`` (what inference needs).
 
-        Replaces an earlier export only once the new one is complete.
+        Replaces an earlier export only once the new one is complete. Every process
+        calls it; the primary one writes.
         """
         import orbax.checkpoint as ocp
 
         target = self.export_dir
-        params = jax.tree.map(np.asarray, params)  # host copies: the export is device-independent
-        checkpointer = ocp.StandardCheckpointer()
+        params = to_host(params)  # host copies: the export is device-independent
+        if not self.primary:
+            return target
+        # The primary process alone: orbax must not wait for the others at its barriers.
+        checkpointer = ocp.StandardCheckpointer(
+            multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
+        ) if multi_process() else ocp.StandardCheckpointer()
         staging = self.path / ".export.new"
         shutil.rmtree(staging, ignore_errors=True)
         checkpointer.save(staging / "params", params)
@@ -242,13 +259,17 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def log(self, record: Mapping[str, Any]) -> None:
-        """Append one metrics record (a JSON line, flushed)."""
+        """Append one metrics record (a JSON line, flushed; by the primary process)."""
+        if not self.primary:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(dict(record), sort_keys=True) + "\n")
             f.flush()
 
     def drop_metrics_after(self, step: int) -> None:
         """Forget records logged after ``step`` (a resumed run replays those steps)."""
+        if not self.primary:
+            return
         records = [r for r in read_metrics(self.metrics_path) if r["step"] <= step]
         if self.metrics_path.exists():
             with atomic_path(self.metrics_path) as tmp:

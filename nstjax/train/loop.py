@@ -10,6 +10,11 @@ The first Ctrl-C asks the loop to stop after the step in flight: it then logs,
 checkpoints and raises :class:`TrainingInterrupted`. A second Ctrl-C stops at
 once (the last checkpoint stays). A non-finite loss stops training with
 :class:`TrainingDiverged`; the checkpoints written before stay.
+
+Several processes (:mod:`~nstjax.train.hosts`): every process runs the loop; they
+agree to stop (one's request stops all) at the next log or checkpoint step, so
+all checkpoint the same step. Only the primary process writes files and reports
+progress.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from ..errors import NstjaxError
 from .checkpoint import RunDir
 from .data import BatchLoader
+from .hosts import any_process, is_primary, multi_process, to_host
 from .plots import save_grid, save_loss_curve
 from .state import shard_batch
 
@@ -107,7 +113,7 @@ class _StopFlag:
 
 
 def _mean(metrics: list[dict[str, Any]]) -> dict[str, float]:
-    host = jax.device_get(metrics)
+    host = to_host(metrics)
     return {k: float(np.mean([float(m[k]) for m in host])) for k in host[0]}
 
 
@@ -148,7 +154,8 @@ def fit(
         checkpointed.
       TrainingDiverged: a non-finite loss.
     """
-    start_step = int(jax.device_get(state.step))
+    start_step = int(to_host(state.step))
+    primary, several = is_primary(), multi_process()
     start_time = last_time = time.perf_counter()
     last_logged = start_step
     pending: list[dict[str, Any]] = []
@@ -156,7 +163,7 @@ def fit(
     rate = 0.0
 
     def report(event: str, step: int, path: Path | None = None) -> None:
-        if progress is None:
+        if progress is None or not primary:
             return
         eta = (total_steps - step) / rate if rate > 0 else math.inf
         progress(
@@ -185,7 +192,8 @@ def fit(
         if export_fn is not None:
             params, config = export_fn(current)
             path = run.export(params, config)
-        save_loss_curve(run.metrics(), run.path / "loss_curve.png", title=run.path.name)
+        if primary:
+            save_loss_curve(run.metrics(), run.path / "loss_curve.png", title=run.path.name)
         report("checkpoint", step, path)
 
     if start_step >= total_steps:
@@ -202,9 +210,14 @@ def fit(
             if final or (log_every and done % log_every == 0):
                 log(done)
             if sample_fn is not None and sample_every and (final or done % sample_every == 0):
-                path = save_grid(run.samples_dir / f"step_{done:07d}.png", sample_fn(state))
-                report("sample", done, path)
+                grid = sample_fn(state)  # every process: the generator runs on all devices
+                if primary:
+                    path = save_grid(run.samples_dir / f"step_{done:07d}.png", grid)
+                    report("sample", done, path)
             stopping = flag.requested or (stop is not None and stop())
+            if several:  # agree, at log steps only: a collective every step would stall dispatch
+                due = final or any(every and done % every == 0 for every in (log_every, checkpoint_every))
+                stopping = bool(due) and any_process(stopping)
             if final or stopping or (checkpoint_every and done % checkpoint_every == 0):
                 if stopping:
                     log(done)

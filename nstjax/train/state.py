@@ -101,8 +101,16 @@ def data_mesh(devices: Any = None) -> Mesh:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """``tree`` placed whole on every device of ``mesh``."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    """``tree`` placed whole on every device of ``mesh``.
+
+    When ``mesh`` spans several processes each must pass the same values (a seeded
+    initialisation is); every leaf then goes through host memory, since an array on
+    one local device cannot be placed on another host's devices directly.
+    """
+    sharding = NamedSharding(mesh, P())
+    if not mesh.is_multi_process:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), sharding), tree)
 
 
 def check_batch_splits(batch_size: int, mesh: Mesh) -> None:
