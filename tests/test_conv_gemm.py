@@ -230,3 +230,37 @@ def test_conv_impl_from_config_and_options() -> None:
     assert make_spec(config, "torch", guided=False).conv_impl == "gemm"
     with pytest.raises(NstjaxError, match="conv_impl"):
         nst_config.preset("gatys", conv_impl="winograd")
+
+
+# --------------------------------------------------------------------------- unpadded convolutions on CPU
+
+
+def _conv_paddings(fn, *args) -> list:
+    return [tuple(map(tuple, e.params["padding"])) for e in jax.make_jaxpr(fn)(*args).eqns
+            if e.primitive.name == "conv_general_dilated"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, "VALID"), (7, 1, "VALID"), (3, 2, "VALID"),
+                                                     (4, 2, ((1, 1), (0, 0))), (3, 1, "SAME")])
+def test_conv2d_never_runs_an_unpadded_convolution_on_cpu(kernel, stride, padding) -> None:
+    # XLA:CPU's slow path for sides without padding (3-5x) is avoided by padding `stride` zeros before and
+    # dropping the extra first output row/column: same values and gradients as XLA's unpadded convolution.
+    from nstjax.models.layers import conv2d
+
+    rng = np.random.default_rng(kernel * 10 + stride)
+    x = jnp.asarray(rng.standard_normal((2, 13, 12, 5)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((kernel, kernel, 5, 6)), jnp.float32)
+
+    def plain(x, k):
+        return jax.lax.conv_general_dilated(x, k, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    y_ref, vjp_ref = jax.vjp(plain, x, k)
+    y, vjp = jax.vjp(lambda x, k: conv2d(x, k, stride, padding), x, k)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+    for got, want in zip(vjp(g), vjp_ref(g), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # The traced forward convolution has padding on every side that had none.
+    (pads,) = _conv_paddings(lambda x, k: conv2d(x, k, stride, padding), x, k)
+    assert all(lo + hi > 0 for lo, hi in pads), pads

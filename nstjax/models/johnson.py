@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import NstjaxError
+from .layers import conv2d
 
 __all__ = [
     "OUTPUTS",
@@ -128,7 +129,6 @@ class InstanceNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-_DN = ("NHWC", "HWIO", "NHWC")
 
 
 def _phase_taps() -> np.ndarray:
@@ -167,7 +167,7 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     b, h, w, _ = x.shape
     cout = kernel.shape[-1]
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    z = jax.lax.conv_general_dilated(xp, _phase_kernel(kernel), (1, 1), "VALID", dimension_numbers=_DN)
+    z = conv2d(xp, _phase_kernel(kernel))
     return z.reshape(b, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, cout)
 
 
@@ -184,7 +184,7 @@ def split_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     k, _, cin, cout = kernel.shape
     n = k // 3
     blocks = kernel.reshape(n, 3, n, 3, cin, cout).transpose(1, 3, 4, 0, 2, 5).reshape(3, 3, cin, n * n * cout)
-    z = jax.lax.conv_general_dilated(x, blocks, (1, 1), "VALID", dimension_numbers=_DN)
+    z = conv2d(x, blocks)
     b, hz, wz, _ = z.shape
     h, w = hz - (k - 3), wz - (k - 3)
     z = z.reshape(b, hz, wz, n, n, cout)
@@ -226,7 +226,7 @@ class Conv(nn.Module):
             if self.stride == 1 and k > 3 and k % 3 == 0 and self.features < 16:
                 y = split_conv(x, kernel)
             else:
-                y = jax.lax.conv_general_dilated(x, kernel, (self.stride, self.stride), "VALID", dimension_numbers=_DN)
+                y = conv2d(x, kernel, self.stride)
         return y + bias.astype(self.dtype)
 
 

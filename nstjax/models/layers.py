@@ -72,8 +72,26 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VAL
     """XLA's cross-correlation of ``x`` [B, H, W, Cin] with ``kernel`` [k, k, Cin, Cout] (HWIO), NHWC out.
 
     ``padding``: ``"VALID"``, ``"SAME"`` (TensorFlow's split) or ``((top, bottom), (left, right))`` zeros.
+    Every XLA convolution of the package goes through here.
+
+    On CPU a side without padding gets ``stride`` zeros before it and the extra first
+    output row (column) is dropped: XLA:CPU runs convolutions with no padding on a
+    side 3-5x slower than padded ones of the same size (a 128x128 px 256->256 3x3
+    layer: 708 ms unpadded, 156 ms with one row and column more; 2-core AVX2 EPYC,
+    jax 0.10), and the reflection-padded layers of the generators, the AdaIN
+    encoder and decoder and the feed-forward networks are all unpadded convolutions.
     """
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    k_h, k_w = kernel.shape[0], kernel.shape[1]
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(x.shape[1:3], (k_h, k_w), (stride, stride), padding)
+    pads = [(int(lo), int(hi)) for lo, hi in padding]
+    crop = [False, False]
+    if jax.default_backend() == "cpu":
+        for axis, (lo, hi) in enumerate(pads):
+            if lo == 0 and hi == 0:
+                pads[axis], crop[axis] = (stride, 0), True
+    y = jax.lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y[:, int(crop[0]) :, int(crop[1]) :]
 
 
 # --------------------------------------------------------------------------- convolutions as matrix products
@@ -234,16 +252,21 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
     """How :func:`convolve` computes a convolution: ``"xla"``, ``"gemm"`` or ``"shift"``.
 
     ``impl="xla"``: XLA's convolution. ``"gemm"``: a matrix product, either over the
-    input's k x k windows (im2col, ``"gemm"``) or, for stride-1 layers with few output
-    channels (the generators' RGB heads), of the input with all taps' kernels at once
-    followed by a shifted sum of the k x k partial outputs (``"shift"``): the smaller
-    of the two intermediates. ``"auto"``: on GPU/TPU XLA's convolution; on CPU the
-    matrix products for layers of at least :data:`GEMM_MIN_MACS` multiply-adds, XLA's
-    elsewhere; large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) keep XLA's convolution for
-    the forward pass and use the products for both gradients. Measured on a 2-core AVX2
-    EPYC (docs/cyclegan.md): XLA:CPU ran the 7x7 RGB head's forward 10x slower than
-    PyTorch, and the products' forward and backward beat XLA's convolutions 1.3-2.4x
-    except the forward of 64x64 px layers. ``height``, ``width``: the output's.
+    input's k x k windows (im2col, ``"gemm"``) or, for stride-1 layers with fewer output
+    than input channels (the generators' RGB heads), of the input with all taps' kernels
+    at once followed by a shifted sum of the k x k partial outputs (``"shift"``): the
+    smaller of the two intermediates. ``"auto"``: on GPU/TPU XLA's convolution; on CPU
+    XLA's for small layers (under :data:`GEMM_MIN_MACS` multiply-adds: they compile
+    faster), for stride-1 3x3 layers with 64 or more input channels and for stride-1
+    layers narrowing the channels (heads); the matrix products elsewhere (strided
+    convolutions, the 7x7 stems, 4x4 discriminator layers, few input channels), where
+    large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) keep XLA's convolution for the
+    forward pass. Measured per layer, forward and both gradients, at CycleGAN's and
+    SPADE's 256 px shapes on a 2-core AVX2 EPYC (docs/benchmarks.md): with
+    :func:`conv2d`'s padding, XLA's stride-1 3x3 convolutions train 1.3-1.5x faster
+    than the products (64x64 px 256->256: 165 against 212 ms) and the RGB head 1.4x,
+    while the products stay ahead for the stem (1.3x) and the strided layers (1.1-1.4x).
+    ``height``, ``width``: the output's.
     """
     if impl not in CONV_IMPLS:
         raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
@@ -252,6 +275,8 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
     if impl == "auto":
         platform = jax.default_backend() if platform is None else platform
         if platform != "cpu" or height * width * kernel * kernel * in_channels * out_channels < GEMM_MIN_MACS:
+            return "xla"
+        if stride == 1 and ((kernel == 3 and in_channels >= 64) or out_channels < in_channels):
             return "xla"
     return "shift" if stride == 1 and out_channels < in_channels else "gemm"
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import runtime
 from ..errors import NstjaxError
-from .layers import CONV_IMPLS, gemm_conv_forward
+from .layers import CONV_IMPLS, conv2d, gemm_conv_forward
 
 # (channels, number of convolutions) for each of the five blocks.
 BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -146,9 +146,7 @@ def preprocess(images: jax.Array, preprocessing: str) -> jax.Array:
 
 def _conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
     """Stride-1 NHWC x HWIO convolution with explicit spatial ``padding``."""
-    return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(1, 1), padding=padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+    return conv2d(x, kernel, 1, padding)
 
 
 def transposed_kernel(kernel: Any) -> Any:
