@@ -257,16 +257,16 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
     at once followed by a shifted sum of the k x k partial outputs (``"shift"``): the
     smaller of the two intermediates. ``"auto"``: on GPU/TPU XLA's convolution; on CPU
     XLA's for small layers (under :data:`GEMM_MIN_MACS` multiply-adds: they compile
-    faster), for stride-1 3x3 layers with 64 or more input channels and for stride-1
-    layers narrowing the channels (heads); the matrix products elsewhere (strided
-    convolutions, the 7x7 stems, 4x4 discriminator layers, few input channels), where
-    large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) keep XLA's convolution for the
-    forward pass. Measured per layer, forward and both gradients, at CycleGAN's and
-    SPADE's 256 px shapes on a 2-core AVX2 EPYC (docs/benchmarks.md): with
-    :func:`conv2d`'s padding, XLA's stride-1 3x3 convolutions train 1.3-1.5x faster
-    than the products (64x64 px 256->256: 165 against 212 ms) and the RGB head 1.4x,
-    while the products stay ahead for the stem (1.3x) and the strided layers (1.1-1.4x).
-    ``height``, ``width``: the output's.
+    faster), and for large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) of stride-1 3x3
+    layers with 64 or more input channels and of stride-1 layers narrowing the channels
+    (heads); the matrix products elsewhere (strided convolutions, the 7x7 stems, 4x4
+    discriminator layers, few input channels, 32x32 px residual blocks), where large
+    outputs keep XLA's convolution for the forward pass. Measured per layer, forward
+    and both gradients, at CycleGAN's and SPADE's 128 and 256 px shapes on a 2-core
+    AVX2 EPYC: with :func:`conv2d`'s padding, XLA's stride-1 3x3 convolutions train
+    1.3-1.5x faster than the products at 64x64 px and more (256->256: 165 against 212
+    ms), the products 1.2-1.3x faster at 32x32 px; the products stay ahead for the
+    stem and the strided layers (1.1-1.4x). ``height``, ``width``: the output's.
     """
     if impl not in CONV_IMPLS:
         raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
@@ -276,7 +276,9 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
         platform = jax.default_backend() if platform is None else platform
         if platform != "cpu" or height * width * kernel * kernel * in_channels * out_channels < GEMM_MIN_MACS:
             return "xla"
-        if stride == 1 and ((kernel == 3 and in_channels >= 64) or out_channels < in_channels):
+        if stride == 1 and height * width >= XLA_FORWARD_MIN_PIXELS and (
+            (kernel == 3 and in_channels >= 64) or out_channels < in_channels
+        ):
             return "xla"
     return "shift" if stride == 1 and out_channels < in_channels else "gemm"
 
