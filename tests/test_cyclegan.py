@@ -236,6 +236,8 @@ def test_matrix_product_convolutions_equal_xlas(shape, kernel, stride, padding):
     assert conv_method(128, 128, 64, 128, 3, 2, "auto", platform="cpu") == "gemm"  # downsampling
     assert conv_method(256, 256, 64, 3, 7, 1, "auto", platform="cpu") == "xla"  # the RGB head
     assert conv_method(8, 8, 32, 32, 3, 1, "auto", platform="cpu") == "xla"  # small layers: XLA compiles faster
+    assert conv_method(2, 2, 512, 2048, 2, 1, "auto", platform="cpu") == "gemm"  # ... but not tiny outputs
+    assert conv_method(33, 33, 512, 1, 4, 1, "auto", platform="cpu") == "shift"  # ... nor one-channel logits
 
 
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs():

@@ -28,6 +28,7 @@ __all__ = [
     "CONV_IMPLS",
     "CONV_INIT",
     "GEMM_MIN_MACS",
+    "TINY_OUTPUT_PIXELS",
     "XLA_FORWARD_MIN_PIXELS",
     "Conv",
     "ConvImpl",
@@ -102,6 +103,13 @@ CONV_IMPLS = ("auto", "xla", "gemm")
 GEMM_MIN_MACS = 20_000_000
 """On CPU, "auto" computes convolutions of at least this many multiply-adds per image as matrix products;
 smaller ones (test-sized networks) stay XLA convolutions, which compile faster."""
+
+TINY_OUTPUT_PIXELS = 16
+"""On CPU, "auto" computes convolutions with outputs of at most this many pixels (the U-Net's innermost
+layers) and stride-1 convolutions to one channel (PatchGAN logits) as matrix products at any size: XLA:CPU
+runs them, and their gradients, on a generic path (pix2pix at 64 px: 30 and 13 ms for the 1x1 -> 2x2
+layer's two convolutions, a third of the step; a 33x33 px 512->1 4x4 layer with its gradients 34 ms against
+1.3 ms as products)."""
 
 XLA_FORWARD_MIN_PIXELS = 2048
 """Matrix-product convolutions with outputs of at least this many pixels (and kernels of 3 or more) run
@@ -257,9 +265,10 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
     at once followed by a shifted sum of the k x k partial outputs (``"shift"``): the
     smaller of the two intermediates. ``"auto"``: on GPU/TPU XLA's convolution; on CPU
     XLA's for small layers (under :data:`GEMM_MIN_MACS` multiply-adds: they compile
-    faster), and for large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) of stride-1 3x3
-    layers with 64 or more input channels and of stride-1 layers narrowing the channels
-    (heads); the matrix products elsewhere (strided convolutions, the 7x7 stems, 4x4
+    faster) except tiny and one-channel outputs (:data:`TINY_OUTPUT_PIXELS`), and for
+    large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) of stride-1 3x3 layers with 64 or
+    more input channels and of stride-1 layers narrowing the channels (heads); the
+    matrix products elsewhere (strided convolutions, the 7x7 stems, 4x4
     discriminator layers, few input channels, 32x32 px residual blocks), where large
     outputs keep XLA's convolution for the forward pass. Measured per layer, forward
     and both gradients, at CycleGAN's and SPADE's 128 and 256 px shapes on a 2-core
@@ -274,7 +283,11 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
         return "xla"
     if impl == "auto":
         platform = jax.default_backend() if platform is None else platform
-        if platform != "cpu" or height * width * kernel * kernel * in_channels * out_channels < GEMM_MIN_MACS:
+        if platform != "cpu":
+            return "xla"
+        if height * width <= TINY_OUTPUT_PIXELS or (out_channels == 1 and stride == 1):
+            pass  # XLA:CPU's generic (slow) convolution path: products at any size
+        elif height * width * kernel * kernel * in_channels * out_channels < GEMM_MIN_MACS:
             return "xla"
         if stride == 1 and height * width >= XLA_FORWARD_MIN_PIXELS and (
             (kernel == 3 and in_channels >= 64) or out_channels < in_channels
