@@ -129,8 +129,6 @@ class InstanceNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-
-
 def _phase_taps() -> np.ndarray:
     """``M[r, p, d]`` = 1 when, after nearest x2 upsampling, output row ``2i + p`` reads through tap
     ``d - 1`` (of a 3x3 kernel) the input row ``i + r - 1``; the same holds for columns."""

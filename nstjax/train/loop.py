@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import NstjaxError
 from .checkpoint import RunDir
 from .data import BatchLoader
-from .hosts import any_process, is_primary, multi_process, to_host
+from .hosts import any_process, multi_process, to_host
 from .plots import save_grid, save_loss_curve
 from .state import shard_batch
 
@@ -155,7 +155,7 @@ def fit(
       TrainingDiverged: a non-finite loss.
     """
     start_step = int(to_host(state.step))
-    primary, several = is_primary(), multi_process()
+    several = multi_process()
     start_time = last_time = time.perf_counter()
     last_logged = start_step
     pending: list[dict[str, Any]] = []
@@ -163,7 +163,7 @@ def fit(
     rate = 0.0
 
     def report(event: str, step: int, path: Path | None = None) -> None:
-        if progress is None or not primary:
+        if progress is None or not run.primary:
             return
         eta = (total_steps - step) / rate if rate > 0 else math.inf
         progress(
@@ -192,7 +192,7 @@ def fit(
         if export_fn is not None:
             params, config = export_fn(current)
             path = run.export(params, config)
-        if primary:
+        if run.primary:
             save_loss_curve(run.metrics(), run.path / "loss_curve.png", title=run.path.name)
         report("checkpoint", step, path)
 
@@ -211,11 +211,11 @@ def fit(
                 log(done)
             if sample_fn is not None and sample_every and (final or done % sample_every == 0):
                 grid = sample_fn(state)  # every process: the generator runs on all devices
-                if primary:
+                if run.primary:
                     path = save_grid(run.samples_dir / f"step_{done:07d}.png", grid)
                     report("sample", done, path)
             stopping = flag.requested or (stop is not None and stop())
-            if several:  # agree, at log steps only: a collective every step would stall dispatch
+            if several:  # agree at log and checkpoint steps only: a collective every step would stall dispatch
                 due = final or any(every and done % every == 0 for every in (log_every, checkpoint_every))
                 stopping = bool(due) and any_process(stopping)
             if final or stopping or (checkpoint_every and done % checkpoint_every == 0):
