@@ -238,6 +238,7 @@ def test_matrix_product_convolutions_equal_xlas(shape, kernel, stride, padding):
     assert conv_method(8, 8, 32, 32, 3, 1, "auto", platform="cpu") == "xla"  # small layers: XLA compiles faster
     assert conv_method(2, 2, 512, 2048, 2, 1, "auto", platform="cpu") == "gemm"  # ... but not tiny outputs
     assert conv_method(33, 33, 512, 1, 4, 1, "auto", platform="cpu") == "shift"  # ... nor one-channel logits
+    assert conv_method(63, 63, 512, 1, 4, 1, "auto", platform="cpu") == "shift"  # ... at any size
 
 
 def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
