@@ -264,3 +264,43 @@ def test_conv2d_never_runs_an_unpadded_convolution_on_cpu(kernel, stride, paddin
     # The traced forward convolution has padding on every side that had none.
     (pads,) = _conv_paddings(lambda x, k: conv2d(x, k, stride, padding), x, k)
     assert all(lo + hi > 0 for lo, hi in pads), pads
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride, padding, impl",
+    [((1, 48, 48, 32, 40), 3, 1, "VALID", "xla"), ((2, 48, 44, 40, 32), 3, 1, "SAME", "xla"),
+     ((1, 34, 34, 32, 48), 4, 1, ((1, 2), (2, 1)), "xla"), ((1, 80, 80, 32, 48), 3, 2, 1, "gemm"),
+     ((1, 72, 72, 32, 40), 4, 2, 1, "gemm")],
+)  # fmt: skip
+def test_kernel_gradient_as_tap_products_equals_xlas(shape, kernel, stride, padding, impl) -> None:
+    # Large layers take their kernel gradient as per-tap products (conv2d, and the products' backward);
+    # values and both gradients equal XLA's plain convolution, and the layers here are large enough
+    # that the tap products are really used (the jaxpr holds k*k products whose output is [Cout, Cin]).
+    from nstjax.models import layers
+
+    b, h, w, c_in, c_out = shape
+    rng = np.random.default_rng(h + kernel)
+    x = jnp.asarray(rng.standard_normal((b, h, w, c_in)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
+
+    def plain(x, k):
+        pads = layers._explicit_padding(padding, kernel, stride, h, w)
+        return jax.lax.conv_general_dilated(x, k, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def ours(x, k):
+        return layers.convolve(x, k, stride, padding, impl)
+
+    y_ref, vjp_ref = jax.vjp(plain, x, k)
+    y, vjp = jax.vjp(ours, x, k)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-4)
+    g = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+    dx, dk = vjp(g)
+    dx_ref, dk_ref = vjp_ref(g)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=2e-3)  # sums over B*Ho*Wo ~ 1e3-5e3 terms
+
+    grad_jaxpr = jax.make_jaxpr(lambda x, k: jax.grad(lambda k: jnp.sum(ours(x, k) * g))(k))(x, k)
+    tap_products = [e for e in grad_jaxpr.eqns
+                    if e.primitive.name == "dot_general" and e.outvars[0].aval.shape == (c_out, c_in)]  # fmt: skip
+    if jax.default_backend() == "cpu":
+        assert len(tap_products) == kernel * kernel
