@@ -9,7 +9,8 @@
 * :func:`convolve` / :func:`conv_method`: one cross-correlation computed as XLA's
   convolution or as matrix products (im2col, or a shifted sum for thin outputs),
   with hand-written gradients; :func:`gemm_conv_forward` is the im2col product
-  that :func:`nstjax.models.vgg.gemm_conv` uses too.
+  that :func:`nstjax.models.vgg.gemm_conv` uses too; :func:`tap_kernel_gradient`
+  is the kernel gradient both paths use on CPU for large layers.
 
 Conventions: NHWC activations; HWIO kernels ``[k, k, Cin, Cout]``; products
 accumulate in float32 whatever the operands' dtype.
@@ -86,7 +87,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VAL
     encoder and decoder and the feed-forward networks are all unpadded convolutions.
     On CPU, large layers with :data:`TAP_GRADIENT_MIN_CHANNELS` or more channels on both
     sides take their kernel gradient as per-tap matrix products
-    (:func:`tap_kernel_gradient`); the value and the input gradient stay XLA's.
+    (:func:`tap_kernel_gradient`); the value and the input gradient stay XLA's. Those
+    layers have a custom VJP, so they support reverse-mode differentiation only.
     """
     k_h, k_w = kernel.shape[0], kernel.shape[1]
     if isinstance(padding, str):
