@@ -348,4 +348,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from nstjax.launch import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # as the nstjax command runs (both sides of the comparison inherit it)
     sys.exit(main())

@@ -683,4 +683,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from nstjax.launch import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # as the nstjax command runs (both sides of the comparison inherit it)
     raise SystemExit(main())
