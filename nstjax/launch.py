@@ -6,8 +6,9 @@ memory in again 4 KiB at a time. A CycleGAN train step at 256 px touched 1.2 mil
 fresh pages (4.8 GB) and spent 7-19 of its ~45 CPU seconds in the kernel (2-core AMD
 EPYC, jax 0.10, glibc 2.36, THP mode ``madvise``). glibc's ``glibc.malloc.hugetlb=1``
 tunable makes ``malloc`` ask for transparent huge pages (2 MiB) on those mappings:
-about 3,000 faults a step, and the step went from 21-25 s to 18 s (128 px: 5.5 to
-4.1 s). PyTorch's caching allocator does not hit this.
+about 3,000 faults a step and 2-3 s of kernel time; in two pairs of runs the step went from 21-25 s
+to 17.4-20.7 s (128 px: 5.1-6.4 to 4.0-4.3 s in one pair, 5.4-5.7 to 5.1-5.5 s in another: this VM's
+speed drifts between runs). PyTorch's caching allocator does not hit this.
 
 Tunables are read when a process starts, so :func:`main` re-executes the same
 command line once with ``GLIBC_TUNABLES`` extended, before anything heavy is
