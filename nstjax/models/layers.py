@@ -145,10 +145,9 @@ def tap_kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, ...
     operand so XLA:CPU copies only the windows, not their transposes.
     """
     k_h, k_w, c_in, c_out = kernel_shape
-    (top, bottom), (left, right) = pads
     # Materialised once: XLA:CPU otherwise fuses x's producers (normalisation, activation,
     # reflection padding) into every one of the k*k window copies, 10x their cost.
-    xp = jax.lax.optimization_barrier(jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))))
+    xp = jax.lax.optimization_barrier(_pad4(x, pads))
     ho, wo = g.shape[1], g.shape[2]
     span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
     taps = [
