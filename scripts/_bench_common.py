@@ -380,7 +380,7 @@ def with_cache_marker(params, marker: str = "autodiff_conv"):
     """``params`` plus an empty, unused leaf per convolution.
 
     The different tree structure gives programs traced under a patch (:class:`autodiff_conv`,
-    :class:`gram_vjp`) their own jit cache entries, apart from nstjax's own programs.
+    :class:`autodiff_gram`) their own jit cache entries, apart from nstjax's own programs.
     """
     return {name: {**p, marker: np.zeros((0,), np.float32)} for name, p in params.items()}
 
@@ -410,56 +410,34 @@ class autodiff_conv:
         return False
 
 
-# --------------------------------------------------------------------------- proposed: the Gram matrix's VJP
+# --------------------------------------------------------------------------- before/after: the Gram matrix's VJP
 
 
-def _gram_vjp_matrix():
-    """A Gram matrix with a hand-written VJP, proposed for ``nstjax.losses.style.gram_matrix``.
-
-    Same function and normalisation. JAX's own gradient of ``einsum("bhwc,bhwd->bcd")``
-    makes XLA:CPU transpose the features to [C, h·w] and back (two slow copies of the
-    largest style layer) around a skinny [C, h·w]·[h·w, C] product; the VJP written out,
-    ``dF = F·(dG + dGᵀ)``, is one [h·w, C]·[C, C] product on the features as they are.
-    """
-    import jax
+def _autodiff_gram_matrix(features, mask=None):
+    """``nstjax.losses.style.gram_matrix`` as it was before its hand-written VJP: one einsum
+    over all positions, differentiated by JAX (same function and normalisation)."""
     import jax.numpy as jnp
 
-    @jax.custom_vjp
-    def gram(features):
-        return jnp.einsum("bhwc,bhwd->bcd", features, features, preferred_element_type=jnp.float32)
-
-    def fwd(features):
-        return gram(features), features
-
-    def bwd(features, g):
-        sym = (g + jnp.swapaxes(g, 1, 2)).astype(features.dtype)
-        d = jnp.einsum("bhwc,bcd->bhwd", features, sym, preferred_element_type=jnp.float32)
-        return (d.astype(features.dtype),)
-
-    gram.defvjp(fwd, bwd)
-
-    def gram_matrix(features, mask=None):
-        _, h, w, c = features.shape
-        if mask is None:
-            return gram(features) / (c * h * w)
-        mask = jnp.broadcast_to(mask, features.shape[:3]).astype(jnp.float32)
-        guided = features * mask[..., None].astype(features.dtype)
-        area = jnp.sum(mask, axis=(1, 2))
-        return gram(guided) / (c * jnp.maximum(area, 1e-8))[:, None, None]
-
-    return gram_matrix
+    _, h, w, c = features.shape
+    if mask is None:
+        return jnp.einsum("bhwc,bhwd->bcd", features, features, preferred_element_type=jnp.float32) / (c * h * w)
+    mask = jnp.broadcast_to(mask, features.shape[:3]).astype(jnp.float32)
+    guided = features * mask[..., None].astype(features.dtype)
+    area = jnp.sum(mask, axis=(1, 2))
+    gram = jnp.einsum("bhwc,bhwd->bcd", guided, guided, preferred_element_type=jnp.float32)
+    return gram / (c * jnp.maximum(area, 1e-8))[:, None, None]
 
 
-class gram_vjp:
+class autodiff_gram:
     """Context manager: while tracing inside it, ``nstjax.losses.style.gram_matrix`` is
-    :func:`_gram_vjp_matrix`'s (a proposed change, measured before it is made). Use it with
-    :func:`with_cache_marker` parameters (marker ``"gram_vjp"``)."""
+    :func:`_autodiff_gram_matrix` (the path before the Gram VJP). Use it with
+    :func:`with_cache_marker` parameters (marker ``"autodiff_gram"``)."""
 
     def __enter__(self):
         from nstjax.losses import style
 
         self._style, self._original = style, style.gram_matrix
-        style.gram_matrix = _gram_vjp_matrix()
+        style.gram_matrix = _autodiff_gram_matrix
         return self
 
     def __exit__(self, *exc):

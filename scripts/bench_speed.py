@@ -47,8 +47,8 @@ import _bench_common as bc  # noqa: E402
 
 IMPLS = ("nstjax", "reference")
 BEFORE = "nstjax-autodiff-conv"  # --compare-autodiff-conv: nstjax with JAX's default convolution VJP (the old path)
-GRAM_VJP = "nstjax+gram-vjp"  # --proposed-gram: nstjax with the Gram matrix's hand-written VJP (bc.gram_vjp)
-PATCHES = {BEFORE: bc.autodiff_conv, GRAM_VJP: bc.gram_vjp}
+GRAM_BEFORE = "nstjax-autodiff-gram"  # --compare-autodiff-gram: the Gram matrix differentiated by JAX (the old path)
+PATCHES = {BEFORE: bc.autodiff_conv, GRAM_BEFORE: bc.autodiff_gram}
 MODES = ("eval", "adam", "lbfgs")
 
 
@@ -80,7 +80,7 @@ class Workload:
 def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes, impl="nstjax",
                      conv_impl="auto") -> list[Workload]:
     """nstjax's workloads; ``impl`` names the variant: ``nstjax`` (as shipped), ``nstjax-xla``
-    (``conv_impl``), :data:`GRAM_VJP` or :data:`BEFORE` (traced under a patch of the library)."""
+    (``conv_impl``), :data:`GRAM_BEFORE` or :data:`BEFORE` (traced under a patch of the library)."""
     import dataclasses
 
     import jax
@@ -208,9 +208,9 @@ def throughput(size: int, args, settings, device: str) -> dict[str, Any]:
     if "xla" in args.conv_impls:
         old += nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes,
                                 impl="nstjax-xla", conv_impl="xla")
-    if args.proposed_gram:
-        old += nstjax_workloads(bc.with_cache_marker(params, "gram_vjp"), preprocessing, content, style, settings,
-                                dtypes, modes, impl=GRAM_VJP)
+    if args.compare_autodiff_gram:
+        old += nstjax_workloads(bc.with_cache_marker(params, "autodiff_gram"), preprocessing, content, style,
+                                settings, dtypes, modes, impl=GRAM_BEFORE)
     if args.compare_autodiff_conv:
         old += nstjax_workloads(bc.with_cache_marker(params), preprocessing, content, style, settings,
                                 dtypes, modes, impl=BEFORE)
@@ -259,16 +259,26 @@ def throughput(size: int, args, settings, device: str) -> dict[str, Any]:
             calls_per_repetition=w.calls, first_call_s=w.first_s,
             gflops=rate * flops / 1e9, fraction_of_peak=(rate * flops / peak) if peak else None,
         ))
-    for row in rows:
-        if not row["impl"].startswith("reference"):
-            best = fastest_reference(rows, row["dtype"], row["mode"])
-            row["ratio_vs_reference"] = row["evals_per_s"] / best["evals_per_s"] if best else None
-            row["reference_setting"] = best["impl"] if best else None
-            for r in rows:
-                if r["impl"].startswith("reference") and (r["dtype"], r["mode"]) == (row["dtype"], row["mode"]):
-                    row[f"ratio_vs_{r['impl']}"] = row["evals_per_s"] / r["evals_per_s"]
+    add_reference_ratios(rows)
     return dict(size=size, images=what, eval_gflop=flops / 1e9, rows=rows,
                 load_average=dict(mean=float(np.mean(load)), min=float(min(load)), max=float(max(load))))
+
+
+def add_reference_ratios(rows: list[dict[str, Any]]) -> None:
+    """Give each nstjax row its ratio to the fastest reference setting of its dtype and mode.
+
+    ``ratio_vs_reference`` and ``reference_setting`` name the fastest; the ratio
+    to each layout is kept as ``ratio_vs_layout_<impl>``.
+    """
+    for row in rows:
+        if row["impl"].startswith("reference"):
+            continue
+        best = fastest_reference(rows, row["dtype"], row["mode"])
+        row["ratio_vs_reference"] = row["evals_per_s"] / best["evals_per_s"] if best else None
+        row["reference_setting"] = best["impl"] if best else None
+        for r in rows:
+            if r["impl"].startswith("reference") and (r["dtype"], r["mode"]) == (row["dtype"], row["mode"]):
+                row[f"ratio_vs_layout_{r['impl']}"] = row["evals_per_s"] / r["evals_per_s"]
 
 
 def fastest_reference(rows, dtype: str, mode: str):
@@ -616,9 +626,9 @@ def main(argv=None) -> int:
     parser.add_argument("--conv-impls", default="auto",
                         help="nstjax convolution formulations to time: auto (as shipped, the 'nstjax' rows) and "
                         "optionally xla ('nstjax-xla' rows: XLA's convolutions everywhere)")
-    parser.add_argument("--proposed-gram", action="store_true",
-                        help=f"also time {GRAM_VJP}: nstjax with the Gram matrix's hand-written VJP "
-                        "(_bench_common.gram_vjp; patched in this process only)")
+    parser.add_argument("--compare-autodiff-gram", action="store_true",
+                        help=f"also time {GRAM_BEFORE}: nstjax with the Gram matrix as one einsum differentiated "
+                        "by JAX (the path before its hand-written VJP; patched in this process only)")
     parser.add_argument("--md", default=None, help="also write the tables as markdown to this file")
     parser.add_argument("--compare-autodiff-conv", action="store_true",
                         help=f"also time {BEFORE}: nstjax with JAX's default convolution VJP instead of "

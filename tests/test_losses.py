@@ -8,6 +8,7 @@ tiny and reused so each jitted function compiles once.
 from __future__ import annotations
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -129,6 +130,57 @@ def test_zero_mask_gives_no_nan() -> None:
     # and its gradient is finite too
     grad = jax.grad(lambda x: jnp.sum(gram_matrix(x, m)))(jnp.asarray(f))
     assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def np_gram_vjp(f: np.ndarray, cotangent: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The features' cotangent of ``np_gram`` for a Gram cotangent [B, C, C] (float64).
+
+    ``G = Fᵀ F / n`` with ``F`` the (masked) features, so ``dF = F (dG + dGᵀ) / n``,
+    times the mask again on the way back to the unmasked features.
+    """
+    f = np.asarray(f, np.float64)
+    b, h, w, c = f.shape
+    out = np.empty_like(f)
+    for i in range(b):
+        m = np.ones((h, w)) if mask is None else np.asarray(mask, np.float64)
+        m = m if m.ndim == 2 else m[i]
+        fi = (f[i] * m[..., None]).reshape(h * w, c)
+        sym = cotangent[i] + cotangent[i].T
+        out[i] = ((fi @ sym) / (c * m.sum())).reshape(h, w, c) * m[..., None]
+    return out
+
+
+@pytest.mark.parametrize("hw", [(5, 7), (64, 64), (128, 128)], ids=["one-product", "chunks-1", "chunks-4"])
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "guided"])
+def test_gram_value_and_vjp_match_numpy(hw: tuple[int, int], masked: bool) -> None:
+    # (128, 128): 16384 positions, four partial products of 4096 (GRAM_CHUNK_ROWS);
+    # the hand-written VJP against the formula, with an asymmetric cotangent.
+    h, w = hw
+    f = _feats(20, 2, h, w, 3)
+    m = _mask(21, 2, h, w) if masked else None
+    cot = np.random.default_rng(22).standard_normal((2, 3, 3)).astype(np.float32)
+    value, vjp = jax.vjp(lambda x: gram_matrix(x, m), jnp.asarray(f))
+    np.testing.assert_allclose(np.asarray(value), np_gram(f, m), rtol=2e-5, atol=1e-6)
+    (grad,) = vjp(jnp.asarray(cot))
+    np.testing.assert_allclose(np.asarray(grad), np_gram_vjp(f, cot, m), rtol=2e-5, atol=1e-7)
+
+
+def test_gram_vjp_keeps_the_features_layout() -> None:
+    # The backward pass is one [h·w, C]·[C, C] product; JAX's own rule for the einsum
+    # made XLA:CPU transpose the features to [C, h·w] and back (slow copies). No
+    # transpose of anything bigger than a C×C matrix may appear in the gradient.
+    f = jnp.zeros((1, 16, 16, 8), jnp.float32)
+    jaxpr = jax.make_jaxpr(jax.grad(lambda x: jnp.sum(gram_matrix(x) ** 2)))(f)
+
+    def transposes(jx):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "transpose":
+                yield eqn.invars[0].aval.size
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                yield from transposes(sub)
+
+    sizes = list(transposes(jaxpr.jaxpr))
+    assert sizes and max(sizes) <= 8 * 8
 
 
 def test_bfloat16_features_give_float32_close_to_float32() -> None:
