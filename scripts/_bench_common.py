@@ -397,7 +397,7 @@ class autodiff_conv:
 
         from nstjax.models import vgg
 
-        def lax_conv(x, kernel, padding, kernel_t=None, method="xla"):
+        def lax_conv(x, kernel, padding, kernel_t=None, method="xla", kernel_w=None, kernel_t_w=None):
             return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
 

@@ -1,4 +1,4 @@
-"""Per-layer convolution timings: XLA's convolution against the GEMM formulation, and torch.
+"""Per-layer convolution timings: XLA's convolution against the GEMM and Winograd formulations, and torch.
 
 For every VGG-19 convolution up to conv5_1 at one input size (square, ``--size``),
 in float32 and bfloat16, the forward pass and the input gradient (what
@@ -9,13 +9,15 @@ in float32 and bfloat16, the forward pass and the input gradient (what
   where bfloat16 has no fast path);
 * ``gemm``: :func:`nstjax.models.vgg.gemm_conv` (im2col, one GEMM with float32
   accumulation);
+* ``winograd``: :func:`nstjax.models.layers.winograd_conv3x3` in float32 (16 products, the
+  kernel's Winograd form computed once);
 * ``torch`` / ``torch-cl``: ``torch.nn.functional.conv2d`` forward and
   ``convolution_backward`` input gradient, NCHW and channels_last, bfloat16 as
   native bfloat16 tensors.
 
 Every timing is the minimum over ``--repeats`` interleaved repetitions (machine
 noise only ever adds time). The last column is what ``conv_plan(conv_impl="auto")``
-picks on this machine. Use it to set ``vgg.F32_GEMM_MAX_PIXELS`` and
+picks on this machine. Use it to set ``layers.WINOGRAD_MIN_CHANNELS`` and
 ``vgg.BF16_GEMM_MAX_PIXELS`` for a CPU family:
 
     python scripts/bench_conv.py --size 128 --dtypes float32,bfloat16 --repeats 7
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
 
     from nstjax import runtime
-    from nstjax.models import vgg
+    from nstjax.models import layers, vgg
 
     torch = None
     if not args.no_torch:
@@ -93,6 +95,11 @@ def main(argv=None) -> int:
                     a.astype(c), b.astype(c), pad, method=m).astype(a.dtype))
                 jobs[f"{impl} fwd"] = lambda f=f: f(x, k).block_until_ready()
                 jobs[f"{impl} dx"] = lambda f=f: f(g, kt).block_until_ready()
+            # Winograd in float32 with the kernel forms computed once, as with_winograd_kernels does.
+            f = jax.jit(lambda a, kw: layers.winograd_conv3x3(a.astype(jnp.float32), kw, pad).astype(a.dtype))
+            kw, ktw = (jnp.asarray(layers.winograd_kernel(np.asarray(w, np.float32))) for w in (k, kt))
+            jobs["winograd fwd"] = lambda f=f, kw=kw: f(x, kw).block_until_ready()
+            jobs["winograd dx"] = lambda f=f, ktw=ktw: f(g, ktw).block_until_ready()
             if torch is not None:
                 tdt = torch.float32 if dtype == jnp.float32 else torch.bfloat16
                 tx = torch.from_numpy(np.array(x, np.float32)).permute(0, 3, 1, 2).contiguous().to(tdt)

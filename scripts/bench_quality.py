@@ -89,7 +89,7 @@ def run_nstjax(content, style, params, preprocessing, optimizer, budget, setting
     if what_if:
         spec = fast_start_spec(spec)
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
-    params = stylize_module.device_params(params)  # as run_stylize passes them
+    params = stylize_module.device_params(params, spec=spec)  # as run_stylize passes them
     start = time.perf_counter()
     carry = stylize_module.init_carry_jit(jnp.asarray(content)[None], spec)
     curve: list[tuple[int, float]] = []  # (evaluations made when this loss was known, loss)

@@ -9,7 +9,12 @@ VGG-19 weights, gatys layers/weights, average pooling):
   and bfloat16 and for the reference in float32 and ``torch.autocast``
   bfloat16. Every repetition runs each workload once, nstjax and reference
   alternating (order reversed every other repetition), so machine noise hits
-  both; the median over repetitions is reported.
+  both; the median over repetitions is reported. Before each timed
+  repetition every workload makes one untimed call or step (``--settle-calls``):
+  the first call after another program's pays for the memory that program
+  freed, so untimed it measures each implementation's steady state.
+  FLOP/s counts a direct convolution's multiply-adds (nstjax's Winograd layers
+  do 2.25x fewer, so it can exceed the peak).
 * **compile time and memory** (fresh subprocesses): nstjax cold (empty
   persistent compilation cache) and warm (the cache the cold run filled), as
   (a) the first ``run_stylize`` call of one L-BFGS step minus the second
@@ -76,6 +81,11 @@ class Workload:
         evals = self._unit(self.calls)
         return evals, time.perf_counter() - start
 
+    def settle(self) -> None:
+        """One untimed call or step: the first one after another program's pays for memory that
+        program freed (fresh pages from the kernel: up to 0.8 s of system time at 256 px)."""
+        self._unit(1)
+
 
 def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, modes, impl="nstjax",
                      conv_impl="auto") -> list[Workload]:
@@ -91,7 +101,7 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
     # The jitted init (as run_stylize uses): fresh buffers, safe to donate to the chunk.
     init_carry = engine.init_carry_jit
     out = []
-    targets_params, params = params, engine.device_params(params)  # as run_stylize passes them
+    targets_params = params
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
     patch = PATCHES.get(impl)
@@ -103,10 +113,11 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
                     targets_params, preprocessing, content, style, settings=settings, optimizer=optimizer, dtype=dtype
                 )
             spec = dataclasses.replace(spec, conv_impl=conv_impl)
+            params = engine.device_params(targets_params, spec=spec)  # as run_stylize passes them
             if mode == "eval":
                 vg = bc.jitted_value_and_grad()
 
-                def unit(n, vg=vg, spec=spec, targets=targets, lw=lw):
+                def unit(n, vg=vg, spec=spec, targets=targets, lw=lw, params=params):
                     for _ in range(n):
                         out_ = vg(x0, params, targets, lw, spec=spec)
                     jax.block_until_ready(out_)
@@ -116,7 +127,7 @@ def nstjax_workloads(params, preprocessing, content, style, settings, dtypes, mo
                 chunk = bc.jitted_run_steps()
                 state = {"carry": None}
 
-                def unit(n, chunk=chunk, spec=spec, targets=targets, lw=lw, state=state):
+                def unit(n, chunk=chunk, spec=spec, targets=targets, lw=lw, state=state, params=params):
                     carry = state["carry"]
                     if carry is None or bool(carry.nonfinite):
                         carry = init_carry(x0, spec)
@@ -241,6 +252,8 @@ def throughput(size: int, args, settings, device: str) -> dict[str, Any]:
     for rep in range(args.repeats):
         order = workloads if rep % 2 == 0 else workloads[::-1]
         for w in order:
+            for _ in range(args.settle_calls):
+                w.settle()
             evals, seconds = w.run()
             w.rates.append(evals / seconds)
             w.seconds.append(seconds)
@@ -367,7 +380,7 @@ def child_nstjax_memory(job: dict[str, Any]) -> dict[str, Any]:
     x0 = jnp.asarray(content)[None]
     stop = {k: jnp.asarray(v, jnp.float32 if k == "tolerance" else jnp.int32) for k, v in bc.NEVER_STOP.items()}
     carry = stylize_module.init_carry_jit(x0, spec)
-    params = stylize_module.device_params(weights.params)
+    params = stylize_module.device_params(weights.params, spec=spec)
     # Compile first (from the warm cache the parent passes), so compiler memory is not counted.
     chunk = stylize_module.run_chunk.lower(carry, params, targets, lw, jnp.int32(3), stop, spec=spec).compile()
     out: dict[str, Any] = {}
@@ -615,6 +628,10 @@ def main(argv=None) -> int:
                         "on GPU 128,256,512,1024,2048)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.5, help="seconds per timed repetition (at least one call)")
+    parser.add_argument("--settle-calls", type=int, default=1,
+                        help="untimed calls (or optimiser steps) each workload makes before each timed repetition, "
+                        "for nstjax and the reference alike: the first call after another program's pays for the "
+                        "memory that program freed (0 = time it too)")
     parser.add_argument("--modes", default="eval,adam,lbfgs", help="float32 workloads")
     parser.add_argument("--bf16-modes", default="eval", help="bfloat16 workloads ('' = no bfloat16)")
     parser.add_argument("--reference-bf16-max-size", type=int, default=None,

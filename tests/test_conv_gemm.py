@@ -137,22 +137,25 @@ def plan(h, c_in, c_out, dtype, impl="auto", **kw):
 def test_conv_plan_by_cpu() -> None:
     f32, bf16 = jnp.float32, jnp.bfloat16
     cpu = dict(platform="cpu")
-    # float32 on any CPU: GEMM for the small, wide layers only.
+    # float32 on any CPU: Winograd for every layer with 64 channels or more on both sides.
     for flags in (AVX2, AMX):
-        assert plan(16, 512, 512, f32, cpu_flags=flags, **cpu) == ("gemm", "float32")
-        assert plan(8, 512, 512, f32, cpu_flags=flags, **cpu) == ("gemm", "float32")
-        assert plan(64, 256, 256, f32, cpu_flags=flags, **cpu) == ("xla", "float32")
+        assert plan(16, 512, 512, f32, cpu_flags=flags, **cpu) == ("winograd", "float32")
+        assert plan(8, 512, 512, f32, cpu_flags=flags, **cpu) == ("winograd", "float32")
+        assert plan(64, 256, 256, f32, cpu_flags=flags, **cpu) == ("winograd", "float32")
+        assert plan(256, 64, 64, f32, cpu_flags=flags, **cpu) == ("winograd", "float32")
         assert plan(16, 3, 64, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # conv1_1: too thin
+        assert plan(16, 64, 3, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # its input gradient
         assert plan(2, 512, 512, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # too small to pay
     # bfloat16 where the CPU multiplies it natively: bfloat16 GEMMs up to 64x64, float32 above.
     for flags in (AMX, AVX512_BF16):
         assert plan(16, 512, 512, bf16, cpu_flags=flags, **cpu) == ("gemm", "bfloat16")
         assert plan(64, 128, 256, bf16, cpu_flags=flags, **cpu) == ("gemm", "bfloat16")
-        assert plan(128, 64, 128, bf16, cpu_flags=flags, **cpu) == ("xla", "float32")
+        assert plan(128, 64, 128, bf16, cpu_flags=flags, **cpu) == ("winograd", "float32")
         assert plan(128, 3, 64, bf16, cpu_flags=flags, **cpu) == ("xla", "float32")
     # bfloat16 without it (this AMD EPYC, most AVX2 machines): float32 arithmetic, the float32 plan.
-    assert plan(16, 512, 512, bf16, cpu_flags=AVX2, **cpu) == ("gemm", "float32")
-    assert plan(64, 256, 256, bf16, cpu_flags=AVX2, **cpu) == ("xla", "float32")
+    assert plan(16, 512, 512, bf16, cpu_flags=AVX2, **cpu) == ("winograd", "float32")
+    assert plan(64, 256, 256, bf16, cpu_flags=AVX2, **cpu) == ("winograd", "float32")
+    assert plan(64, 3, 64, bf16, cpu_flags=AVX2, **cpu) == ("xla", "float32")
     # Accelerators keep XLA's convolutions in the network's dtype.
     for platform in ("gpu", "tpu"):
         assert plan(16, 512, 512, bf16, platform=platform, cpu_flags=AMX) == ("xla", "bfloat16")
@@ -160,6 +163,7 @@ def test_conv_plan_by_cpu() -> None:
     # An explicit choice wins everywhere.
     assert plan(256, 64, 64, bf16, "gemm", **cpu, cpu_flags=AVX2) == ("gemm", "bfloat16")
     assert plan(16, 512, 512, f32, "xla", **cpu, cpu_flags=AMX) == ("xla", "float32")
+    assert plan(16, 3, 64, f32, "winograd", platform="gpu") == ("winograd", "float32")
     with pytest.raises(ValueError, match="conv_impl"):
         vgg.conv_plan(8, 8, 64, 64, f32, "cudnn")
 
@@ -172,17 +176,23 @@ def test_fast_bfloat16_flags() -> None:
     assert runtime.fast_bfloat16() == bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
+WINOGRAD_DIMS = (((3,), (0,)), ((), ()))  # [B, h, w, Cin] x [Cin, Cout]: one of a Winograd layer's 16 products
+
+
 def _conv_ops(jaxpr):
-    """(primitive, operand dtypes, result dtype) of every convolution, and of every matrix product
-    that maps pixels to output channels (forward or input gradient; the kernel gradient, which XLA
-    drops as unused, contracts over pixels instead), recursively."""
+    """(kind, operand dtypes, result dtype) of every convolution (``conv_general_dilated``), every
+    matrix product that maps pixels to output channels as an im2col GEMM (``dot_general``) or as
+    one of Winograd's 16 products (``winograd``), recursively. Kernel gradients (unused, XLA drops
+    them) are products over pixels and convolutions, so only convolutions include dead code."""
     out = []
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        if name == "conv_general_dilated" or (
-            name == "dot_general" and eqn.params["dimension_numbers"] == (((1,), (0,)), ((), ()))
-        ):
-            out.append((name, tuple(v.aval.dtype.name for v in eqn.invars), eqn.outvars[0].aval.dtype.name))
+        dims = eqn.params.get("dimension_numbers") if name == "dot_general" else None
+        kind = {(((1,), (0,)), ((), ())): "dot_general", WINOGRAD_DIMS: "winograd"}.get(dims)
+        if name == "conv_general_dilated":
+            kind = name
+        if kind:
+            out.append((kind, tuple(v.aval.dtype.name for v in eqn.invars), eqn.outvars[0].aval.dtype.name))
         for value in eqn.params.values():
             for sub in value if isinstance(value, (list, tuple)) else (value,):
                 inner = getattr(sub, "jaxpr", sub)
@@ -211,16 +221,21 @@ def test_auto_network_uses_what_the_cpu_has(monkeypatch, flags, expect) -> None:
         ops = _conv_ops(jax.make_jaxpr(grad)(params, image).jaxpr)
     convs = [o for o in ops if o[0] == "conv_general_dilated"]
     gemms = [o for o in ops if o[0] == "dot_general"]
+    winograd = [o for o in ops if o[0] == "winograd"]
+    # Winograd products always in float32: (layers) x (forward, input gradient) x 16.
+    assert all(o[1] == ("float32", "float32") and o[2] == "float32" for o in winograd)
     if expect == "bf16-gemm":
         # conv2_1 (64x64) .. conv4_2 (16x16) are bfloat16 GEMMs accumulated in float32 (forward and input
-        # gradient); conv1_x (128x128, past the size limit) compute in float32.
-        assert gemms and all(o[1] == ("bfloat16", "bfloat16") and o[2] == "float32" for o in gemms)
+        # gradient); conv1_2 (128x128, past the size limit) is Winograd in float32, conv1_1 XLA's.
+        assert len(gemms) >= 8 * 2
+        assert all(o[1] == ("bfloat16", "bfloat16") and o[2] == "float32" for o in gemms)
         assert convs and all(o[1] == ("float32", "float32") for o in convs)
-        assert len(gemms) > len(convs)
+        assert len(winograd) == 1 * 2 * 16
     else:
-        # No native bfloat16: everything in float32; GEMMs only for the 16x16 layers of block 4.
+        # No native bfloat16: everything in float32; Winograd for conv1_2 .. conv4_2, XLA for conv1_1.
         assert all(o[1] == ("float32", "float32") for o in ops)
-        assert gemms and convs and len(convs) > len(gemms)
+        assert not gemms and convs
+        assert len(winograd) == 9 * 2 * 16
 
 
 def test_conv_impl_from_config_and_options() -> None:
@@ -229,7 +244,7 @@ def test_conv_impl_from_config_and_options() -> None:
     assert nst_config.preset("cpu").conv_impl == "auto"
     assert make_spec(config, "torch", guided=False).conv_impl == "gemm"
     with pytest.raises(NstjaxError, match="conv_impl"):
-        nst_config.preset("gatys", conv_impl="winograd")
+        nst_config.preset("gatys", conv_impl="cudnn")
 
 
 # --------------------------------------------------------------------------- unpadded convolutions on CPU

@@ -255,8 +255,8 @@ def test_caffe_preprocessing_flips_to_bgr(params, image) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def _lax_conv(x, kernel, padding, kernel_t=None, method="xla"):
-    del kernel_t, method  # JAX's own transpose rule needs no transposed kernel
+def _lax_conv(x, kernel, padding, kernel_t=None, method="xla", kernel_w=None, kernel_t_w=None):
+    del kernel_t, method, kernel_w, kernel_t_w  # JAX's own transpose rule needs no other kernel forms
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 

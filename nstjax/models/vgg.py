@@ -12,11 +12,13 @@ Conventions
 * Parameters are float32, ``{"conv1_1": {"kernel": [3, 3, Cin, Cout], "bias": [Cout]}, …}``
   (HWIO), with input channels in the order of the source (BGR for caffe weights).
   :func:`with_transposed_kernels` adds each kernel's input-gradient form once per
-  run, which makes image gradients cheaper.
+  run, which makes image gradients cheaper; :func:`with_winograd_kernels` adds the
+  Winograd forms of both for the layers that use them.
 * Activations come back in the compute ``dtype`` (float32 or bfloat16).
 * How each convolution is computed (``conv_impl``): ``"xla"`` (XLA's
   convolution), ``"gemm"`` (im2col: one matrix product per layer, accumulated
-  in float32) or ``"auto"`` (:func:`conv_plan`: per layer, from the platform,
+  in float32), ``"winograd"`` (Winograd's F(2x2, 3x3): 16 matrix products
+  with 2.25x fewer multiply-adds) or ``"auto"`` (:func:`conv_plan`: per layer, from the platform,
   the CPU's instruction set, the layer's size and the dtype). The function is
   the same either way; only speed and rounding differ.
 """
@@ -37,7 +39,7 @@ import numpy as np
 
 from .. import runtime
 from ..errors import NstjaxError
-from .layers import CONV_IMPLS, conv2d, gemm_conv_forward
+from .layers import CONV_IMPLS, WINOGRAD_MIN_CHANNELS, conv2d, gemm_conv_forward, winograd_conv3x3, winograd_kernel
 
 # (channels, number of convolutions) for each of the five blocks.
 BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -190,7 +192,35 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], .
     return gemm_conv_forward(x, kernel.astype(x.dtype), 1, padding)
 
 
-_CONV_FUNCTIONS = {"xla": _conv, "gemm": gemm_conv}
+def with_winograd_kernels(params: Any, layers: Iterable[str], conv_impl: str = "auto", *,
+                          platform: str | None = None) -> Any:
+    """``params`` with ``"kernel_w"`` / ``"kernel_t_w"`` (:func:`nstjax.models.layers.winograd_kernel`
+    of ``kernel`` and of its :func:`transposed_kernel`) for the convolutions up to the deepest of ``layers``
+    that :func:`conv_plan` may compute by Winograd (:func:`winograd_possible`).
+
+    Without them those layers transform their kernels on every evaluation (about
+    4 ms per 512->512 layer on a 2-core CPU). Like :func:`with_transposed_kernels`:
+    once per run, NumPy in, NumPy out; the forms must stay in step with ``kernel``.
+    """
+    names = tuple(layers)
+    deepest = max((LAYERS.index(n) for n in validate_layers(names)), default=-1)
+    out = dict(params)
+    for name, (c_in, c_out) in CONV_CHANNELS.items():
+        layer = params.get(name)
+        if (layer is None or "kernel_w" in layer or LAYERS.index(name) > deepest
+                or not winograd_possible(c_in, c_out, conv_impl, platform=platform)):  # fmt: skip
+            continue
+        kernel_t = layer["kernel_t"] if "kernel_t" in layer else transposed_kernel(layer["kernel"])
+        out[name] = {**layer, "kernel_w": winograd_kernel(layer["kernel"]), "kernel_t_w": winograd_kernel(kernel_t)}
+    return out
+
+
+def _forward(x, kernel, kernel_w, padding, method):
+    if method == "winograd":
+        return winograd_conv3x3(x, winograd_kernel(kernel) if kernel_w is None else kernel_w, padding)
+    if method == "gemm":
+        return gemm_conv(x, kernel, padding)
+    return _conv(x, kernel, padding)
 
 
 def conv3x3(
@@ -199,6 +229,8 @@ def conv3x3(
     padding: tuple[tuple[int, int], ...],
     kernel_t: jax.Array | None = None,
     method: str = "xla",
+    kernel_w: jax.Array | None = None,
+    kernel_t_w: jax.Array | None = None,
 ) -> jax.Array:
     """3x3 stride-1 convolution, ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO).
 
@@ -208,53 +240,62 @@ def conv3x3(
     JAX's own transpose rule expresses the same thing through the convolution's
     dimension numbers (kernel read as OIHW, reversed), which XLA:CPU runs on a
     slow generic path inside a ``while_loop``: optimiser steps were 2-3x slower
-    than a lone gradient (docs/benchmarks.md). The kernel gradient is exact too,
-    and XLA drops it when nothing uses it, as in style transfer. Reverse mode
-    only (no ``jvp``).
+    than a lone gradient (docs/benchmarks.md). The kernel gradient is exact too
+    (through the GEMM for ``"gemm"``, XLA's convolution otherwise), and XLA drops
+    it when nothing uses it, as in style transfer. Reverse mode only (no ``jvp``).
 
-    ``method``: ``"xla"`` (``lax.conv_general_dilated``) or ``"gemm"``
-    (:func:`gemm_conv`), for the forward pass and the input gradient alike.
+    ``method``: ``"xla"`` (``lax.conv_general_dilated``), ``"gemm"``
+    (:func:`gemm_conv`) or ``"winograd"``
+    (:func:`nstjax.models.layers.winograd_conv3x3` with ``kernel_w`` and, for the
+    input gradient, ``kernel_t_w``: the Winograd forms of ``kernel`` and
+    ``kernel_t``, computed here when not given), for the forward pass and the
+    input gradient alike. ``padding``: zeros, 0 to 2 on each side.
     """
-    if method not in _CONV_FUNCTIONS:
-        raise ValueError(f"method must be one of {tuple(_CONV_FUNCTIONS)}, got {method!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if kernel_t is None:
         kernel_t = transposed_kernel(kernel)
-    return _conv3x3(x, kernel, kernel_t, padding, method)
+    if method != "winograd":
+        kernel_w = kernel_t_w = None  # unused: not carried into the backward pass
+    return _conv3x3(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _conv3x3(x, kernel, kernel_t, padding, method):
-    return _CONV_FUNCTIONS[method](x, kernel, padding)
+_METHODS = ("xla", "gemm", "winograd")
 
 
-def _conv3x3_fwd(x, kernel, kernel_t, padding, method):
-    return _CONV_FUNCTIONS[method](x, kernel, padding), (x, kernel, kernel_t)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _conv3x3(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method):
+    return _forward(x, kernel, kernel_w, padding, method)
+
+
+def _conv3x3_fwd(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method):
+    return _forward(x, kernel, kernel_w, padding, method), (x, kernel, kernel_t, kernel_w, kernel_t_w)
 
 
 def _conv3x3_bwd(padding, method, residuals, g):
-    x, kernel, kernel_t = residuals
-    conv = _CONV_FUNCTIONS[method]
+    x, kernel, kernel_t, kernel_w, kernel_t_w = residuals
     # Stride 1, 3x3: the input gradient is a "full" convolution of g; a side
     # padded by p forward is padded by 2 - p backward.
-    dx = conv(g, kernel_t, tuple((2 - lo, 2 - hi) for lo, hi in padding))
-    _, kernel_vjp = jax.vjp(lambda k: conv(x, k, padding), kernel)
+    dx = _forward(g, kernel_t, kernel_t_w, tuple((2 - lo, 2 - hi) for lo, hi in padding), method)
+    # The kernel gradient (unused in style transfer, where XLA drops it): the GEMM's own for
+    # "gemm" (bfloat16 products), XLA's convolution's otherwise.
+    _, kernel_vjp = jax.vjp(lambda k: (gemm_conv if method == "gemm" else _conv)(x, k, padding), kernel)
     (dkernel,) = kernel_vjp(g)
-    return dx, dkernel, jnp.zeros_like(kernel_t)
+    zeros = functools.partial(jax.tree.map, jnp.zeros_like)
+    return dx, dkernel, jnp.zeros_like(kernel_t), zeros(kernel_w), zeros(kernel_t_w)
 
 
 _conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
-# Where "auto" computes a layer as a GEMM (conv_plan). Measured with scripts/bench_conv.py:
-# float32 on a 2-core AMD EPYC (AVX2): XLA's convolution and the GEMM are level at 32x32 px,
-# the GEMM is 1.2-1.3x faster at 16x16 and 1.3-1.75x at 8x8 with 256-512 channels.
-F32_GEMM_MAX_PIXELS = 20 * 20
-# bfloat16 on a CPU with AMX / AVX512-BF16: XLA:CPU has no bfloat16 convolution kernel (it converts
+# Where "auto" computes a layer as a GEMM (conv_plan): bfloat16 on a CPU with AMX / AVX512-BF16.
+# XLA:CPU has no bfloat16 convolution kernel (it converts
 # to float32), while its bfloat16 GEMM with float32 accumulation runs 5-6x faster than float32
 # (550-670 against 105 GFLOP/s for a 4096x4608x512 product, i.e. a 64x64 px 512->512 layer, on a
 # 2-core Xeon; GEMM convolutions beat XLA's float32 ones 2.6-2.9x at 16-32 px there). The GEMM's
 # 9x copy of the input grows with the image, so larger layers compute in float32. A first setting
-# from those measurements: re-tune it with scripts/bench_conv.py on such a CPU.
+# from those measurements: re-tune it with scripts/bench_conv.py on such a CPU. (In float32 the
+# GEMM beat XLA's convolution only at 8-16 px, 1.2-1.75x; Winograd beats both there.)
 BF16_GEMM_MAX_PIXELS = 64 * 64
 GEMM_MIN_CHANNELS = 64
 """Narrower inputs (conv1_1's 3 channels) make the GEMM too thin to gain anything."""
@@ -275,6 +316,22 @@ class ConvPlan:
     compute_dtype: Any
 
 
+def winograd_possible(in_channels: int, out_channels: int, conv_impl: str = "auto", *,
+                      platform: str | None = None) -> bool:
+    """Whether :func:`conv_plan` may compute a layer of these channels by Winograd at some image size.
+
+    True for ``conv_impl="winograd"``, and for ``"auto"`` on CPU with at least
+    :data:`nstjax.models.layers.WINOGRAD_MIN_CHANNELS` channels on both sides
+    (input and output: the input gradient swaps them).
+    """
+    if conv_impl == "winograd":
+        return True
+    if conv_impl != "auto":
+        return False
+    platform = jax.default_backend() if platform is None else platform
+    return platform == "cpu" and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+
+
 def conv_plan(
     height: int,
     width: int,
@@ -288,18 +345,19 @@ def conv_plan(
 ) -> ConvPlan:
     """How a 3x3 convolution of a [*, height, width, in_channels] input to ``out_channels`` is computed.
 
-    ``conv_impl="xla"`` or ``"gemm"``: that method for every layer, in ``dtype``.
+    ``conv_impl="xla"``, ``"gemm"`` or ``"winograd"``: that method for every layer, in ``dtype``.
     ``"auto"``:
 
     * GPU/TPU: XLA's convolution (cuDNN, the TPU's MXU), in ``dtype``.
-    * CPU, float32: a GEMM (:func:`gemm_conv`) for the small-image, many-channel
-      layers (at most :data:`F32_GEMM_MAX_PIXELS` pixels, at least
-      :data:`GEMM_MIN_CHANNELS` input channels and :data:`GEMM_MIN_MACS`
-      multiply-adds per image), XLA's convolution elsewhere.
+    * CPU, float32: Winograd (:func:`nstjax.models.layers.winograd_conv3x3`) for
+      layers with at least :data:`nstjax.models.layers.WINOGRAD_MIN_CHANNELS`
+      channels on both sides and :data:`GEMM_MIN_MACS` multiply-adds per image
+      (every VGG layer but conv1_1 at the usual sizes), XLA's convolution elsewhere.
     * CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16`` in ``cpu_flags``),
       bfloat16: a bfloat16 GEMM accumulated in float32 up to
       :data:`BF16_GEMM_MAX_PIXELS` (same channel and size floors); other layers
-      in float32 (XLA:CPU's bfloat16 convolutions are no faster than float32).
+      as the float32 plan says, in float32 (XLA:CPU's bfloat16 convolutions are
+      no faster than float32).
     * CPU without it, bfloat16: the float32 plan, computed in float32 on the
       bfloat16 activations (bfloat16 arithmetic is emulated there).
 
@@ -316,12 +374,11 @@ def conv_plan(
     if platform != "cpu":
         return ConvPlan("xla", dtype)
     pixels = height * width
-    worth_it = in_channels >= GEMM_MIN_CHANNELS and pixels * 9 * in_channels * out_channels >= GEMM_MIN_MACS
-    if dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags):
-        if worth_it and pixels <= BF16_GEMM_MAX_PIXELS:
-            return ConvPlan("gemm", dtype)
-        return ConvPlan("xla", jnp.dtype(jnp.float32))
-    method = "gemm" if worth_it and pixels <= F32_GEMM_MAX_PIXELS else "xla"
+    big_enough = pixels * 9 * in_channels * out_channels >= GEMM_MIN_MACS
+    worth_it = in_channels >= GEMM_MIN_CHANNELS and big_enough
+    if dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags) and worth_it and pixels <= BF16_GEMM_MAX_PIXELS:
+        return ConvPlan("gemm", dtype)
+    method = "winograd" if big_enough and winograd_possible(in_channels, out_channels, platform=platform) else "xla"
     return ConvPlan(method, jnp.dtype(jnp.float32))
 
 
@@ -329,8 +386,9 @@ class Conv3x3(nn.Module):
     """A 3x3, stride-1 convolution with bias; output has the input's spatial size.
 
     Parameters are float32; activations are ``dtype`` and the convolution runs
-    as :func:`conv_plan` says for ``conv_impl``. An optional ``kernel_t``
-    parameter (see :func:`with_transposed_kernels`) serves the input gradient.
+    as :func:`conv_plan` says for ``conv_impl``. Optional ``kernel_t``,
+    ``kernel_w`` and ``kernel_t_w`` parameters (:func:`with_transposed_kernels`,
+    :func:`with_winograd_kernels`) save transforming the kernel on every call.
     """
 
     features: int
@@ -351,13 +409,14 @@ class Conv3x3(nn.Module):
             mode = {"reflect": "reflect", "replicate": "edge"}[self.padding]
             x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
             pad = ((0, 0), (0, 0))
-        kernel_t = self.get_variable("params", "kernel_t") if self.has_variable("params", "kernel_t") else None
+        given = {name: self.get_variable("params", name) if self.has_variable("params", name) else None
+                 for name in ("kernel_t", "kernel_w", "kernel_t_w")}  # fmt: skip
         _, h, w, c = x.shape
         plan = conv_plan(h, w, c, self.features, self.dtype, self.conv_impl)
         compute = plan.compute_dtype
-        if kernel_t is not None:
-            kernel_t = kernel_t.astype(compute)
-        y = conv3x3(x.astype(compute), kernel.astype(compute), pad, kernel_t, plan.method)
+        given = {name: None if v is None else v.astype(compute) for name, v in given.items()}
+        y = conv3x3(x.astype(compute), kernel.astype(compute), pad, given["kernel_t"], plan.method,
+                    given["kernel_w"], given["kernel_t_w"])
         return (y + bias.astype(compute)).astype(self.dtype)
 
 

@@ -231,7 +231,8 @@ class BatchEngine:
     @classmethod
     def create(cls, config: StylizeConfig, weights: Any, styles: list[np.ndarray], multiple: int) -> BatchEngine:
         mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
-        params = device_params(weights.params, NamedSharding(mesh, P()))
+        spec = make_spec(config, weights.preprocessing, guided=False)
+        params = device_params(weights.params, NamedSharding(mesh, P()), spec)
         loss_weights, stop = traced_settings(config)
         return cls(config, weights, styles, mesh, params, loss_weights, stop, multiple)
 

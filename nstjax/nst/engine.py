@@ -59,7 +59,8 @@ class EngineSpec:
     guided: bool
     """Whether style terms carry region masks (semantic or per-style masks)."""
     conv_impl: str = "auto"
-    """How the VGG convolutions are computed: ``auto``, ``xla`` or ``gemm`` (:func:`nstjax.models.vgg.conv_plan`)."""
+    """How the VGG convolutions are computed: ``auto``, ``xla``, ``gemm`` or ``winograd``
+    (:func:`nstjax.models.vgg.conv_plan`)."""
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -173,10 +174,17 @@ def plain_targets(params: Any, content: Array, style: Array, spec: EngineSpec) -
     )
 
 
-def device_params(params: Any, sharding: Any = None) -> Any:
-    """``params`` as the optimiser takes them: with :func:`nstjax.models.vgg.with_transposed_kernels`'
-    input-gradient kernels, put on the device (or ``sharding``) once per run."""
-    return jax.device_put(vgg.with_transposed_kernels(params), sharding)
+def device_params(params: Any, sharding: Any = None, spec: EngineSpec | None = None) -> Any:
+    """``params`` as the optimiser takes them, put on the device (or ``sharding``) once per run.
+
+    With :func:`nstjax.models.vgg.with_transposed_kernels`' input-gradient kernels
+    and, given the ``spec``, :func:`nstjax.models.vgg.with_winograd_kernels`' forms
+    of the layers up to its deepest that may run by Winograd (on CPU).
+    """
+    prepared = vgg.with_transposed_kernels(params)
+    if spec is not None:
+        prepared = vgg.with_winograd_kernels(prepared, spec.layers, spec.conv_impl)
+    return jax.device_put(prepared, sharding)
 
 
 # --------------------------------------------------------------------------- objective

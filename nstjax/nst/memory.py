@@ -128,6 +128,7 @@ def estimate_bytes(
     batch: int = 1,
     platform: str | None = None,
     buffers_only: bool = False,
+    conv_impl: str = "auto",
 ) -> int:
     """Estimated peak bytes of stylising ``batch`` images of ``shape`` (h, w) on ``platform``.
 
@@ -138,6 +139,8 @@ def estimate_bytes(
       platform: ``"cpu"``, ``"gpu"``, ``"tpu"``; default the default backend's.
       buffers_only: XLA's buffer assignment alone, without the margin for the
         resident memory of an XLA:CPU process (``_CPU_RESIDENT``).
+      conv_impl: the VGG convolutions' ``conv_impl``: layers that may run by
+        Winograd carry their kernels' Winograd forms too (16/9 of the kernel, twice).
     """
     h, w = shape
     platform = platform or jax.default_backend()
@@ -146,7 +149,12 @@ def estimate_bytes(
     # kernel, kernel_t (its transposed copy) and bias of each convolution
     used = sum(2 * 9 * ci * co + co for n, (ci, co) in vgg.CONV_CHANNELS.items() if vgg.LAYERS.index(n) <= deepest)
     every = sum(2 * 9 * ci * co + co for ci, co in vgg.CONV_CHANNELS.values())
-    param_bytes = every * 4 + (used * 2 if dtype == "bfloat16" else 0)
+    winograd = sum(
+        2 * 16 * ci * co
+        for n, (ci, co) in vgg.CONV_CHANNELS.items()
+        if vgg.LAYERS.index(n) <= deepest and vgg.winograd_possible(ci, co, conv_impl, platform=platform)
+    )
+    param_bytes = (every + winograd) * 4 + (used * 2 if dtype == "bfloat16" else 0)
 
     keep = 1.0 if platform == "cpu" else remat_keep_ratio(shape, layers, remat)
     if dtype == "bfloat16":
@@ -221,6 +229,7 @@ def choose_remat(
             lbfgs_memory=config.lbfgs_memory,
             batch=batch,
             platform=platform,
+            conv_impl=config.conv_impl,
         )
 
     if available is None:
@@ -253,7 +262,7 @@ def compiled_memory(config: StylizeConfig, shape: tuple[int, int], weights) -> d
     remat = "none" if config.remat == "auto" else config.remat
     spec = engine.make_spec(config, weights.preprocessing, guided=False, remat=remat)
     image = jax.ShapeDtypeStruct((1, *shape, 3), jnp.float32)
-    params = jax.eval_shape(vgg.with_transposed_kernels, weights.params)  # what run_stylize passes
+    params = jax.eval_shape(lambda p: engine.device_params(p, spec=spec), weights.params)  # what run_stylize passes
 
     targets = jax.eval_shape(lambda img: engine.plain_targets(weights.params, img, img, spec), image)
     carry = jax.eval_shape(lambda img: engine.init_carry(img, spec), image)

@@ -180,7 +180,7 @@ def run_stylize(
     remat = choose_remat(final_shape, config)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights, stop = traced_settings(config)
-    params = device_params(weights.params)
+    params = device_params(weights.params, spec=spec)
     if on_start is not None:
         shapes = tuple(problem.shape_at(longest) for longest, _ in schedule)
         on_start(
