@@ -230,8 +230,9 @@ def test_matrix_product_convolutions_equal_xlas(shape, kernel, stride, padding):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=5e-5)
     assert conv_method(h, w, c_in, c_out, kernel, stride, "gemm") == ("shift" if stride == 1 and c_out < c_in else "gemm")
     assert conv_method(64, 64, 256, 256, 3, 1, "auto", platform="gpu") == "xla"
-    assert conv_method(64, 64, 256, 256, 3, 1, "auto", platform="cpu") == "xla"  # residual blocks at 256 px
-    assert conv_method(32, 32, 256, 256, 3, 1, "auto", platform="cpu") == "gemm"  # ... and at 128 px
+    assert conv_method(64, 64, 256, 256, 3, 1, "auto", platform="cpu") == "winograd"  # residual blocks at 256 px
+    assert conv_method(32, 32, 256, 256, 3, 1, "auto", platform="cpu") == "winograd"  # ... and at 128 px
+    assert conv_method(128, 128, 32, 64, 3, 1, "auto", platform="cpu") == "gemm"  # < 64 channels: no Winograd
     assert conv_method(256, 256, 3, 64, 7, 1, "auto", platform="cpu") == "gemm"  # the stem
     assert conv_method(128, 128, 64, 128, 3, 2, "auto", platform="cpu") == "gemm"  # downsampling
     assert conv_method(256, 256, 64, 3, 7, 1, "auto", platform="cpu") == "xla"  # the RGB head
