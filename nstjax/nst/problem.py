@@ -10,6 +10,7 @@ for any output shape. :func:`nstjax.nst.run.run_stylize` and the batch engine
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -112,9 +113,14 @@ class Problem:
     def shape_at(self, longest: int) -> tuple[int, int]:
         return images.fit_longest_side(self.content.shape[:2], longest)
 
-    def targets(self, shape: tuple[int, int], spec: EngineSpec) -> tuple[Targets, np.ndarray]:
-        """Targets for an output of ``shape``, and the content image at that shape."""
-        params = self.weights.params
+    def targets(self, shape: tuple[int, int], spec: EngineSpec, params: Any = None) -> tuple[Targets, np.ndarray]:
+        """Targets for an output of ``shape``, and the content image at that shape.
+
+        ``params``: the network's parameters as the optimiser takes them
+        (:func:`nstjax.nst.engine.device_params`: their prepared kernel forms save
+        recomputing them); default the weights' own.
+        """
+        params = self.weights.params if params is None else params
         content = images.resize_image(self.net_content, shape)
         content_feats = content_targets(params, jnp.asarray(content)[None], spec)
         style_names = [n for n, _ in spec.style_layers]

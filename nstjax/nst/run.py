@@ -221,7 +221,7 @@ def run_stylize(
     try:
         for scale_index, (longest, steps) in enumerate(schedule):
             shape = problem.shape_at(longest)
-            targets, _ = problem.targets(shape, spec)
+            targets, _ = problem.targets(shape, spec, params)
             init = problem.initial_image(shape) if image is None else upsample(image, shape)
             carry = init_carry_jit(jnp.asarray(init)[None], spec)
             history = []
@@ -286,7 +286,7 @@ def run_stylize(
             raise  # nothing ran yet: no image to keep
         raise StylizeInterrupted(result_now(best)) from None
 
-    final_targets, _ = problem.targets(image.shape[:2], spec)
+    final_targets, _ = problem.targets(image.shape[:2], spec, params)
     total, t = evaluate(jnp.asarray(image)[None], params, final_targets, loss_weights, spec)
     loss, terms = float(total), {k: float(v[0]) for k, v in t.items()}
     return result_now(image)
