@@ -34,6 +34,7 @@ __all__ = [
     "TAP_GRADIENT_MIN_ROWS",
     "TINY_OUTPUT_PIXELS",
     "WINOGRAD_MIN_CHANNELS",
+    "WINOGRAD_MIN_MACS",
     "XLA_FORWARD_MIN_PIXELS",
     "Conv",
     "ConvImpl",
@@ -198,6 +199,13 @@ WINOGRAD_MIN_CHANNELS = 64
 21.9 against 14.7 / 14.8; 128x128 px 256->256 156 / 158 against 99 / 100; 256x256 px 64->64 47.3 / 49.1
 against 39.4 / 40.0; 512x512 px 64->64 168 / 158 against 156 / 154. At 8x8 px 512->512 the two are level
 with the im2col product (3.3-3.7 ms against 2.9-3.4)."""
+
+
+WINOGRAD_MIN_MACS = 250_000_000
+"""On CPU, "auto" uses Winograd only for layers of at least this many multiply-adds per image (a 128 px
+image's VGG layers but conv5_1; none at 64 px): its 16 products and transforms take XLA:CPU several times
+longer to compile than one convolution (a VGG evaluation: 7.0 against 1.6 s at 64 px, 15.3 against 2.3 s at
+128 px, 2-core EPYC), which small images do not win back."""
 
 
 def _winograd_rows(t0, t1, t2):
@@ -480,7 +488,7 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
     XLA's for small layers (under :data:`GEMM_MIN_MACS` multiply-adds: they compile
     faster) except tiny and one-channel outputs (:data:`TINY_OUTPUT_PIXELS`); Winograd
     for the other stride-1 3x3 layers with :data:`WINOGRAD_MIN_CHANNELS` or more
-    channels on both sides (the residual blocks: a CycleGAN step at 256 px 16.2 against
+    channels on both sides and :data:`WINOGRAD_MIN_MACS` (the residual blocks: a CycleGAN step at 256 px 16.2 against
     17.6 s, level at 128 px); for the rest, XLA's for large outputs (:data:`XLA_FORWARD_MIN_PIXELS`) of stride-1 3x3 layers with 64 or
     more input channels and of stride-1 layers narrowing the channels (heads); the
     matrix products elsewhere (strided convolutions, the 7x7 stems, 4x4
@@ -507,7 +515,8 @@ def conv_method(height: int, width: int, in_channels: int, out_channels: int, ke
         if not generic_path:
             if height * width * kernel * kernel * in_channels * out_channels < GEMM_MIN_MACS:
                 return "xla"
-            if kernel == 3 and stride == 1 and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS:
+            if (kernel == 3 and stride == 1 and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+                    and height * width * 9 * in_channels * out_channels >= WINOGRAD_MIN_MACS):  # fmt: skip
                 return "winograd"
             if stride == 1 and height * width >= XLA_FORWARD_MIN_PIXELS and (
                 (kernel == 3 and in_channels >= 64) or out_channels < in_channels

@@ -39,7 +39,15 @@ import numpy as np
 
 from .. import runtime
 from ..errors import NstjaxError
-from .layers import CONV_IMPLS, WINOGRAD_MIN_CHANNELS, conv2d, gemm_conv_forward, winograd_conv3x3, winograd_kernel
+from .layers import (
+    CONV_IMPLS,
+    WINOGRAD_MIN_CHANNELS,
+    WINOGRAD_MIN_MACS,
+    conv2d,
+    gemm_conv_forward,
+    winograd_conv3x3,
+    winograd_kernel,
+)
 
 # (channels, number of convolutions) for each of the five blocks.
 BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -363,8 +371,9 @@ def conv_plan(
     * GPU/TPU: XLA's convolution (cuDNN, the TPU's MXU), in ``dtype``.
     * CPU, float32: Winograd (:func:`nstjax.models.layers.winograd_conv3x3`) for
       layers with at least :data:`nstjax.models.layers.WINOGRAD_MIN_CHANNELS`
-      channels on both sides and :data:`GEMM_MIN_MACS` multiply-adds per image
-      (every VGG layer but conv1_1 at the usual sizes), XLA's convolution elsewhere.
+      channels on both sides and :data:`nstjax.models.layers.WINOGRAD_MIN_MACS`
+      multiply-adds per image (every VGG layer but conv1_1 from 128 px up; none
+      at 64 px, where compile time would dominate), XLA's convolution elsewhere.
     * CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16`` in ``cpu_flags``),
       bfloat16: a bfloat16 GEMM accumulated in float32 up to
       :data:`BF16_GEMM_MAX_PIXELS` (same channel and size floors); other layers
@@ -390,7 +399,10 @@ def conv_plan(
     worth_it = in_channels >= GEMM_MIN_CHANNELS and big_enough
     if dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags) and worth_it and pixels <= BF16_GEMM_MAX_PIXELS:
         return ConvPlan("gemm", dtype)
-    method = "winograd" if big_enough and winograd_possible(in_channels, out_channels, platform=platform) else "xla"
+    winograd = pixels * 9 * in_channels * out_channels >= WINOGRAD_MIN_MACS and winograd_possible(
+        in_channels, out_channels, platform=platform
+    )
+    method = "winograd" if winograd else "xla"
     return ConvPlan(method, jnp.dtype(jnp.float32))
 
 
