@@ -189,7 +189,8 @@ _conv_tap_gradient.defvjp(_conv_tap_gradient_fwd, _conv_tap_gradient_bwd)
 # Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A. Summed over input channels, the element-wise product
 # becomes 16 matrix products [tiles, Cin] x [Cin, Cout]: 16 multiply-adds per 4 outputs
 # instead of 36, 2.25x fewer, at the cost of input and output transforms (additions).
-_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+# G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]], Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0],
+# [0, -1, 1, 0], [0, 1, 0, -1]], Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]], written out below.
 
 WINOGRAD_MIN_CHANNELS = 64
 """On CPU, "auto" computes stride-1 3x3 convolutions with at least this many input and output channels
