@@ -48,6 +48,7 @@ __all__ = [
     "instance_norm",
     "reflect_pad",
     "tap_kernel_gradient",
+    "transposed_kernel",
     "winograd_conv3x3",
     "winograd_kernel",
 ]
@@ -283,6 +284,17 @@ def winograd_conv3x3(x: jax.Array, kernel_w: jax.Array, padding) -> jax.Array:
     return lax.slice(y, (0, 0, 0, 0), (b, ho, wo, c_out)).astype(x.dtype)
 
 
+def transposed_kernel(kernel: Any) -> Any:
+    """The kernel of a 3x3 convolution's input gradient: flipped in space, in/out swapped.
+
+    ``[3, 3, Cin, Cout]`` (HWIO) -> ``[3, 3, Cout, Cin]``, still HWIO. NumPy in,
+    NumPy out (no device work); JAX in, JAX out.
+    """
+    if isinstance(kernel, np.ndarray):
+        return np.ascontiguousarray(np.flip(kernel, (0, 1)).swapaxes(2, 3))
+    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
 def _winograd_applies(kernel_shape, stride: int, pads) -> bool:
     # 3x3, stride 1, and padding the input gradient can mirror (2 - p on each side).
     return kernel_shape[:2] == (3, 3) and stride == 1 and all(0 <= p <= 2 for side in pads for p in side)
@@ -300,7 +312,7 @@ def _winograd_conv_fwd(x, kernel, pads):
 def _winograd_conv_bwd(pads, residuals, g):
     x, kernel = residuals
     # The input gradient is the "full" correlation of g with the flipped, transposed kernel.
-    flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+    flipped = transposed_kernel(kernel)
     dx = winograd_conv3x3(g.astype(x.dtype), winograd_kernel(flipped), tuple((2 - lo, 2 - hi) for lo, hi in pads))
     if _tap_gradient_pays(x.shape, kernel.shape, 1, pads):
         dkernel = tap_kernel_gradient(x, g.astype(x.dtype), kernel.shape, 1, pads)

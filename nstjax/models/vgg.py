@@ -45,6 +45,7 @@ from .layers import (
     WINOGRAD_MIN_MACS,
     conv2d,
     gemm_conv_forward,
+    transposed_kernel,
     winograd_conv3x3,
     winograd_kernel,
 )
@@ -157,17 +158,6 @@ def preprocess(images: jax.Array, preprocessing: str) -> jax.Array:
 def _conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
     """Stride-1 NHWC x HWIO convolution with explicit spatial ``padding``."""
     return conv2d(x, kernel, 1, padding)
-
-
-def transposed_kernel(kernel: Any) -> Any:
-    """The kernel of a 3x3 convolution's input gradient: flipped in space, in/out swapped.
-
-    ``[3, 3, Cin, Cout]`` (HWIO) -> ``[3, 3, Cout, Cin]``, still HWIO. NumPy in,
-    NumPy out (no device work); JAX in, JAX out.
-    """
-    if isinstance(kernel, np.ndarray):
-        return np.ascontiguousarray(np.flip(kernel, (0, 1)).swapaxes(2, 3))
-    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
 
 
 def with_transposed_kernels(params: Any) -> Any:
