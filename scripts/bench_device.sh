@@ -131,7 +131,7 @@ import json, sys, time
 import numpy as np
 sys.path.insert(0, "scripts")
 import _bench_common as bc
-from nstjax.models.vgg_weights import random_weights
+from nstjax.weights import random_weights
 from nstjax.nst.batch import stylize_images
 from nstjax.nst.config import preset
 out, size, steps, sizes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(b) for b in sys.argv[4].split(",")]

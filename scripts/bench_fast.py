@@ -81,7 +81,7 @@ def adain_model():
 
     from nstjax.adain import AdaINModel
     from nstjax.models import adain
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     vgg = random_weights(0)
     return AdaINModel(jax.tree.map(jnp.asarray, adain.init_decoder(0)), jax.tree.map(jnp.asarray, vgg.params),
@@ -108,7 +108,7 @@ def bench_gatys(size: int, content: np.ndarray, style: np.ndarray, steps: int) -
     same length; the per-step time of the second is extrapolated to the preset's steps and the first run's
     extra time (compilation) added once.
     """
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
     from nstjax.nst.config import preset
     from nstjax.nst.run import run_stylize
 
@@ -168,7 +168,7 @@ def bench_train_fast(size: int, steps: int, threads: int) -> list[dict]:
     import fast_style_torch as ref
     from nstjax.fast import FastConfig, init_state, style_grams, train_step
     from nstjax.models import johnson
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     config = FastConfig(size=size, style_weight=4e5)
     vgg = random_weights(0)
@@ -222,7 +222,7 @@ def bench_train_adain(size: int, steps: int, threads: int, batch: int = 8) -> li
     from nstjax.adain import AdaINConfig
     from nstjax.adain import init_state as adain_init
     from nstjax.adain import train_step as adain_step
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     config = AdaINConfig(size=size, load_size=size)
     vgg = random_weights(0)

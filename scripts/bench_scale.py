@@ -289,7 +289,7 @@ def run_drift(args) -> dict[str, Any]:
 
     from nstjax.nst.config import preset
     from nstjax.io.images import resize_image
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     engine = _engine()
     evaluate = jax.jit(engine.objective, static_argnames=("spec",))
@@ -425,7 +425,7 @@ def _batch_inner(args) -> dict[str, Any]:
     import jax
 
     from nstjax.nst.config import preset
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     from nstjax.nst import batch as batch_mod
     engine = _engine()
@@ -601,7 +601,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[2])
 from bench_scale import load_square_pair
 from nstjax.stylize import run_stylize
-from nstjax.models.vgg_weights import random_weights
+from nstjax.weights import random_weights
 
 def status(field):
     for line in open("/proc/self/status"):
@@ -642,7 +642,7 @@ def run_rss(size: int, small_size: int = 128) -> dict[str, Any]:
     The peak RSS during ``run_stylize`` above the RSS at its start ("grown") still holds
     size-independent costs (compilation, code); the difference between the two sizes removes them.
     """
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     print(f"  real L-BFGS step in fresh subprocesses at {small_size} and {size} px ...", flush=True)
     small, large = measure_rss(small_size), measure_rss(size)
@@ -677,7 +677,7 @@ def run_rss(size: int, small_size: int = 128) -> dict[str, Any]:
 
 def run_fit(args) -> dict[str, Any]:
     from nstjax.nst import memory
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     weights = random_weights(0)
     available = memory.device_memory_bytes()

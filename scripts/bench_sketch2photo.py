@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "references"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from nstjax.models.pix2pix import pix2pix_dropout_blocks  # noqa: E402
-from nstjax.models.vgg_weights import random_weights  # noqa: E402
+from nstjax.weights import random_weights  # noqa: E402
 from nstjax.sketch2photo import Pix2PixConfig, Sketch2PhotoConfig, SpadeConfig, init_state, train_step_fn  # noqa: E402
 from nstjax.train import TrainSettings, data_mesh, replicate, shard_batch  # noqa: E402
 

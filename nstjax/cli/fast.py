@@ -145,7 +145,7 @@ def train_command(
     pooling: Annotated[PoolingName, typer.Option(help="Pooling of the loss network.")] = "max",
     dtype: Annotated[DtypeName, typer.Option(help="Compute dtype.")] = "float32",
     weights: Annotated[
-        Optional[str], typer.Option(help="VGG-19 weights of the loss: auto, keras, torchvision, gatys, random, a file.")
+        Optional[str], typer.Option(help="VGG-19/16 weights of the loss: auto, random, a name (nstjax weights list), a file.")
     ] = None,
     **options: Any,
 ) -> None:

@@ -76,7 +76,7 @@ STYLE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "seed": (Annotated[Optional[int], typer.Option(help="Random seed (noise init, random weights).")], None),
     "weights": (
         Annotated[
-            Optional[str], typer.Option(help="auto, keras, torchvision, gatys, random, or a weights file.")
+            Optional[str], typer.Option(help="VGG-19/16 weights: auto, random, a name from `nstjax weights list`, or a file.")
         ],
         None,
     ),

@@ -87,7 +87,7 @@ def recreate(
     size: Annotated[Optional[int], typer.Option(help="Longest side of the photo and painting in pixels.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimiser steps of each NST stage (final scale).")] = None,
     weights: Annotated[
-        Optional[str], typer.Option(help="VGG weights: auto, keras, torchvision, gatys, random, or a weights file.")
+        Optional[str], typer.Option(help="VGG-19/16 weights: auto, random, a name from `nstjax weights list`, or a file.")
     ] = None,
     stages: Annotated[
         Optional[Path],

@@ -45,7 +45,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port (0: any free port).", min=0, max=65535)] = 8000,
     weights: Annotated[
         str | None,
-        typer.Option(help="Default VGG weights for jobs: auto, keras, torchvision, gatys, random, or a weights file."),
+        typer.Option(help="Default VGG weights for jobs: auto, random, a name from `nstjax weights list`, or a file."),
     ] = None,
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest upload per job (all its images together), in MB.", min=0.01)
@@ -71,11 +71,12 @@ def serve(
         except ImportError as e:
             raise NstjaxError(f"nstjax serve needs the serve extra: pip install 'nstjax[serve]' ({e})") from None
         if weights is not None:
-            from ..models.vgg_weights import sources
+            from ..weights import imported_path, sources
 
             name = weights.strip().lower()
-            if name not in ("auto", "random", *sources()) and not Path(weights).expanduser().exists():
-                raise NstjaxError("no such weights file, and not a weights source", weights)
+            known = name in ("auto", "random", *sources()) or imported_path(weights.strip()).is_file()
+            if not known and not Path(weights).expanduser().exists():
+                raise NstjaxError("no such weights file, and not a weights name (nstjax weights list)", weights)
         local = host in LOOPBACK
         limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_size=max_size)
         app = create_app(root=root, weights=weights, limits=limits, allowed_hosts=LOCAL_HOSTS if local else None)

@@ -68,7 +68,7 @@ def train_command(
     vae: Annotated[bool, typer.Option("--vae", help="SPADE: also train the image encoder (style images at render).")] = False,
     norm: Annotated[NormName, typer.Option(help="SPADE's parameter-free norm (batch: the paper's).")] = "batch",
     weights: Annotated[
-        Optional[str], typer.Option(help="VGG-19 weights of SPADE's perceptual loss: auto, keras, torchvision, gatys, random, a file.")
+        Optional[str], typer.Option(help="VGG weights of SPADE's perceptual loss: auto, random, a name (nstjax weights list), a file.")
     ] = None,
     lambda_vgg: Annotated[float, typer.Option(help="SPADE: weight of the VGG perceptual loss (0 = off).")] = 10.0,
     input_kind: Annotated[

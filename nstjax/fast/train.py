@@ -30,7 +30,7 @@ import optax
 
 from ..io.images import fit_longest_side, load_image, resize_image
 from ..models.johnson import TransformerNet, init_transformer
-from ..models.vgg_weights import resolve_weights
+from ..weights import resolve_weights
 from ..runtime import init_distributed
 from ..train import (
     Augment,

@@ -1,7 +1,7 @@
 """Networks shared by every system, as Flax Linen modules with pure-function wrappers.
 
-* :mod:`~nstjax.models.vgg`: the VGG-19 feature extractor (style and perceptual losses);
-  :mod:`~nstjax.models.vgg_weights`: its ImageNet weights (sources, download, conversion, cache).
+* :mod:`~nstjax.models.vgg`: the VGG-19 / VGG-16 feature extractor (style and perceptual losses);
+  its ImageNet weights are :mod:`nstjax.weights`'s (sources, readers, conversion, cache).
 * :mod:`~nstjax.models.johnson`: Johnson et al.'s feed-forward transformer network.
 * :mod:`~nstjax.models.adain`: AdaIN and its decoder (Huang & Belongie).
 * :mod:`~nstjax.models.layers`: the convolution, upsampling and instance-norm layers the GAN
@@ -20,7 +20,6 @@ from .resnet_generator import ResnetGenerator
 from .spade import SPADE, ConvEncoder, MultiscaleDiscriminator, SPADEGenerator, SPADEResBlock
 from .unet import UnetGenerator
 from .vgg import LAYERS, VGG19, features, init_params
-from .vgg_weights import VGGWeights, load_weights, random_weights, resolve_weights
 
 __all__ = [
     "LAYERS",
@@ -40,10 +39,6 @@ __all__ = [
     "calc_mean_std",
     "init_decoder",
     "init_transformer",
-    "VGGWeights",
     "features",
     "init_params",
-    "load_weights",
-    "random_weights",
-    "resolve_weights",
 ]

@@ -1,8 +1,11 @@
-"""VGG-19 feature extractor, written from scratch in Flax.
+"""VGG-19 and VGG-16 feature extractors, written from scratch in Flax.
 
-The 16 convolutions of Simonyan & Zisserman's configuration E, named as in the
-style-transfer literature (``conv1_1 … conv5_4``, ``relu*_*``, ``pool1 … pool5``).
-The classifier head is not part of the network: style transfer only needs features.
+The 16 convolutions of Simonyan & Zisserman's configuration E (VGG-19) or the 13
+of configuration D (VGG-16), named as in the style-transfer literature
+(``conv1_1 … conv5_4``, ``relu*_*``, ``pool1 … pool5``; VGG-16's blocks 3–5 end at
+``conv*_3``). The network follows from the parameters (:func:`network_of`), so the
+same pure :func:`features` serves both. The classifier head is not part of the
+network: style transfer only needs features.
 
 Conventions
 -----------
@@ -50,39 +53,79 @@ from .layers import (
     winograd_kernel,
 )
 
-# (channels, number of convolutions) for each of the five blocks.
-BLOCKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+NETWORKS: dict[str, tuple[tuple[int, int], ...]] = {
+    # (channels, number of convolutions) for each of the five blocks.
+    "vgg19": ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4)),  # configuration E
+    "vgg16": ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)),  # configuration D
+}
+"""The supported networks by name. VGG-16's layer names are a subset of VGG-19's, in the same order."""
 
-CONV_LAYERS: tuple[str, ...] = tuple(
-    f"conv{b}_{n}" for b, (_, count) in enumerate(BLOCKS, 1) for n in range(1, count + 1)
-)
+BLOCKS: tuple[tuple[int, int], ...] = NETWORKS["vgg19"]
+"""VGG-19's blocks (the default network)."""
 
 
-def _conv_channels() -> dict[str, tuple[int, int]]:
+def conv_layers(network: str = "vgg19") -> tuple[str, ...]:
+    """The convolution names of ``network`` in order: ``conv1_1 … conv5_4`` (VGG-19) or ``… conv5_3`` (VGG-16)."""
+    return tuple(f"conv{b}_{n}" for b, (_, count) in enumerate(network_blocks(network), 1) for n in range(1, count + 1))
+
+
+def conv_channels(network: str = "vgg19") -> dict[str, tuple[int, int]]:
+    """Convolution name -> (input channels, output channels) for ``network``."""
     channels, c_in = {}, 3
-    for b, (c_out, count) in enumerate(BLOCKS, 1):
+    for b, (c_out, count) in enumerate(network_blocks(network), 1):
         for n in range(1, count + 1):
             channels[f"conv{b}_{n}"] = (c_in, c_out)
             c_in = c_out
     return channels
 
 
-CONV_CHANNELS: dict[str, tuple[int, int]] = _conv_channels()
-"""Layer name -> (input channels, output channels)."""
-
-LAYERS: tuple[str, ...] = tuple(
-    name
-    for b, (_, count) in enumerate(BLOCKS, 1)
-    for name in (
-        *(f"{kind}{b}_{n}" for n in range(1, count + 1) for kind in ("conv", "relu")),
-        f"pool{b}",
+def network_layers(network: str = "vgg19") -> tuple[str, ...]:
+    """Every layer of ``network`` whose activation can be asked for, in network order."""
+    return tuple(
+        name
+        for b, (_, count) in enumerate(network_blocks(network), 1)
+        for name in (*(f"{kind}{b}_{n}" for n in range(1, count + 1) for kind in ("conv", "relu")), f"pool{b}")
     )
-)
-"""Every layer whose activation can be asked for, in network order."""
+
+
+def network_blocks(network: str) -> tuple[tuple[int, int], ...]:
+    """(channels, convolutions) per block of ``network`` (``"vgg19"`` or ``"vgg16"``)."""
+    try:
+        return NETWORKS[network]
+    except KeyError:
+        raise ValueError(f"network must be one of {tuple(NETWORKS)}, got {network!r}") from None
+
+
+def network_of(params: Any) -> str:
+    """``"vgg16"`` or ``"vgg19"``: the network a parameter dict belongs to.
+
+    Read from the layer names only (static under ``jit``): a ``conv3_4``,
+    ``conv4_4`` or ``conv5_4`` means VGG-19; a ``conv3_3``/``conv4_3``/``conv5_3``
+    without them means VGG-16. Parameters cut before block 3 fit both networks,
+    which compute the same there; they count as VGG-19.
+    """
+    names = set(params)
+    if names & {"conv3_4", "conv4_4", "conv5_4"}:
+        return "vgg19"
+    if names & {"conv3_3", "conv4_3", "conv5_3"}:
+        return "vgg16"
+    return "vgg19"
+
+
+CONV_LAYERS: tuple[str, ...] = conv_layers("vgg19")
+"""VGG-19's convolutions (a superset of VGG-16's names)."""
+
+CONV_CHANNELS: dict[str, tuple[int, int]] = conv_channels("vgg19")
+"""Layer name -> (input channels, output channels), VGG-19 (VGG-16's layers have the same channels)."""
+
+LAYERS: tuple[str, ...] = network_layers("vgg19")
+"""Every layer whose activation can be asked for, in network order (VGG-19; VGG-16's are a subset)."""
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # 0–255 scale, BGR
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
+
+_NETWORK_TITLES = {"vgg19": "VGG-19", "vgg16": "VGG-16"}
 
 POOLINGS = ("max", "avg")
 PADDINGS = ("zero", "reflect", "replicate")
@@ -117,9 +160,23 @@ def layer_shape(name: str, height: int, width: int) -> tuple[int, int]:
     return height >> halvings, width >> halvings
 
 
-def validate_layers(names: Iterable[str], what: str = "layer") -> tuple[str, ...]:
-    """Return ``names`` as a tuple, or raise a helpful error for an unknown name."""
+def validate_layers(names: Iterable[str], what: str = "layer", network: str | None = None) -> tuple[str, ...]:
+    """Return ``names`` as a tuple, or raise a helpful error for an unknown name.
+
+    ``network`` (``"vgg16"``/``"vgg19"``): also refuse names that exist only in the
+    other network (``relu3_4`` in VGG-16); None accepts any name of either.
+    """
     names = tuple(names)
+    if network is not None:
+        own = network_layers(network)
+        for name in names:
+            if name in LAYERS and name not in own:
+                block = layer_block(name)
+                last = f"conv{block}_{network_blocks(network)[block - 1][1]}"
+                raise NstjaxError(
+                    f"{what} {name!r} is not in {_NETWORK_TITLES[network]} (the loaded weights): its block {block} "
+                    f"ends at {last}; the layers of both networks are relu1_1 … relu5_3 without *_4"
+                )
     for name in names:
         if name not in LAYERS:
             close = difflib.get_close_matches(name, LAYERS, n=3)
@@ -435,9 +492,10 @@ class Conv3x3(nn.Module):
 
 
 class VGG19(nn.Module):
-    """VGG-19 features up to the deepest requested layer.
+    """VGG-19 (or VGG-16) features up to the deepest requested layer.
 
     Attributes:
+      network: ``"vgg19"`` (configuration E) or ``"vgg16"`` (configuration D).
       pooling: ``"max"`` (as trained) or ``"avg"`` (Gatys et al. prefer it for
         smoother gradients).
       padding: ``"zero"`` (as trained), ``"reflect"`` or ``"replicate"``.
@@ -456,12 +514,11 @@ class VGG19(nn.Module):
     dtype: Any = jnp.float32
     remat: str = "none"
     conv_impl: str = "auto"
+    network: str = "vgg19"
 
     def setup(self):
-        for name in CONV_LAYERS:
-            setattr(
-                self, name, Conv3x3(CONV_CHANNELS[name][1], self.padding, self.dtype, self.conv_impl, name=name)
-            )
+        for name, (_, c_out) in conv_channels(self.network).items():
+            setattr(self, name, Conv3x3(c_out, self.padding, self.dtype, self.conv_impl, name=name))
 
     def __call__(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
         """Activations of ``layers`` for ``images``.
@@ -480,7 +537,7 @@ class VGG19(nn.Module):
             raise ValueError(f"remat must be one of {REMATS}, got {self.remat!r}")
         if self.conv_impl not in CONV_IMPLS:
             raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
-        wanted = frozenset(validate_layers(layers))
+        wanted = frozenset(validate_layers(layers, network=self.network))
         deepest = max(LAYERS.index(n) for n in wanted) if wanted else -1
 
         run_block = _run_block
@@ -493,7 +550,7 @@ class VGG19(nn.Module):
         x = preprocess(images.astype(jnp.float32), self.preprocessing).astype(self.dtype)
         out: dict[str, jax.Array] = {}
         for b in range(1, len(BLOCKS) + 1):
-            block_layers = tuple(n for n in LAYERS if layer_block(n) == b)
+            block_layers = tuple(n for n in network_layers(self.network) if layer_block(n) == b)
             if LAYERS.index(block_layers[0]) > deepest:
                 break
             last = [n for n in block_layers if LAYERS.index(n) <= deepest][-1]
@@ -524,7 +581,7 @@ def _run_block(vgg: VGG19, x: jax.Array, block: int, wanted: tuple[str, ...], la
     Returns (output of ``last``, requested activations).
     """
     found = {}
-    count = BLOCKS[block - 1][1]
+    count = network_blocks(vgg.network)[block - 1][1]
     for n in range(1, count + 1):
         x = getattr(vgg, f"conv{block}_{n}")(x)
         x = checkpoint_name(x, "conv_out")
@@ -554,23 +611,27 @@ def features(
     dtype: Any = jnp.float32,
     remat: str = "none",
     conv_impl: str = "auto",
+    network: str | None = None,
 ) -> dict[str, jax.Array]:
     """Pure-function form of :class:`VGG19`: ``{layer: activation}`` for ``images``.
 
     Args:
-      params: ``{"conv1_1": {"kernel", "bias"}, …}`` (arrays, passed as data).
+      params: ``{"conv1_1": {"kernel", "bias"}, …}`` (arrays, passed as data):
+        13 convolutions for VGG-16, 16 for VGG-19.
       images: float [B, H, W, 3], RGB in [0, 1].
       layers: layer names (static under jit).
-      conv_impl: ``"auto"``, ``"xla"`` or ``"gemm"`` (:func:`conv_plan`).
+      conv_impl: ``"auto"``, ``"xla"``, ``"gemm"`` or ``"winograd"`` (:func:`conv_plan`).
+      network: ``"vgg19"``/``"vgg16"``; None: :func:`network_of` ``params``.
     """
     model = VGG19(
-        pooling=pooling, padding=padding, preprocessing=preprocessing, dtype=dtype, remat=remat, conv_impl=conv_impl
+        pooling=pooling, padding=padding, preprocessing=preprocessing, dtype=dtype, remat=remat, conv_impl=conv_impl,
+        network=network_of(params) if network is None else network,
     )
     return model.apply({"params": params}, images, tuple(layers))
 
 
-def init_params(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """Seeded random VGG-19 parameters, float32 NumPy, in the layout of :class:`VGG19`.
+def init_params(seed: int = 0, network: str = "vgg19") -> dict[str, dict[str, np.ndarray]]:
+    """Seeded random VGG-19 (or VGG-16) parameters, float32 NumPy, in the layout of :class:`VGG19`.
 
     Kernels are Gaussian with std ``sqrt(2 / fan_in)`` (He et al.), biases zero, so
     activations keep their scale through the ReLUs. Random features are no
@@ -580,8 +641,7 @@ def init_params(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """
     rng = np.random.default_rng(seed)
     params = {}
-    for name in CONV_LAYERS:
-        c_in, c_out = CONV_CHANNELS[name]
+    for name, (c_in, c_out) in conv_channels(network).items():
         std = np.sqrt(2.0 / (9 * c_in))
         kernel = (rng.standard_normal((3, 3, c_in, c_out)) * std).astype(np.float32)
         params[name] = {"kernel": kernel, "bias": np.zeros((c_out,), np.float32)}

@@ -94,7 +94,7 @@ from jax.sharding import PartitionSpec as P
 from ..errors import NstjaxError
 from ..hub import sha256_file
 from ..io import images as _images
-from ..models.vgg_weights import resolve_weights
+from ..weights import resolve_weights
 from ..runtime import enable_compilation_cache, init_distributed
 from .config import StylizeConfig, preset
 from .engine import (
@@ -233,7 +233,7 @@ class BatchEngine:
         mesh = Mesh(np.array(jax.local_devices()), (AXIS,))
         spec = make_spec(config, weights.preprocessing, guided=False)
         params = device_params(weights.params, NamedSharding(mesh, P()), spec)
-        loss_weights, stop = traced_settings(config)
+        loss_weights, stop = traced_settings(config, weights.style_weight_scale)
         return cls(config, weights, styles, mesh, params, loss_weights, stop, multiple)
 
     def spec(self, remat: str) -> EngineSpec:

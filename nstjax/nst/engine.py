@@ -105,15 +105,17 @@ def make_spec(config: StylizeConfig, preprocessing: str, *, guided: bool, remat:
     )
 
 
-def traced_settings(config: StylizeConfig) -> tuple[dict[str, Array], dict[str, Array]]:
+def traced_settings(config: StylizeConfig, style_scale: float = 1.0) -> tuple[dict[str, Array], dict[str, Array]]:
     """The settings that enter the jitted loop as data: (loss weights, early-stop rule).
 
     Passing them as arrays rather than in :class:`EngineSpec` means changing a
-    weight or the tolerance does not recompile.
+    weight or the tolerance does not recompile. ``style_scale``: the weights'
+    :attr:`~nstjax.weights.VGGWeights.style_weight_scale`, which makes
+    ``config.style_weight`` mean the same balance on any network.
     """
     loss_weights = {
         "content": jnp.float32(config.content_weight),
-        "style": jnp.float32(config.style_weight),
+        "style": jnp.float32(config.style_weight * style_scale),
         "tv": jnp.float32(config.tv_weight),
     }
     stop = {

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..io import images
 from ..io.images import ImageLike
-from ..models.vgg_weights import resolve_weights
+from ..weights import resolve_weights
 from ..runtime import enable_compilation_cache
 from .config import StylizeConfig, preset
 from .estimate import RunEstimate, estimate_run
@@ -179,7 +179,7 @@ def run_stylize(
     final_shape = problem.shape_at(config.size)
     remat = choose_remat(final_shape, config)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
-    loss_weights, stop = traced_settings(config)
+    loss_weights, stop = traced_settings(config, getattr(weights, "style_weight_scale", 1.0))
     params = device_params(weights.params, spec=spec)
     if on_start is not None:
         shapes = tuple(problem.shape_at(longest) for longest, _ in schedule)

@@ -205,7 +205,7 @@ def recreate(
       NstjaxError: bad input (one line naming the file): sketch colours not in the palette, painting
         labels sharing no class with the sketch, a missing exemplar folder or model, bad settings.
     """
-    from ..models.vgg_weights import resolve_weights
+    from ..weights import resolve_weights
     from ..nst.config import preset
     from ..nst.run import describe_device
 

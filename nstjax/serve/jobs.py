@@ -425,7 +425,7 @@ class JobQueue:
         A random fallback (``auto`` with no ImageNet weights cached or downloadable) is not kept, so weights
         fetched while the server runs are used from the next job on.
         """
-        from ..models.vgg_weights import load_weights
+        from ..weights import load_weights
 
         chosen = self.default_weights if spec is None else spec
         key = (chosen if chosen is None or isinstance(chosen, str) else str(chosen), seed)

@@ -306,10 +306,10 @@ class StylizeKind:
 
     @staticmethod
     def weight_names() -> tuple[str, ...]:
-        """What ``weights`` may be in a request: names only, never a path."""
-        from ..models.vgg_weights import sources
+        """What ``weights`` may be in a request: names (sources and imported files), never a path."""
+        from ..weights import list_imported, sources
 
-        return ("auto", "random", *sources())
+        return ("auto", "random", *sources(), *(s.name for s in list_imported() if s.problem is None))
 
     def prepare(self, settings: Mapping[str, Any], styles: int, limits: ServeLimits) -> StylizeJob:
         from ..cli.nst import config_from_options

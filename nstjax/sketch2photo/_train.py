@@ -186,7 +186,7 @@ def train(
     check_batch_splits(settings.batch_size, mesh)
     vgg_params, vgg_info = None, None
     if config.model == "spade" and config.spade.lambda_vgg > 0:
-        from ..models.vgg_weights import resolve_weights
+        from ..weights import resolve_weights
 
         vgg = resolve_weights(weights, settings.seed)
         vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
