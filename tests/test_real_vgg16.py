@@ -32,26 +32,28 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # ---- images -------------------------------------------------------------------------------------
 
 
-def photo(shape=(64, 96), seed=0):
-    """A photo-like landscape, float32 [H, W, 3] in [0, 1], with its label map (sky over grass)."""
+def photo(shape=(64, 96), seed=0, horizon=0.4):
+    """A photo-like landscape, float32 [H, W, 3] in [0, 1], with its label map: a pale blue sky with
+    a sun over green grass (60 % of the picture) with a red house."""
     h, w = shape
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    labels = np.where(y < h // 2, SKY, GRASS).astype(np.int32)
-    sky = np.stack([0.45 + 0.2 * y / h, 0.65 + 0.15 * y / h, np.full_like(y, 0.95)], -1)
-    grass = np.stack([0.25 + 0.05 * np.sin(x / 3), 0.55 + 0.1 * np.sin(x / 2 + y), 0.2 + 0 * x], -1)
+    labels = np.where(y < h * horizon, SKY, GRASS).astype(np.int32)
+    sky = np.stack([0.55 + 0.2 * y / h, 0.7 + 0.15 * y / h, np.full_like(y, 0.95)], -1)
+    grass = np.stack([0.3 + 0.05 * np.sin(x / 3), 0.55 + 0.1 * np.sin(x / 2 + y), 0.2 + 0 * x], -1)
     img = np.where((labels == SKY)[..., None], sky, grass)
-    sun = (x - 0.8 * w) ** 2 + (y - 0.2 * h) ** 2 < (0.08 * w) ** 2
+    sun = (x - 0.8 * w) ** 2 + (y - 0.15 * h) ** 2 < (0.07 * w) ** 2
     img[sun] = (1.0, 0.95, 0.7)
-    house = (np.abs(x - 0.3 * w) < 0.1 * w) & (y > 0.35 * h) & (y < 0.6 * h)
+    house = (np.abs(x - 0.3 * w) < 0.1 * w) & (y > 0.3 * h) & (y < 0.55 * h)
     img[house] = (0.7, 0.3, 0.25)
     img = img + 0.02 * rng.standard_normal(img.shape)
     return np.clip(img, 0, 1).astype(np.float32), labels
 
 
-def painting(shape=(64, 96), seed=1, horizon=0.5):
-    """A painting-like image: yellow-and-blue swirls in the sky over a dark violet field of vertical
-    strokes, float32 [H, W, 3] in [0, 1], with its label map; ``horizon=0``: swirls only."""
+def painting(shape=(64, 96), seed=1, horizon=0.75):
+    """A painting-like image, float32 [H, W, 3] in [0, 1], with its label map: yellow-and-blue swirls
+    in a sky that fills 75 % of it (as in The Starry Night) over a dark green-brown field of
+    vertical strokes; ``horizon=0``: swirls only."""
     h, w = shape
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -60,7 +62,7 @@ def painting(shape=(64, 96), seed=1, horizon=0.5):
     swirl = 0.5 + 0.5 * np.sin(r / 2.0 + np.arctan2(y - h / 4, x - w / 2) * 3)
     sky = swirl[..., None] * np.array([0.95, 0.85, 0.2]) + (1 - swirl[..., None]) * np.array([0.15, 0.3, 0.75])
     strokes = 0.5 + 0.5 * np.sin(x * 1.3 + 2 * rng.standard_normal((1, w)))
-    field = strokes[..., None] * np.array([0.35, 0.15, 0.4]) + (1 - strokes[..., None]) * np.array([0.15, 0.05, 0.2])
+    field = strokes[..., None] * np.array([0.3, 0.35, 0.1]) + (1 - strokes[..., None]) * np.array([0.12, 0.15, 0.05])
     img = np.where((labels == SKY)[..., None], sky, field)
     return np.clip(img + 0.03 * rng.standard_normal(img.shape), 0, 1).astype(np.float32), labels
 
@@ -175,21 +177,18 @@ def sky_runs(real_vgg16):
     content, labels = photo()
     style, style_labels = painting()
     plain = stylize(real_vgg16, content, style)
-    colours = {SKY: PAL.colors[SKY], GRASS: PAL.colors[GRASS]}
-    content_mask = np.zeros((*labels.shape, 3), np.float32)
-    style_mask = np.zeros((*style_labels.shape, 3), np.float32)
-    for cls, rgb in colours.items():
-        content_mask[labels == cls] = np.asarray(rgb, np.float32) / 255.0
-        style_mask[style_labels == cls] = np.asarray(rgb, np.float32) / 255.0
-    semantic = stylize(real_vgg16, content, style, content_mask=content_mask, style_masks=[style_mask])
+    # Colour-coded segmentations (uint8 RGB) in the palette's colours.
+    semantic = stylize(real_vgg16, content, style, content_mask=PAL.colors[labels], style_masks=[PAL.colors[style_labels]])
     score = lambda image: sky_on_ground_score(image, labels, style, style_labels).score  # noqa: E731
     return {"photo": score(content), "plain": score(plain), "semantic": score(semantic)}
 
 
 def test_plain_nst_puts_the_sky_on_the_ground_and_semantic_nst_keeps_it_off(sky_runs):
-    # The photo's green grass is nearer the painting's violet field than its yellow/blue sky.
-    assert sky_runs["photo"] < 0.2, sky_runs
-    # Plain NST matches Grams over the whole image: the ground takes the sky's yellow and blue.
-    assert sky_runs["plain"] > 0.3, sky_runs
+    # Measured on these features: photo 0.05, plain 0.68, semantic 0.07. With random VGG-16 features
+    # the semantic run leaves 0.31 of the ground sky-coloured (noise), which fails the last line.
+    # The photo's green grass is nearer the painting's green-brown field than its yellow/blue sky.
+    assert sky_runs["photo"] < 0.15, sky_runs
+    # Plain NST matches Grams over the whole image, 75 % of which is sky: the ground takes its swirls.
+    assert sky_runs["plain"] > 0.4, sky_runs
     # Semantic NST matches the ground to the field only.
-    assert sky_runs["semantic"] < sky_runs["plain"] - 0.25 and sky_runs["semantic"] < 0.15, sky_runs
+    assert sky_runs["semantic"] < 0.15 and sky_runs["semantic"] < sky_runs["plain"] - 0.3, sky_runs
