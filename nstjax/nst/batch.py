@@ -94,6 +94,7 @@ from jax.sharding import PartitionSpec as P
 from ..errors import NstjaxError
 from ..hub import sha256_file
 from ..io import images as _images
+from ..models.vgg import network_of
 from ..weights import resolve_weights
 from ..runtime import enable_compilation_cache, init_distributed
 from .config import StylizeConfig, preset
@@ -268,20 +269,20 @@ class BatchEngine:
         d = self.devices
         need = -(-count // d)  # per device
         if requested is None:
-            base = choose_remat(shape, self.config, batch=1)
+            base = choose_remat(shape, self.config, batch=1, network=network_of(self.weights.params))
             per_device = 1
             for k in (4, 2):
                 if k > need:
                     continue
                 try:
-                    if choose_remat(shape, self.config, batch=k) == base:
+                    if choose_remat(shape, self.config, batch=k, network=network_of(self.weights.params)) == base:
                         per_device = k
                         break
                 except NstjaxError:
                     continue
         else:
             per_device = -(-int(requested) // d)
-        remat = choose_remat(shape, self.config, batch=per_device)
+        remat = choose_remat(shape, self.config, batch=per_device, network=network_of(self.weights.params))
         return per_device * d, remat
 
     def shared_style(self, problem: Problem, shape: tuple[int, int], spec: EngineSpec) -> Targets:

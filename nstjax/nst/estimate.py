@@ -46,22 +46,21 @@ _CALIBRATION_FILE = "calibration.json"
 _CALIBRATION_VERSION = 1
 
 
-def forward_flops(shape: tuple[int, int], layers: Sequence[str]) -> float:
-    """FLOPs of VGG-19's convolutions up to the deepest of ``layers`` for one image of ``shape`` (h, w)."""
+def forward_flops(shape: tuple[int, int], layers: Sequence[str], network: str = "vgg19") -> float:
+    """FLOPs of the convolutions of ``network`` up to the deepest of ``layers`` for one image of ``shape`` (h, w)."""
     deepest = max(vgg.LAYERS.index(n) for n in layers)
     total = 0.0
-    for name in vgg.CONV_LAYERS:
+    for name, (c_in, c_out) in vgg.conv_channels(network).items():
         if vgg.LAYERS.index(name) > deepest:
             break
-        c_in, c_out = vgg.CONV_CHANNELS[name]
         h, w = vgg.layer_shape(name, *shape)
         total += 2.0 * 9 * c_in * c_out * h * w
     return total
 
 
-def evaluation_flops(shape: tuple[int, int], layers: Sequence[str]) -> float:
+def evaluation_flops(shape: tuple[int, int], layers: Sequence[str], network: str = "vgg19") -> float:
     """FLOPs of one value-and-image-gradient: twice the forward pass (see the module docstring)."""
-    return 2.0 * forward_flops(shape, layers)
+    return 2.0 * forward_flops(shape, layers, network)
 
 
 def _calibration_key() -> str:
@@ -150,12 +149,14 @@ def estimate_run(
     *,
     images: int = 1,
     flops_per_second: float | None = None,
+    network: str = "vgg19",
 ) -> RunEstimate:
     """Estimate a run of ``config`` whose schedule optimises images of ``shapes`` (one per scale).
 
     Args:
       images: how many images are optimised (a batch costs that many times one).
       flops_per_second: the device speed; default :func:`measured_flops_per_second`.
+      network: ``"vgg19"`` or ``"vgg16"`` (the weights').
     """
     rate = flops_per_second or measured_flops_per_second()
     layers = [n for n, _ in config.content_layers] + [n for n, _ in config.style_layers]
@@ -165,6 +166,6 @@ def estimate_run(
     flops = 0.0
     for shape, n in zip(shapes, steps):
         evaluations += n * per_step
-        flops += n * per_step * evaluation_flops(shape, layers)
+        flops += n * per_step * evaluation_flops(shape, layers, network)
     seconds = images * flops / (rate * NETWORK_EFFICIENCY)
     return RunEstimate(tuple(tuple(s) for s in shapes), steps, images * evaluations, seconds, rate)

