@@ -50,6 +50,7 @@ _EXPORTS = {
     "stylize_batch": "nstjax.nst.batch",
     "recreate_painting": "nstjax.recreate",
     "sky_on_ground_score": "nstjax.recreate",
+    "sky_on_ground_patch_score": "nstjax.recreate",
     "label_painting": "nstjax.recreate",
 }
 

@@ -122,8 +122,10 @@ def main() -> None:
             rows.append(
                 {
                     "painting": name,
+                    "photo": result.scores.get("photo"),
                     "plain": result.scores.get("plain"),
                     "semantic": result.scores.get("semantic"),
+                    "patches": {k: result.patch_scores.get(k) for k in ("photo", "plain", "semantic")},
                     "note": record["scores"]["note"],
                     "fallbacks": record["fallbacks"]["painting"],
                     "times_s": record["times_s"],
@@ -141,10 +143,14 @@ def main() -> None:
           f"centres per side); {args.steps} steps per stage, weights {args.weights}; paintings: sketch "
           f"{args.sketch.name} at {args.size} px, stage 1 from {args.exemplars} synthetic exemplar pairs")  # fmt: skip
     width = max(14, *(len(r["painting"]) for r in rows)) if rows else 14
-    print(f"{'painting':<{width}} {'plain NST':>10} {'semantic NST':>13}  stage times (s)")
+    print("each cell: colour score / patch score (sky_on_ground_patch_score: colour and texture of 12 px patches); "
+          "recreate's final painting is the semantic NST stage")
+    print(f"{'painting':<{width}} {'photo (unpainted)':>18} {'plain NST':>16} {'semantic NST':>16}  stage times (s)")
     for r in rows:
         times = ", ".join(f"{k} {v:.0f}" for k, v in r["times_s"].items())
-        print(f"{r['painting']:<{width}} {pct(r['plain']):>10} {pct(r['semantic']):>13}  {times}"
+        patches = r.get("patches", {})
+        cells = [f"{pct(r.get(k))} / {pct(patches.get(k))}" for k in ("photo", "plain", "semantic")]
+        print(f"{r['painting']:<{width}} {cells[0]:>18} {cells[1]:>16} {cells[2]:>16}  {times}"
               + (f"  ({r['note']})" if r["note"] else ""))  # fmt: skip
     m = machine()
     print(f"cpu: {m['cpu']}, {m['cores']} cores, load average {m['load_average'][0]:.1f}")

@@ -161,7 +161,7 @@ def test_recreate_json_is_complete(run):
     record = json.loads((run.stages / "recreate.json").read_text())
     assert set(record) == {
         "nstjax_version", "created", "inputs", "settings", "weights", "seeds", "fallbacks", "times_s", "runs",
-        "scores", "outputs", "device",
+        "scores", "patch_scores", "outputs", "device",
     }  # fmt: skip
     import hashlib
 
@@ -188,7 +188,8 @@ def test_recreate_json_is_complete(run):
     assert all(t > 0 for t in record["times_s"].values())
     for name in ("photo", "plain", "semantic"):
         assert record["runs"][name]["steps"] == 12 and np.isfinite(record["runs"][name]["loss"])
-    assert set(record["scores"]) == {"metric", "note", "plain", "semantic"}
+    assert set(record["scores"]) == {"metric", "note", "photo", "plain", "semantic"}
+    assert set(record["patch_scores"]) == {"metric", "photo", "plain", "semantic"}
     assert record["scores"]["semantic"]["score"] == pytest.approx(run.result.scores["semantic"])
     assert record["outputs"]["files"]["sheet"] == "sheet.png"
     assert record["device"].startswith("cpu")

@@ -8,7 +8,8 @@ the pipeline goes through a photo and paints it region by region.
   (:mod:`~nstjax.recreate.exemplars`) or a trained SPADE/pix2pix run; stage 2 by
   semantic NST (class fallbacks in :mod:`~nstjax.recreate.classes`), plain NST or
   a trained CycleGAN run; every stage, a contact sheet and ``recreate.json``.
-* :func:`sky_on_ground_score`: the failure, measured (:mod:`~nstjax.recreate.score`).
+* :func:`sky_on_ground_score`: the failure, measured by pixel colour, and :func:`sky_on_ground_patch_score`
+  beside it, by patches' colour and brush texture (moons, swirls, bands) (:mod:`~nstjax.recreate.score`).
 * :func:`label_painting` (``nstjax label-painting``): a painting's label map by
   k-means colour clustering in CIELAB plus a class per cluster (:mod:`~nstjax.recreate.labeller`).
 
@@ -20,7 +21,7 @@ from .events import RecreatePlan, RecreateWarning, StageDone, StagePlan, StagePr
 from .exemplars import ExemplarPair, choose_exemplars, scan_exemplars
 from .labeller import PaintingLabels, label_painting, write_painting_labels
 from .pipeline import PAINTERS, RecreateResult, parse_painter, recreate
-from .score import SkyOnGround, sky_on_ground_score
+from .score import SkyOnGround, SkyPatchesOnGround, sky_on_ground_patch_score, sky_on_ground_score
 
 recreate_painting = recreate
 """The same function as :func:`recreate`, under a name ``nstjax`` can re-export (``nstjax.recreate`` is the package)."""
@@ -37,6 +38,7 @@ __all__ = [
     "RecreateResult",
     "RecreateWarning",
     "SkyOnGround",
+    "SkyPatchesOnGround",
     "StageDone",
     "StagePlan",
     "StageProgress",
@@ -48,6 +50,7 @@ __all__ = [
     "recreate_painting",
     "resolve_fallbacks",
     "scan_exemplars",
+    "sky_on_ground_patch_score",
     "sky_on_ground_score",
     "write_painting_labels",
 ]

@@ -45,7 +45,7 @@ from .exemplars import (
     remap_labels,
     scan_exemplars,
 )
-from .score import sky_on_ground_score
+from .score import sky_on_ground_patch_score, sky_on_ground_score
 from .sheet import contact_sheet
 
 __all__ = [
@@ -79,8 +79,11 @@ class RecreateResult:
     image: the painting, float32 [H, W, 3] RGB in [0, 1] (the ``final`` stage's image).
     stages: every stage's image by name: ``photo``, and those that ran of ``plain``, ``semantic``,
       ``cyclegan``.
-    scores: sky-on-ground score (0..1) of each painted stage, where the painting's labels allow one.
+    scores: sky-on-ground colour score (0..1, :func:`~nstjax.recreate.score.sky_on_ground_score`) of the
+      unpainted ``photo`` (a baseline) and each painted stage, where the painting's labels allow one.
     record: everything ``recreate.json`` holds.
+    patch_scores: the same for the patch score (:func:`~nstjax.recreate.score.sky_on_ground_patch_score`:
+      colour and texture, sees moons and swirls on a ground of the sky's hue).
     """
 
     image: np.ndarray
@@ -92,6 +95,7 @@ class RecreateResult:
     seconds: float
     output: Path | None = None
     stages_dir: Path | None = None
+    patch_scores: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def parse_painter(painter: str | None, has_labels: bool) -> tuple[str, Path | None]:
@@ -402,17 +406,20 @@ def recreate(
     # ---- scores
     scores: dict[str, float] = {}
     score_details: dict[str, Any] = {}
+    patch_scores: dict[str, float] = {}
+    patch_details: dict[str, Any] = {}
     score_note = None
     if p_labels is not None:
-        for name in ("plain", "semantic", "cyclegan"):
+        for name in ("photo", "plain", "semantic", "cyclegan"):
             if name in out_images:
                 try:
                     s = sky_on_ground_score(out_images[name], labels, painting_img, p_labels, palette=pal)
+                    t = sky_on_ground_patch_score(out_images[name], labels, painting_img, p_labels, palette=pal)
                 except NstjaxError as e:
                     score_note = str(e)
                     break
-                scores[name] = s.score
-                score_details[name] = s.as_dict()
+                scores[name], patch_scores[name] = s.score, t.score
+                score_details[name], patch_details[name] = s.as_dict(), t.as_dict()
     else:
         score_note = "no painting labels: the score needs the painting's sky and ground"
 
@@ -424,12 +431,12 @@ def recreate(
         painter=painter, shape=shape, base=base, photo_config=photo_config, paint_config=paint_config,
         pal=pal, weights=weights, vgg_weights=vgg_weights, guidance=guidance,
         painting_fallbacks=painting_fallbacks, times=times, seconds=seconds, results=results,
-        scores=score_details, score_note=score_note, compare=compare, max_exemplars=max_exemplars,
+        scores=score_details, patch_scores=patch_details, score_note=score_note, compare=compare, max_exemplars=max_exemplars,
         photo_content_weight=photo_content_weight, output=output, stages_dir=stages_dir,
         classes=_names(sketch_classes, pal),
     )  # fmt: skip
     result = RecreateResult(
-        image=image, labels=labels, stages=out_images, final=final, scores=scores, record=record,
+        image=image, labels=labels, stages=out_images, final=final, scores=scores, patch_scores=patch_scores, record=record,
         seconds=seconds, output=output, stages_dir=stages_dir,
     )  # fmt: skip
     if output is not None:
@@ -524,6 +531,11 @@ def _record(**k) -> dict[str, Any]:
             "note": k["score_note"],
             **k["scores"],
         },
+        "patch_scores": {
+            "metric": "sky patches on the ground: share of the ground's 12 px patches (at 160 px) whose colour and "
+            "texture vote sky among their 9 nearest painting patches",
+            **k.get("patch_scores", {}),
+        },
         "outputs": {
             "output": None if k["output"] is None else os.fspath(k["output"]),
             "stages": None if k["stages_dir"] is None else os.fspath(k["stages_dir"]),
@@ -556,13 +568,14 @@ def write_stages(result: RecreateResult, directory: Path, palette: Palette, *, r
 
     def caption(name: str, title: str) -> str:
         if name in result.scores:
-            return f"{title}\nsky on ground {100 * result.scores[name]:.0f}%"
+            patches = f", patches {100 * result.patch_scores[name]:.0f}%" if name in result.patch_scores else ""
+            return f"{title}\nsky on ground {100 * result.scores[name]:.0f}%{patches}"
         return title
 
     note = " (random VGG features)" if random_weights else ""
     panels = [
         ("sketch", colorize(result.labels, palette)),
-        ("photo (stage 1)", result.stages.get("photo")),
+        (caption("photo", "photo (stage 1)"), result.stages.get("photo")),
         (caption("plain", "plain NST" + note), result.stages.get("plain")),
         (caption("semantic", "semantic NST" + note), result.stages.get("semantic")),
         (caption(result.final, f"final: {result.final}"), result.image),
