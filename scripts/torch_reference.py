@@ -1,7 +1,7 @@
 """Gatys neural style transfer in plain, eager PyTorch: the reference nstjax is measured against.
 
 This is what a user would write instead of nstjax, in the style of the official
-PyTorch tutorial ("Neural Transfer Using PyTorch"): an ``nn.Module`` VGG-19 built
+PyTorch tutorial ("Neural Transfer Using PyTorch"): an ``nn.Module`` VGG built
 from ``nn.Conv2d`` / ``nn.ReLU`` / ``nn.MaxPool2d`` (or ``nn.AvgPool2d``), the
 image as the only tensor with ``requires_grad``, and ``torch.optim.LBFGS`` or
 ``torch.optim.Adam`` stepping it. It is *made fair* to nstjax, i.e. it computes
@@ -9,7 +9,9 @@ exactly the same objective:
 
 * the same parameters (nstjax's ``{"conv1_1": {"kernel": HWIO, "bias"}}`` dict,
   transposed to torch's OIHW by :func:`load_params`), frozen with
-  ``requires_grad_(False)`` so no weight gradients are computed;
+  ``requires_grad_(False)`` so no weight gradients are computed; the network is
+  the one the parameters describe (:func:`blocks_from_params`: 13 convolutions
+  ``conv{b}_{n}`` make VGG-16, 16 make VGG-19), VGG-19 when none are given;
 * the same preprocessing (``"caffe"``: RGB->BGR, x255, minus the ImageNet mean;
   ``"torch"``: ``(x - mean) / std``), padding (zero / reflect / replicate) and
   pooling (2x2 max or average, floor);
@@ -58,12 +60,44 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
-LAYERS = tuple(
-    name
-    for b, (_, count) in enumerate(BLOCKS, 1)
-    for name in (*(f"{kind}{b}_{n}" for n in range(1, count + 1) for kind in ("conv", "relu")), f"pool{b}")
-)
+BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))  # VGG-19 (configuration E)
+VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # VGG-16 (configuration D)
+
+
+def layer_names(blocks: Sequence[tuple[int, int]] = BLOCKS) -> tuple[str, ...]:
+    """``conv1_1, relu1_1, …, pool1, …`` in network order for ``(channels, convolutions)`` per block."""
+    return tuple(
+        name
+        for b, (_, count) in enumerate(blocks, 1)
+        for name in (*(f"{kind}{b}_{n}" for n in range(1, count + 1) for kind in ("conv", "relu")), f"pool{b}")
+    )
+
+
+LAYERS = layer_names(BLOCKS)  # VGG-19's; a VGG-16 network has layer_names(VGG16_BLOCKS)
+
+
+def blocks_from_params(params: Mapping[str, Mapping[str, Any]] | None) -> tuple[tuple[int, int], ...]:
+    """The network the parameters describe: ``(output channels, convolutions)`` per block.
+
+    Counts ``conv{b}_{n}`` (n = 1, 2, … without gaps) in each block ``b`` present in
+    ``params``; the channels come from the biases. 13 convolutions in five blocks are
+    VGG-16, 16 are VGG-19. ``None`` (or no convolutions at all) means VGG-19.
+    """
+    if not params or not any(k.startswith("conv") for k in params):
+        return BLOCKS
+    blocks = []
+    b = 1
+    while f"conv{b}_1" in params:
+        n = 1
+        while f"conv{b}_{n + 1}" in params:
+            n += 1
+        blocks.append((int(np.shape(params[f"conv{b}_1"]["bias"])[-1]), n))
+        b += 1
+    known = {f"conv{i}_{j}" for i, (_, count) in enumerate(blocks, 1) for j in range(1, count + 1)}
+    extra = sorted(k for k in params if k.startswith("conv") and k not in known)
+    if extra:
+        raise ValueError(f"convolutions outside the consecutive VGG blocks {tuple(blocks)}: {extra}")
+    return tuple(blocks)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -115,8 +149,10 @@ class Preprocess(nn.Module):
 
 
 class ReferenceVGG(nn.Module):
-    """VGG-19 features as an ``nn.Sequential`` named like the literature, cut after ``last``.
+    """VGG features as an ``nn.Sequential`` named like the literature, cut after ``last``.
 
+    The network is the one ``params`` describe (:func:`blocks_from_params`: VGG-16 or
+    VGG-19; VGG-19 with random torch initialisation when ``params`` is None).
     ``forward(x, layers)`` returns ``{name: activation}`` (NCHW) for ``layers``.
     """
 
@@ -136,12 +172,16 @@ class ReferenceVGG(nn.Module):
         mode = {"zero": "zeros", "reflect": "reflect", "replicate": "replicate"}[padding]
         self.preprocess = Preprocess(preprocessing)
         keep = set(keep)
+        self.blocks = blocks_from_params(params)
+        self.layer_names = layer_names(self.blocks)
+        if last not in self.layer_names:
+            raise ValueError(f"{last!r} is not a layer of the VGG with blocks {self.blocks}")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         c_in = 3
-        for name in LAYERS[: LAYERS.index(last) + 1]:
+        for name in self.layer_names[: self.layer_names.index(last) + 1]:
             kind, b = name[:4], int(name[4])
             if kind == "conv":
-                c_out = BLOCKS[b - 1][0]
+                c_out = self.blocks[b - 1][0]
                 layers[name] = nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode=mode)
                 c_in = c_out
             elif kind == "relu":
@@ -227,7 +267,7 @@ class StyleTransferLoss(nn.Module):
         self.content_layers = dict(content_layers)
         self.style_layers = dict(style_layers)
         self.layers = tuple(
-            sorted(set(self.content_layers) | set(self.style_layers), key=LAYERS.index)
+            sorted(set(self.content_layers) | set(self.style_layers), key=vgg.layer_names.index)
         )
         self.weights = (float(content_weight), float(style_weight), float(tv_weight))
         self.autocast_dtype = autocast_dtype
@@ -281,7 +321,11 @@ def build_loss(
 ) -> StyleTransferLoss:
     """A :class:`StyleTransferLoss` from [H, W, 3] arrays (or NCHW tensors) and nstjax params."""
     layers = [n for n, _ in content_layers] + [n for n, _ in style_layers]
-    last = max(layers, key=LAYERS.index)
+    names = layer_names(blocks_from_params(params))
+    missing = [n for n in layers if n not in names]
+    if missing:
+        raise ValueError(f"layers {missing} are not in the network the parameters describe")
+    last = max(layers, key=names.index)
     vgg = ReferenceVGG(
         params, pooling=pooling, padding=padding, preprocessing=preprocessing, last=last,
         keep=[n for n in layers if n.startswith("conv")],
@@ -420,7 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--style-weight", type=float, default=DEFAULTS["style_weight"])
     parser.add_argument("--tv-weight", type=float, default=DEFAULTS["tv_weight"])
     parser.add_argument("--weights", default="random",
-                        help="an nstjax weights spec (needs nstjax installed); default seeded random")
+                        help="an nstjax weights spec or file (needs nstjax installed; a VGG-16 file makes a "
+                        "VGG-16 network); default seeded random")
     parser.add_argument("--bf16", action="store_true", help="torch.autocast bfloat16")
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC memory format (often faster with oneDNN/cuDNN, above all in bfloat16); "
@@ -431,8 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from nstjax import load_weights
     from nstjax.io import images  # only for file I/O and weights; the algorithm above is torch-only
-    from nstjax.models.vgg_weights import load_weights
 
     weights = load_weights(args.weights)
     content = images.load_image(args.content)
