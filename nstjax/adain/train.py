@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from ..models.adain import init_decoder
-from ..models.vgg import CONV_LAYERS
+from ..models.vgg import conv_layers, network_of
 from ..weights import resolve_weights
 from ..runtime import init_distributed
 from ..train import (
@@ -109,9 +109,10 @@ def _samples(params, vgg_params, contents, styles, *, preprocessing: str, dtype:
 
 
 def vgg_digest(params: Any) -> str:
-    """SHA-256 (first 16 hex digits) of VGG-19 parameters: the 16 kernels and biases in network order."""
+    """SHA-256 (first 16 hex digits) of VGG parameters: the kernels and biases in network order (16 for
+    VGG-19, 13 for VGG-16)."""
     digest = hashlib.sha256()
-    for name in CONV_LAYERS:
+    for name in conv_layers(network_of(params)):
         for kind in ("kernel", "bias"):
             digest.update(np.ascontiguousarray(np.asarray(params[name][kind], np.float32)).tobytes())
     return digest.hexdigest()[:16]
