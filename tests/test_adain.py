@@ -21,7 +21,7 @@ from nstjax.adain import AdaINConfig, AdaINModel, adain_transfer, load_adain_mod
 from nstjax.errors import NstjaxError
 from nstjax.io.color import match_color
 from nstjax.models import adain
-from nstjax.models.vgg_weights import random_weights
+from nstjax.weights import random_weights
 
 SHAPE = (32, 40)
 ALPHA1_RTOL = 1e-3  # AdaIN output statistics vs the style's (eps = 1e-5 in the variance shifts them slightly)

@@ -62,7 +62,7 @@ from nstjax.nst import batch as B
 from nstjax.nst.config import preset
 from nstjax.nst.problem import Problem
 from nstjax.nst.run import run_stylize
-from nstjax.models.vgg_weights import random_weights
+from nstjax.weights import random_weights
 
 cfg = preset("gatys", size=16, steps=5, tolerance=0.0, pooling="max", optimizer="lbfgs",
              content_layers=(("relu2_1", 1.0),), style_layers=(("relu1_1", 1.0), ("relu2_1", 1.0)))
@@ -405,7 +405,7 @@ import json, sys
 import jax
 from nstjax.nst import batch
 from nstjax.nst.config import preset
-from nstjax.models.vgg_weights import random_weights
+from nstjax.weights import random_weights
 
 kwargs = json.loads(sys.argv[4])
 for key in ("content_layers", "style_layers"):
@@ -473,12 +473,12 @@ def test_two_processes_share_the_job(tmp_path, random_weights):
 
 
 def test_missing_style_is_reported_before_weights_load(tmp_path, monkeypatch):
-    import nstjax.models.vgg_weights
+    import nstjax.weights._resolve
 
     def no_weights(*args, **kwargs):
         raise AssertionError("weights were loaded before the inputs were checked")
 
-    monkeypatch.setattr(nstjax.models.vgg_weights, "load_weights", no_weights)
+    monkeypatch.setattr(nstjax.weights._resolve, "load_weights", no_weights)
     write_images(tmp_path / "in", [WIDE])
     with pytest.raises(NstjaxError, match="missing.png"):
         stylize_batch(tmp_path / "in", tmp_path / "missing.png", tmp_path / "out", weights="auto", config=CFG)

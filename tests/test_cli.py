@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from nstjax.cli import app
 from nstjax.cli import nst as cli_nst
+from nstjax.nst import run as nst_run
 from nstjax.nst import memory
 
 runner = CliRunner()
@@ -91,8 +92,10 @@ def test_shallow_run_and_snapshots(files):
 
 def test_ctrl_c_saves_best_image(files, monkeypatch):
     tmp_path, content, style = files
+    seen = []  # (step, the best image so far) of each progress event
 
     def interrupting(self, p):
+        seen.append((p.step, p.best_image()))
         if p.step >= 2:
             raise KeyboardInterrupt
 
@@ -102,18 +105,36 @@ def test_ctrl_c_saves_best_image(files, monkeypatch):
     result = invoke("stylize", content, style, "-o", out, "--steps", "50", *args)
     assert result.exit_code == 130, (result.output, result.exception)
     assert "interrupted" in result.stderr
+    # The file is the best image when Ctrl-C came (the last event's), rounded to 8 bits, not the content.
+    step, best = seen[-1]
+    assert step >= 2
     with Image.open(out) as im:
         assert im.size == (32, 24)
+        saved = np.asarray(im.convert("RGB"))
+    np.testing.assert_array_equal(saved, rounded(best))
+    assert np.abs(saved.astype(int) - np.asarray(Image.open(content).convert("RGB"), int)).max() > 2
 
 
-def test_nan_stops_and_keeps_last_finite_image(files):
+def test_nan_stops_and_keeps_last_finite_image(files, monkeypatch):
     tmp_path, content, style = files
+    runs = []
+    run_stylize = nst_run.run_stylize
+    monkeypatch.setattr(nst_run, "run_stylize", lambda *a, **k: runs.append(run_stylize(*a, **k)) or runs[-1])
     out = tmp_path / "out.png"
     result = invoke("stylize", content, style, "-o", out, "--optimizer", "adam", "--lr", "1e20", "--steps", "8", *SHALLOW)
     assert result.exit_code == 1
     assert "NaN or infinite" in result.stderr
-    assert out.exists()
-    assert np.isfinite(np.asarray(Image.open(out), np.float32)).all()
+    # The file is the run's last finite image (a float array: finite is a real check there), rounded to 8 bits.
+    (run,) = runs
+    assert run.stopped == "nonfinite" and run.steps < 8
+    assert np.all(np.isfinite(run.image)) and np.isfinite(run.loss)
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rounded(run.image))
+
+
+def rounded(image: np.ndarray) -> np.ndarray:
+    """What nstjax.io.save_image writes for a float image in [0, 1]: 8 bits, rounded to nearest."""
+    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 # ------------------------------------------------------------------ bad input: one line, exit 2

@@ -25,6 +25,7 @@ both files.
 from __future__ import annotations
 
 import sys
+from copy import deepcopy
 from pathlib import Path
 
 import jax
@@ -37,6 +38,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "references"))
 import cyclegan_torch as ref  # noqa: E402
 
+from _adam_step import check_first_adam_step  # noqa: E402
 from nstjax.cyclegan import CycleGANConfig, CycleGANState, LossConfig, ModelConfig, init_state, train_step_fn  # noqa: E402
 from nstjax.losses.gan import discriminator_loss, fake_loss, generator_loss, real_loss  # noqa: E402
 from nstjax.models.patchgan import PatchGAN, patch_grid  # noqa: E402
@@ -245,54 +247,88 @@ def state_from(model: ref.CycleGAN, config: CycleGANConfig) -> CycleGANState:
     return replicate(state.replace(g=state.g.replace(params=g), d=state.d.replace(params=d)), data_mesh())
 
 
-def test_one_training_step_matches_the_reference():
+@pytest.fixture(scope="module")
+def one_step():
+    """One training step of nstjax and of the reference (float32), from the same parameters and batch.
+
+    The reference also runs in float64: its gradients are the exact ones the float32 gradients of both
+    sides are held to (tests/_adam_step.py).
+    """
     config = CycleGANConfig(model=TINY, loss=LossConfig(), train=TrainSettings(steps=100, batch_size=BATCH))
     model = reference_model()
     state = state_from(model, config)
+    before = {**jax.device_get(state.g.params), **jax.device_get(state.d.params)}  # the step donates the state
     a, b = images(10), images(11)
     model.set_input(nchw(a), nchw(b))
     model.optimize_parameters()  # G step with D frozen, then D step on (empty-pool) fakes
-    ref_losses = model.losses()
+    exact = reference_model()
+    for net in (exact.netG_A, exact.netG_B, exact.netD_A, exact.netD_B):
+        net.double()
+    exact.set_input(nchw(a).double(), nchw(b).double())
+    exact.optimize_parameters()
 
     step = train_step_fn(config.model, config.loss, config.optim, config.dtype)
     # Placed as nstjax.train.fit places them (replicated state, batch split over the mesh): the same compiled
     # program as tests/test_cyclegan.py's runs.
     state, metrics = step(state, shard_batch({"a": a, "b": b}, data_mesh()))
-    metrics = jax.device_get(metrics)
+    return {"config": config, "model": model, "exact": exact, "before": before, "state": jax.device_get(state),
+            "metrics": jax.device_get(metrics)}  # fmt: skip
+
+
+def reference_tree(model: ref.CycleGAN, grads: bool = False) -> dict:
+    """The reference's four networks in nstjax's layout: parameters, or (``grads``) their last gradients."""
+    nets = {"g_ab": model.netG_A, "g_ba": model.netG_B, "d_a": model.netD_B, "d_b": model.netD_A}
+    CHECK_ZERO_BIASES[0] = False  # after a step the biases before instance norms are not zero (see below)
+    try:
+        return {name: (resnet_params if name.startswith("g") else patchgan_params)(_grads(net) if grads else net)
+                for name, net in nets.items()}  # fmt: skip
+    finally:
+        CHECK_ZERO_BIASES[0] = True
+
+
+def _grads(net):
+    """A copy of ``net`` whose parameters are the gradients of its last backward pass."""
+    copy = deepcopy(net)
+    for p, q in zip(net.parameters(), copy.parameters()):
+        q.data = p.grad.clone()
+    return copy
+
+
+def test_one_training_step_has_the_reference_losses(one_step):
+    metrics, ref_losses = one_step["metrics"], one_step["model"].losses()
     names = {"G_A": "g_gan_ab", "G_B": "g_gan_ba", "cycle_A": "g_cycle_a", "cycle_B": "g_cycle_b",
              "idt_A": "g_idt_b", "idt_B": "g_idt_a", "D_A": "d_b", "D_B": "d_a"}  # fmt: skip
     for theirs, ours in names.items():
-        # Every loss term to 1e-5 relative (float32 sums over 4x32x32x3 values, different orders).
+        # Every loss term to 1e-5 relative: float32 sums of 4x32x32x3 positive values (relative rounding
+        # ~1e-7 whatever the order), no cancellation.
         np.testing.assert_allclose(metrics[ours], ref_losses[theirs], rtol=1e-5, err_msg=ours)
     assert float(metrics["lr"]) == pytest.approx(2e-4)
 
-    # Parameters after one Adam step of both pairs. Adam's first update is lr * g / (|g| + eps), about
-    # +-lr = 2e-4 per parameter whatever |g| is, so the updates themselves must agree.
-    CHECK_ZERO_BIASES[0] = False
-    try:
-        after = {"g_ab": resnet_params(model.netG_A), "g_ba": resnet_params(model.netG_B),
-                 "d_a": patchgan_params(model.netD_B), "d_b": patchgan_params(model.netD_A)}  # fmt: skip
-    finally:
-        CHECK_ZERO_BIASES[0] = True
-    ours = {**jax.device_get(state.g.params), **jax.device_get(state.d.params)}
-    before = state_from(reference_model(), config)
-    moved = 0
-    for path, theirs in jax.tree_util.tree_leaves_with_path(after):
-        mine = ours
-        for key in path:
-            mine = mine[key.key]
-        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6, err_msg=jax.tree_util.keystr(path))
-        moved += int((np.abs(theirs - _leaf(before, path)) > 1e-4).sum())
-    assert moved > 0.9 * sum(x.size for x in jax.tree.leaves(after))  # nearly every parameter moved by ~lr
 
-    # The next outputs agree too (the reference's biases before instance norms moved: no effect).
-    x = images(12)
-    got = jax.jit(ResnetGenerator(ngf=8, blocks=2).apply)({"params": ours["g_ab"]}, jnp.asarray(x))
-    np.testing.assert_allclose(np.asarray(got), nhwc(model.netG_A(nchw(x))), atol=1e-5)
+def test_one_training_step_matches_the_reference(one_step):
+    # Parameters after one Adam step of both pairs, by tests/_adam_step.py's rule: gradients of both sides
+    # within 1e-2 of each tensor's largest float64 gradient (kink switches measured up to 3.1e-3 here), the
+    # updates equal (1e-6) and of size ~lr wherever the gradient is above that, within 2 lr elsewhere.
+    state, model = one_step["state"], one_step["model"]
+    beta1 = one_step["config"].optim.beta1
+    ours = {**state.g.params, **state.d.params}
+    # Adam's first moment after one step is (1 - beta1) * g: nstjax's gradient, exactly (beta1 = 0.5).
+    grads = jax.tree.map(lambda m: m / (1 - beta1), {**state.g.opt_state[0].mu, **state.d.opt_state[0].mu})
+    compared, _, total = check_first_adam_step(
+        before=one_step["before"], ours=ours, theirs=reference_tree(model), grad_ours=grads,
+        grad_theirs=reference_tree(model, grads=True), grad_exact=reference_tree(one_step["exact"], grads=True),
+        lr=float(one_step["metrics"]["lr"]),
+    )  # fmt: skip
+    assert compared > 0.9 * total, (compared, total)  # ~4 % of each tensor's gradients are below 1e-2 of its peak
 
-
-def _leaf(state: CycleGANState, path) -> np.ndarray:
-    tree = {**jax.device_get(state.g.params), **jax.device_get(state.d.params)}
-    for key in path:
-        tree = tree[key.key]
-    return tree
+    # The reference's biases before instance norms (zero at init, absent in nstjax) moved by +-lr on rounding-noise
+    # gradients; the norms cancel them: zeroing them changes no output (float32 rounding only).
+    g = deepcopy(model.netG_A)
+    x = nchw(images(12))
+    moved = _np(g(x))
+    norm_biases = [m.bias for m in g.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][:-1]
+    assert all(float(b.abs().max()) > 0.1 * 2e-4 for b in norm_biases)  # they did move
+    with torch.no_grad():
+        for b in norm_biases:
+            b.zero_()
+    np.testing.assert_allclose(_np(g(x)), moved, atol=1e-5)

@@ -34,7 +34,7 @@ from nstjax.fast import (
 from nstjax.fast.train import load_style
 from nstjax.fast.losses import style_grams
 from nstjax.models import johnson
-from nstjax.models.vgg_weights import random_weights
+from nstjax.weights import random_weights
 from nstjax.train import Augment, BatchLoader, TrainingInterrupted, TrainSettings, plain
 
 STEPS = 16

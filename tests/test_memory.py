@@ -1,11 +1,6 @@
-"""The memory estimate against XLA's buffer assignment and against a real run's peak RSS."""
+"""The memory estimate against XLA's buffer assignment (a real run's peak RSS: scripts/bench_memory.py)."""
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -35,44 +30,28 @@ def test_estimate_matches_xla_buffer_assignment(random_weights, optimizer, dtype
     assert 0.8 < estimate / measured < 1.25, (estimate / 2**20, measured / 2**20)
 
 
-# Peak RSS from VmHWM: ru_maxrss survives execve on Linux, so a child forked from a big pytest
-# process would report the parent's peak.
-_RSS_SCRIPT = """
-import json, sys
-import numpy as np
-from nstjax.nst.run import run_stylize
-from nstjax.models.vgg_weights import random_weights
-size = int(sys.argv[1])
-rng = np.random.default_rng(0)
-content = rng.random((size, size, 3), dtype=np.float32)
-run_stylize(content, content, weights=random_weights(0), size=size, steps=2, optimizer="adam", pooling="max")
-hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
-print(json.dumps({"peak_kib": int(hwm.split()[1])}))
-"""
-
 GATYS = ["relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
 
-def peak_rss_bytes(size, tmp_path):
-    env = {**os.environ, "NSTJAX_CACHE": str(tmp_path), "NSTJAX_COMPILATION_CACHE": "0"}
-    out = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, str(size)], env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] * 1024
+def test_cpu_estimate_is_a_bounded_margin_over_xla_buffers(random_weights):
+    """The default (Gatys) layers at 512 px, Adam: the estimate's buffer model holds for them too, and the CPU
+    estimate (with its resident-memory margin) stays a bounded margin above XLA's buffer assignment.
 
-
-def test_estimate_bounds_measured_peak_rss(tmp_path):
-    """A real run with the default (Gatys) layers: the estimate is a safe, not wasteful, upper bound.
-
-    The process's own overhead (Python, JAX, compilation) is measured at a tiny size and removed.
-    Measured here: the RSS grows ~17 % more than XLA's buffer assignment at 512 px, which the
-    CPU estimate's resident margin covers (ratio 1.07).
+    XLA's own figure (``compiled.memory_analysis()``) is the same on every machine for float32 (its plan does
+    not depend on CPU flags); a process's peak RSS is not (the allocator and transparent huge pages decide
+    it), so that comparison is scripts/bench_memory.py's (estimate / RSS growth 1.07-1.10 there). Seen here:
+    buffers 1.02, with the margin 1.52.
     """
-    small, large = 64, 512
-    grown = peak_rss_bytes(large, tmp_path) - peak_rss_bytes(small, tmp_path)
+    shape = (512, 512)
+    config = preset("gatys", optimizer="adam", pooling="max")
+    measured = memory.compiled_memory(config, shape, random_weights)["total"]
     kwargs = dict(layers=GATYS, optimizer="adam", pooling="max", platform="cpu")
-    predicted = memory.estimate_bytes((large, large), **kwargs) - memory.estimate_bytes((small, small), **kwargs)
-    assert 1.0 <= predicted / grown < 1.5, (predicted / 2**20, grown / 2**20)
+    buffers = memory.estimate_bytes(shape, buffers_only=True, **kwargs)
+    assert 0.8 < buffers / measured < 1.25, (buffers / 2**20, measured / 2**20)
+    # RSS grew 17-24 % past XLA's buffers at 512 px (docs/scale.md): the margin must cover that, and not
+    # double the figure.
+    resident = memory.estimate_bytes(shape, **kwargs)
+    assert 1.3 < resident / measured < 2.0, (resident / 2**20, measured / 2**20)
 
 
 def test_remat_model_on_accelerators():

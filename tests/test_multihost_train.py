@@ -114,22 +114,18 @@ def test_two_processes_stop_together_resume_and_match_one(domains, tmp_path):
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
     assert (run / "loss_curve.png").exists() and json.loads((run / "config.json").read_text())["train"]["steps"] == 2
 
-    # 3. The same two steps in this one process, on one device: the same parameters. The global batch of 4 is
-    # split one image per device either way, so only float rounding differs (tolerances as in
-    # test_cyclegan's four-devices test: parameters 1e-5, Adam moments and pools 1e-3 of each array's peak).
+    # 3. The same two steps in this one process, on one device: the same training (test_cyclegan's rule for
+    # another device layout: Adam's moments to 1e-2 of each array's peak, parameters to 1e-6 wherever step 1's
+    # gradient is above that, within 2 lr elsewhere; pools to 1e-3 of their largest pixel).
     with jax.default_matmul_precision("highest"):
+        first = train(domains["a"], domains["b"], tmp_path / "step1", cg.tiny_config(1), threads=1)
         one = train(domains["a"], domains["b"], tmp_path / "one", cg.tiny_config(2), threads=1)
-    names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(jax.device_get(one))]
-    for name, x, y in zip(names, cg.leaves(one), second[0]["state"], strict=True):
-        y = np.asarray(y, x.dtype)
-        if ".params" in name:
-            np.testing.assert_allclose(y, x, rtol=0, atol=1e-5, err_msg=name)
-        else:
-            np.testing.assert_allclose(y, x, rtol=0, atol=1e-3 * np.abs(x).max() + 1e-9, err_msg=name)
+    cg.assert_same_training(first, one, second[0]["state"])
 
-    # The export (written by the primary alone) holds the final generators.
+    # The export (written by the primary alone) holds the two-process run's final generators.
     exported, config = load_export(run)
     assert config["system"] == "cyclegan"
-    for x, y in zip(jax.tree.leaves(exported["g_ab"]), jax.tree.leaves(jax.device_get(one.g.params["g_ab"])),
-                    strict=True):  # fmt: skip
-        np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
+    final = jax.tree.unflatten(jax.tree.structure(jax.device_get(one)),
+                               [np.asarray(x, np.asarray(y).dtype) for x, y in zip(second[0]["state"], cg.leaves(one))])
+    for x, y in zip(jax.tree.leaves(exported["g_ab"]), jax.tree.leaves(final.g.params["g_ab"]), strict=True):
+        np.testing.assert_array_equal(x, y)

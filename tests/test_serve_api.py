@@ -182,21 +182,28 @@ def test_a_crash_inside_a_job_is_reported_and_the_server_keeps_serving(client, m
     assert client.get("/api/jobs").status_code == 200
 
 
-def test_the_gallery_survives_a_restart(client, root):
-    jobs = client.get("/api/jobs").json()["jobs"]
-    done = [j for j in jobs if j["status"] == "done"]
-    assert done
+@pytest.fixture(scope="module")
+def done_job(client):
+    """A job of this module's server that finished, whichever tests ran before."""
+    job = post(client, {"steps": 2}).json()
+    return wait(client, job["id"], finished)
+
+
+def test_the_gallery_survives_a_restart(client, root, done_job):
+    assert done_job["status"] == "done" and done_job["has_image"]
+    done = [j for j in client.get("/api/jobs").json()["jobs"] if j["status"] == "done"]
+    assert done_job["id"] in {j["id"] for j in done}
     # A job that was running when its server died comes back as failed.
     ghost = root / ("G" * 22)
     ghost.mkdir()
-    (ghost / "job.json").write_text(json.dumps({**done[0], "id": ghost.name, "status": "running"}))
+    (ghost / "job.json").write_text(json.dumps({**done_job, "id": ghost.name, "status": "running"}))
     (root / "not-a-job").mkdir()
 
     again = TestClient(create_app(root=root))  # not started: only reads the directory
     listed = {j["id"]: j for j in again.get("/api/jobs").json()["jobs"]}
     assert {j["id"] for j in done} <= set(listed)
-    assert listed[done[0]["id"]]["has_image"]
-    assert again.get(f"/api/jobs/{done[0]['id']}/image").status_code == 200
+    assert listed[done_job["id"]]["has_image"]
+    assert again.get(f"/api/jobs/{done_job['id']}/image").status_code == 200
     assert listed[ghost.name]["status"] == "failed" and "stopped before" in listed[ghost.name]["error"]
     assert "not-a-job" not in listed
 

@@ -154,7 +154,9 @@ def test_spade_renders_each_class_in_its_colour(spade_run, baselines, capsys):
     with capsys.disabled():
         print(f"\nSPADE conditioning error {error:.4f}; baselines: mean photo {baselines['mean_photo']:.4f}, "
               f"global mean {baselines['global_mean']:.4f}")
-    assert error < baselines["mean_photo"]
+    # Clearly better than the label-blind baseline (the training photos' mean, 0.323): at most 0.9 of it.
+    # Seen: 0.249 (0.77 of it) on a 2-core AMD EPYC, 0.231 (0.72) on a 2-core Intel Xeon.
+    assert error < 0.9 * baselines["mean_photo"]
 
 
 def test_pix2pix_renders_each_class_in_its_colour(pix2pix_run, baselines, capsys):
@@ -162,7 +164,8 @@ def test_pix2pix_renders_each_class_in_its_colour(pix2pix_run, baselines, capsys
     with capsys.disabled():
         print(f"\npix2pix conditioning error {error:.4f}; baselines: mean photo {baselines['mean_photo']:.4f}, "
               f"global mean {baselines['global_mean']:.4f}")
-    assert error < baselines["mean_photo"]
+    # At most 0.75 of the label-blind baseline (0.323). Seen: 0.184 (0.57 of it) on both machines.
+    assert error < 0.75 * baselines["mean_photo"]
 
 
 def test_export_and_rendering(spade_run, synth):

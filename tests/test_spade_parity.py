@@ -34,6 +34,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "references"))
 import spade_torch as ref  # noqa: E402
 
+from _adam_step import check_first_adam_step  # noqa: E402
 from nstjax.losses.gan import fake_loss, generator_loss, real_loss  # noqa: E402
 from nstjax.models.spade import SPADEResBlock  # noqa: E402
 from nstjax.sketch2photo import (  # noqa: E402
@@ -311,16 +312,39 @@ def test_one_training_step_matches(random_weights):
         lambda p, x: None if p[-1].key.endswith("/sigma") else x, tree)
     assert_tree_close(drop_sigma(new.d_stats), drop_sigma(t_ds), rtol=1e-3, atol=1e-4, what="D stats")
 
-    # Parameters. Adam's first step with beta1 = 0 moves each parameter by about lr * sign(grad),
-    # so an element whose gradient is rounding noise (a bias right before a batch norm, which the
-    # norm cancels) may move the other way: |difference| <= 2 lr there. Everywhere else the moves
-    # agree to 1e-7 (a few float32 ulps of the parameters).
-    for ours, theirs, lr in ((new.g.params, t_gp, SP.lr_g), (new.d.params, t_dp, SP.lr_d)):
-        flat_t = dict(jax.tree_util.tree_flatten_with_path(theirs)[0])
-        close = total = 0
-        for path, x in jax.tree_util.tree_flatten_with_path(ours)[0]:
-            diff = np.abs(np.asarray(x) - flat_t[path])
-            assert diff.max() <= 2 * lr + 1e-6, jax.tree_util.keystr(path)
-            close += int((diff <= 1e-6).sum())
-            total += diff.size
-        assert close / total > 0.999, f"{close} of {total} parameters agree to 1e-6"
+    # Parameters after one Adam step of each network, by tests/_adam_step.py's rule: gradients within 1e-2 of
+    # each tensor's largest float64 gradient (measured here: 3e-6), updates equal (1e-6) and of Adam's size
+    # wherever the gradient is above that, within 2 lr elsewhere. The biases before the batch norms (and
+    # the discriminators' head biases: the hinge terms' counts cancel) have zero exact gradients: only
+    # rounding noise moves them, by up to lr either way.
+    g64, e64, d64 = torch_nets(seed=1)
+    for net in (g64, e64, d64):
+        net.double()
+    exact = ref.SPADETrainer(g64, d64, e64, ref.VGG19(random_weights.params, random_weights.preprocessing).double(),
+                             vgg_weights=[w for _, w in SP.vgg_layers] + [0.0] * (5 - len(SP.vgg_layers)),
+                             lr=2 * SP.lr_g)  # fmt: skip
+    exact.run_one_step(*(x.double() for x in (tt(seg), tt(real), torch.from_numpy(eps_g), torch.from_numpy(eps_d))))
+    (g_ref, d_ref), (g_exact, d_exact) = grad_vars(g, e, d), grad_vars(g64, e64, d64)
+    # beta1 = 0: Adam's first moment is nstjax's gradient itself.
+    assert SP.beta1 == 0
+    for ours, before, theirs, grads, grads_ref, grads_exact, lr in (
+        (new.g, gp, t_gp, new.g.opt_state[0].mu, g_ref, g_exact, SP.lr_g),
+        (new.d, dp, t_dp, new.d.opt_state[0].mu, d_ref, d_exact, SP.lr_d),
+    ):
+        compared, zero, total = check_first_adam_step(before=before, ours=ours.params, theirs=theirs, grad_ours=grads,
+                                                      grad_theirs=grads_ref, grad_exact=grads_exact, lr=lr)  # fmt: skip
+        assert compared > 0.85 * total, (compared, zero, total)  # seen: 90 % (G), 91 % (D)
+
+
+def grad_vars(g, e, d) -> tuple[dict, dict]:
+    """jax_vars' parameters of (G and E, D) holding the reference's last gradients."""
+    params = [p for m in (g, e, d) for p in m.parameters()]
+    saved = [p.data for p in params]
+    try:  # spectral-normed modules cannot be deep-copied: their parameters hold the gradients meanwhile
+        for p in params:
+            p.data = p.grad if p.grad is not None else torch.zeros_like(p)
+        gp, _, dp, _ = jax_vars(g, e, d)
+    finally:
+        for p, x in zip(params, saved):
+            p.data = x
+    return gp, dp

@@ -166,8 +166,9 @@ def test_network_with_winograd_equals_xla() -> None:
     the precomputed forms: conv_impl="winograd" against "xla"."""
     params = {k: v for k, v in vgg.init_params(0).items() if k in ("conv1_1", "conv1_2", "conv2_1", "conv2_2")}
     prepared = vgg.with_winograd_kernels(vgg.with_transposed_kernels(params), ("relu2_2",), "winograd")
-    image = np.random.default_rng(6).random((1, 10, 14, 3)).astype(np.float32)
+    image = np.random.default_rng(4).random((1, 10, 14, 3)).astype(np.float32)
     for padding in ("zero", "reflect"):
+        assert_no_kink_within_rounding(params, image, padding, "winograd")
         out = {}
         for name, p, impl in (("xla", params, "xla"), ("computed", params, "winograd"), ("given", prepared, "winograd")):
             def loss(x, p=p, impl=impl):
@@ -179,3 +180,22 @@ def test_network_with_winograd_equals_xla() -> None:
         for name in ("computed", "given"):
             assert rel(out[name][0], out["xla"][0]) < 1e-5, (padding, name)
             assert rel(out[name][1], out["xla"][1]) < 1e-4, (padding, name)
+
+
+def assert_no_kink_within_rounding(params, image, padding, impl) -> None:
+    """Every ReLU input (and every max-pool window's top two) is at least 10x the two methods' largest
+    difference away from a switch: no ReLU or pool can decide differently on any CPU, so the image
+    gradients compare to rounding. (The seeded image is chosen for that: seen 38x, against 4.9x for the
+    image before.)"""
+    convs = tuple(n for n in params if n.startswith("conv"))
+    pools = tuple(f"relu{n[4]}_2" for n in convs if n.endswith("_2") and n != convs[-1])
+    a = vgg.features(params, image, convs + pools, padding=padding, conv_impl="xla")
+    b = vgg.features(params, image, convs, padding=padding, conv_impl=impl)
+    diff = max(float(np.abs(np.asarray(a[n]) - np.asarray(b[n])).max()) for n in convs)
+    gaps = [float(np.abs(np.asarray(a[n])).min()) for n in convs]
+    for n in pools:  # 2x2 max pooling of relu*_2: the largest against the second largest, where it is not 0
+        r = np.asarray(a[n])[0]
+        h, w = r.shape[0] // 2 * 2, r.shape[1] // 2 * 2
+        top = np.sort(r[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).transpose(0, 2, 4, 1, 3).reshape(-1, 4), axis=1)
+        gaps.append(float((top[:, 3] - top[:, 2])[top[:, 3] > 0].min()))
+    assert min(gaps) > 10 * diff, (gaps, diff)
