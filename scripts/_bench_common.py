@@ -121,16 +121,6 @@ def real_vgg16_path() -> Path:
     )
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def bench_weights(spec: str = "vgg16"):
     """(params, preprocessing, provenance dict) for a benchmark's ``--weights``.
 
@@ -155,7 +145,9 @@ def bench_weights(spec: str = "vgg16"):
     )
     if Path(str(path)).is_file():
         info["file"] = str(Path(str(path)).resolve())
-        info["file_sha256"] = file_sha256(path)
+        from nstjax.hub import sha256_file
+
+        info["file_sha256"] = sha256_file(path)
     if spec in ("vgg16", "real"):
         from importlib.metadata import PackageNotFoundError, version
 

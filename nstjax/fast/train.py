@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..hub import sha256_file
 from ..io.images import fit_longest_side, load_image, resize_image
 from ..models.johnson import TransformerNet, init_transformer
 from ..weights import resolve_weights
@@ -141,11 +141,7 @@ def _render(params, contents, *, config: FastConfig):
 
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (identifies the style image in the run's config)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def load_style(style: str | os.PathLike | np.ndarray, side: int) -> np.ndarray:

@@ -410,7 +410,7 @@ class BatchEngine:
                 history=histories[i],
                 seconds=seconds,
                 config=config,
-                weights_source=self.weights.source,
+                weights_source=getattr(self.weights, "label", self.weights.source),
             )
             for i in range(n)
         ]

@@ -189,7 +189,7 @@ def run_stylize(
                 shapes=shapes,
                 steps=tuple(steps for _, steps in schedule),
                 config=config,
-                weights_source=weights.source,
+                weights_source=getattr(weights, "label", weights.source),
                 device=describe_device(),
                 remat=remat,
                 estimate=estimate_run(config, shapes, network=network_of(weights.params)),
@@ -216,7 +216,7 @@ def run_stylize(
             history=histories,
             seconds=time.perf_counter() - start,
             config=config,
-            weights_source=weights.source,
+            weights_source=getattr(weights, "label", weights.source),
         )
 
     try:

@@ -317,7 +317,7 @@ def recreate(
                 shape=shape,
                 stages=tuple(plans),
                 final=final,
-                weights_source=None if vgg_weights is None else vgg_weights.source,
+                weights_source=None if vgg_weights is None else getattr(vgg_weights, "label", vgg_weights.source),
                 device=describe_device(),
                 classes=tuple(_names(sketch_classes, pal)),
             )

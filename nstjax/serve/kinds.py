@@ -294,7 +294,7 @@ class StylizeKind:
     name = "stylize"
     title = "Style transfer (Gatys, optimisation)"
     description = (
-        "Optimises the image itself so its VGG-19 features match the photo's content and the paintings' "
+        "Optimises the image itself so its VGG features match the photo's content and the paintings' "
         "textures. Slow but the most faithful; any style image works."
     )
 

