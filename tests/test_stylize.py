@@ -303,3 +303,21 @@ def test_inputs_are_checked_before_weights_load(tmp_path, content_image, style_i
     size = 2 if bad == "size" else SIZE  # below relu3_1's 4 px
     with pytest.raises(NstjaxError, match="missing.png|too small"):
         run_stylize(content, style, weights="auto", config=BASE.replace(size=size, steps=1))
+
+
+def test_float_segmentation_arrays_are_colours_in_0_1(content_image, style_image, style_image_b, random_weights):
+    # A float array is read like the images, [0, 1]; it once was cast to uint8, turning every colour into
+    # black (one region: silently the plain transfer).
+    h, w = content_image.shape[:2]
+    seg = np.zeros((h, w, 3), np.uint8)
+    seg[:, : w // 2] = (255, 0, 0)
+    seg[:, w // 2 :] = (0, 0, 255)
+    style_seg = np.zeros((*style_image.shape[:2], 3), np.uint8)
+    style_seg[: style_seg.shape[0] // 2] = (255, 0, 0)
+    style_seg[style_seg.shape[0] // 2 :] = (0, 0, 255)
+    kwargs = dict(weights=random_weights, config=BASE.replace(steps=2), style_masks=[style_seg])
+    as_uint8 = run_stylize(content_image, style_image, content_mask=seg, **kwargs)
+    as_float = run_stylize(content_image, style_image, content_mask=seg.astype(np.float32) / 255.0, **kwargs)
+    np.testing.assert_array_equal(as_float.image, as_uint8.image)
+    with pytest.raises(NstjaxError, match=r"float segmentation array must hold RGB colours in \[0, 1\]"):
+        run_stylize(content_image, style_image, content_mask=seg.astype(np.float32), **kwargs)

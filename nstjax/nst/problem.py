@@ -213,6 +213,13 @@ def _load_seg(value, shape):
     seg = np.asarray(value)
     if seg.shape[:2] != tuple(shape):
         raise NstjaxError(f"segmentation array has shape {seg.shape[:2]}, its image has {tuple(shape)}")
+    if np.issubdtype(seg.dtype, np.floating):
+        # Float colours are [0, 1], like the images (a plain cast to uint8 made every colour 0: one region).
+        if not (np.all(np.isfinite(seg)) and seg.min() >= 0.0 and seg.max() <= 1.0):
+            raise NstjaxError("a float segmentation array must hold RGB colours in [0, 1] (or pass uint8 0..255)")
+        return np.rint(seg * 255.0).astype(np.uint8)
+    if seg.size and (seg.min() < 0 or seg.max() > 255):
+        raise NstjaxError("an integer segmentation array must hold RGB colours in 0..255")
     return seg.astype(np.uint8)
 
 
