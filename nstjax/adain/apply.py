@@ -44,7 +44,7 @@ from ..models.adain import (
 )
 from ..weights import load_weights, random_weights, resolve_weights
 from ..train import load_export
-from ..fast.media import MediaProgress, MediaResult, plan_jobs, run_jobs
+from ..io.media import MediaProgress, MediaResult, plan_jobs, run_jobs
 from .losses import dtype_of
 from .train import vgg_digest
 
@@ -199,7 +199,7 @@ def apply_adain(
       style_size: longest side of the styles (None: as they are); ``size``: of the
         contents (512 in the reference; None: as they are).
       batch_size, blend_frames, motion, quality, video_quality, progress: see
-        :func:`nstjax.fast.media.run_jobs` (``blend_frames`` is its ``blend``).
+        :func:`nstjax.io.media.run_jobs` (``blend_frames`` is its ``blend``).
       weights: VGG weights, when not the export's own source.
     """
     jobs = plan_jobs(inputs, output)

@@ -66,7 +66,7 @@ APPLY_OPTIONS: dict[str, tuple[Any, Any]] = {
 
 
 class MediaBar:
-    """Renders :class:`~nstjax.fast.media.MediaProgress`: one bar per file, counting frames."""
+    """Renders :class:`~nstjax.io.media.MediaProgress`: one bar per file, counting frames."""
 
     def __init__(self):
         self._progress = Progress(

@@ -5,15 +5,16 @@
 * :mod:`~nstjax.fast.train` — :func:`train_fast`: a run on a folder of content photos;
 * :mod:`~nstjax.fast.apply` — :func:`load_fast_model`, :func:`stylize_array`, :func:`apply_fast`
   (images, folders, videos) and :func:`import_torch_model` (PyTorch example checkpoints);
-* :mod:`~nstjax.fast.media` — inputs and outputs shared with :mod:`nstjax.adain`.
+* inputs and outputs (images, folders, videos) are :mod:`nstjax.io.media`'s, shared with :mod:`nstjax.adain`;
+  its names are re-exported here.
 
 The network itself is :mod:`nstjax.models.johnson`.
 """
 
+from ..io.media import MediaJob, MediaProgress, MediaResult, expand_inputs, plan_jobs, run_jobs
 from .apply import FastModel, apply_fast, import_torch_model, load_fast_model, stylize_array
 from .config import DEFAULT_STYLE_WEIGHTS, FAST_STYLE_LAYERS, FastConfig, default_style_weight
 from .losses import perceptual_terms, style_grams, weighted_loss
-from .media import MediaJob, MediaProgress, MediaResult, expand_inputs, plan_jobs, run_jobs
 from .train import FastState, FastTrainResult, evaluate_style_loss, init_state, train_fast, train_step
 
 __all__ = [

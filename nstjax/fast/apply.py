@@ -21,7 +21,7 @@ from ..errors import NstjaxError
 from ..io.pth import load_state_dict
 from ..models import johnson
 from ..train import RunDir, load_export
-from .media import MediaProgress, MediaResult, plan_jobs, run_jobs
+from ..io.media import MediaProgress, MediaResult, plan_jobs, run_jobs
 
 __all__ = ["FastModel", "apply_fast", "import_torch_model", "load_fast_model", "stylize_array"]
 
@@ -94,12 +94,12 @@ def apply_fast(
     dtype: str = "float32",
     progress: Callable[[MediaProgress], None] | None = None,
 ) -> list[MediaResult]:
-    """Stylise images, folders and videos with a trained network; see :mod:`nstjax.fast.media` for outputs.
+    """Stylise images, folders and videos with a trained network; see :mod:`nstjax.io.media` for outputs.
 
     Args:
       model: a loaded :class:`FastModel`, or a run directory / export folder.
       size, batch_size, blend, motion, quality, video_quality, progress: see
-        :func:`nstjax.fast.media.run_jobs`.
+        :func:`nstjax.io.media.run_jobs`.
       dtype: compute dtype (``"bfloat16"`` for speed on accelerators).
 
     The inputs and outputs are checked before the model is loaded.

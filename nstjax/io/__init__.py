@@ -2,7 +2,9 @@
 
 Submodules: :mod:`~nstjax.io.images` (load, save, resize), :mod:`~nstjax.io.color`
 (YIQ, luminance, histogram matching), :mod:`~nstjax.io.atomic` (temp file, fsync,
-rename), :mod:`~nstjax.io.pth` (``.pth`` state dicts without torch or pickled code).
+rename), :mod:`~nstjax.io.pth` (``.pth`` state dicts without torch or pickled code),
+:mod:`~nstjax.io.video` and :mod:`~nstjax.io.media` (images, folders and videos in, files out, for the
+feed-forward stylisers).
 """
 
 from .atomic import atomic_path, new_file_mode

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NstjaxError
-from ..io.images import (
+from .images import (
     SUPPORTED_SUFFIXES,
     check_output_path,
     fit_longest_side,
@@ -37,7 +37,7 @@ from ..io.images import (
     resize_image,
     save_image,
 )
-from ..io.video import VIDEO_SUFFIXES, VideoProgress, VideoResult, is_video, require_video_extra, transform_video
+from .video import VIDEO_SUFFIXES, VideoProgress, VideoResult, is_video, require_video_extra, transform_video
 
 __all__ = ["MediaJob", "MediaProgress", "MediaResult", "expand_inputs", "plan_jobs", "run_jobs"]
 
