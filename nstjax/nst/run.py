@@ -178,7 +178,8 @@ def run_stylize(
     # Weights only after the inputs passed their checks: a mistyped path must not wait for a download.
     problem.weights = weights = resolve_weights(weights, config.seed)
     final_shape = problem.shape_at(config.size)
-    remat = choose_remat(final_shape, config, network=network_of(weights.params))
+    network = network_of(weights.params)
+    remat = choose_remat(final_shape, config, network=network)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights, stop = traced_settings(config, getattr(weights, "style_weight_scale", 1.0))
     params = device_params(weights.params, spec=spec)
@@ -192,7 +193,7 @@ def run_stylize(
                 weights_source=getattr(weights, "label", weights.source),
                 device=describe_device(),
                 remat=remat,
-                estimate=estimate_run(config, shapes, network=network_of(weights.params)),
+                estimate=estimate_run(config, shapes, network=network),
             )
         )
 

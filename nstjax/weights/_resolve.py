@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import hub
 from ..errors import NstjaxError
-from ..hub import DownloadError, ProgressCallback, cache_dir, downloads_dir, writing_to
+from ..hub import DownloadError, ProgressCallback, downloads_dir, writing_to
 from ..io.atomic import atomic_path
 from ._catalogue import imported_path, list_imported, metadata_verified
 from ._params import NETWORK_TITLES
@@ -84,6 +84,16 @@ def _metadata(src: Source, filename: str, digests: Mapping[str, str], verified: 
         "verified": verified,
         "created": hub.timestamp(),
     }
+
+
+def _verify_or_trust(src: Source, digests: Mapping[str, str]) -> tuple[bool | None, str, str]:
+    """:func:`nstjax.hub.verify_digests`, recording the SHA-256 of a trust-on-first-use source's first file
+    (which then counts as verified)."""
+    verified, expected, got = hub.verify_digests(src.remote, digests)
+    if verified is None and src.checksum.algorithm == "tofu-sha256":
+        hub.record_trust(src.remote, digests["sha256"])
+        verified = True
+    return verified, expected, got
 
 
 def _source_for(found: FoundWeights, path: Path, hint: str | None) -> Source:
@@ -183,12 +193,9 @@ def _convert_download(src: Source, download: Path, dest: Path, digests: Mapping[
 
     Records the SHA-256 on first use for trust-on-first-use sources.
     """
-    read_src, found = _read_source_file(download, src.name)
-    verified, _, _ = hub.verify_digests(read_src.remote, digests)
-    if verified is None and src.checksum.algorithm == "tofu-sha256":
-        hub.record_trust(src.remote, digests["sha256"])
-        verified = True
-    return write_converted(found.params, _metadata(read_src, download.name, digests, verified), dest)
+    src, found = _read_source_file(download, src.name)
+    verified, _, _ = _verify_or_trust(src, digests)
+    return write_converted(found.params, _metadata(src, download.name, digests, verified), dest)
 
 
 def fetch(
@@ -277,11 +284,8 @@ def convert(
 
     src, found = _read_source_file(path, source)
     digests = hub.digests_for(src.remote, path)
-    verified, expected, got = hub.verify_digests(src.remote, digests)
-    if verified is None and src.checksum.algorithm == "tofu-sha256":
-        hub.record_trust(src.remote, digests["sha256"])
-        verified = True
-    elif verified is False:
+    verified, expected, got = _verify_or_trust(src, digests)
+    if verified is False:
         _emit(
             True,
             f"{path}: not the published {src.name} file (expected {expected}, got {got}); "
@@ -397,8 +401,10 @@ def _load_path(path: Path) -> VGGWeights:
         src = _source_for(found, path, None)
     except NstjaxError:
         src = None
-    if src is None or (found.layout == "onnx" and src.package is not None and
-                       not hub.verify_digests(src.remote, hub.digests_for(src.remote, path))[0]):  # fmt: skip
+    digests = None if src is None else hub.digests_for(src.remote, path)  # hashed once: files are ~60-550 MB
+    if src is not None and src.package is not None and not hub.verify_digests(src.remote, digests)[0]:
+        src = None  # a package source is one exact file; another ONNX VGG-16 is just a file
+    if src is None:
         if found.convention is None:
             raise NstjaxError(
                 f"cannot tell the input convention of this {NETWORK_TITLES[found.network]}; import it with "
@@ -408,7 +414,6 @@ def _load_path(path: Path) -> VGGWeights:
         meta = {"source": "file", "path": str(path), "network": found.network, "upstream_layout": found.layout,
                 "producer": found.producer}  # fmt: skip
         return VGGWeights(found.params, found.convention, "file", meta)
-    digests = hub.digests_for(src.remote, path)
     verified, _, _ = hub.verify_digests(src.remote, digests)
     meta = {**_metadata(src, path.name, digests, verified), "path": str(path), "network": found.network}
     return VGGWeights(found.params, src.convention, src.name, meta)
