@@ -11,6 +11,7 @@ less so that the suite stays fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
 def shared_image(name, size=96):
     """A public-domain image of ../shared/images at ``size`` px on its longest side."""
     path = SHARED / name
-    assert path.is_file(), f"{path} is missing: the shared images sit beside the clone (in CI too)"
+    if not path.is_file():
+        # CI lays shared/ beside the clone, so there a missing image is a failure, never a skip; a clone
+        # elsewhere (no shared/ beside it) skips this one test, with the reason.
+        assert not os.environ.get("CI"), f"{path} is missing: CI lays the shared images beside the clone"
+        pytest.skip(f"{path} is not beside this clone")
     image = np.asarray(load_image(path))
     return resize_image(image, fit_longest_side(image.shape[:2], size))
 
