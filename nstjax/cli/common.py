@@ -14,23 +14,13 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from ..errors import NstjaxError, NstjaxWarning
+from .progress import Bars, Row, err_console
 
 __all__ = [
     "DISTRIBUTED_OPTION",
@@ -42,14 +32,13 @@ __all__ = [
     "duration",
     "err_console",
     "new_typer",
+    "options_from",
     "say",
     "train_settings_from_options",
     "training_job",
     "with_options",
 ]
 
-err_console = Console(stderr=True)
-"""Progress bars and notes go to stderr, so stdout carries only results (paths, summaries)."""
 
 
 def say(message: str) -> None:
@@ -153,6 +142,25 @@ def with_options(*groups: Mapping[str, tuple[Any, Any]]) -> Callable[[Callable],
     return decorate
 
 
+def options_from(schema, without: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
+    """Typer options generated from a settings :class:`~nstjax.schema.Schema`, for :func:`with_options`.
+
+    Each setting becomes ``--name`` (or its ``flags``) with its help, its choices (a ``Literal``), its
+    bounds (``min``/``max``) and its default; a ``None`` default means "not given" (``Optional``).
+    """
+    options: dict[str, tuple[Any, Any]] = {}
+    for setting in schema:
+        if setting.name in without:
+            continue
+        kind: Any = Literal.__getitem__(setting.choices) if setting.choices else setting.type
+        if setting.default is None:
+            kind = Optional[kind]
+        bounds = {k: v for k, v in (("min", setting.minimum), ("max", setting.maximum)) if v is not None}
+        option = typer.Option(*setting.cli_flags, help=setting.help, show_default=setting.default is not None, **bounds)
+        options[setting.name] = (Annotated[kind, option], setting.default)
+    return options
+
+
 def duration(seconds: float) -> str:
     """``75`` -> ``"1:15"``; ``3725`` -> ``"1:02:05"``; ``"?"`` when unknown."""
     if not math.isfinite(seconds) or seconds < 0:
@@ -162,50 +170,11 @@ def duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class DownloadBar:
-    """Renders ``progress(bytes_done, total_or_None)`` download callbacks as a rich bar on stderr."""
+class DownloadBar(Bars):
+    """Renders ``progress(bytes_done, total_or_None)`` download callbacks: size, speed and ETA."""
 
     def __init__(self, label: str, console: Console = err_console):
-        self.label = label
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self._task = None
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=total)
-        self._progress.update(self._task, completed=done, total=total)
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._progress.stop()
-
-    def __enter__(self) -> "DownloadBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def step_columns() -> tuple:
-    """Columns of a bar counting optimiser or training steps: ``step 40/100 [bar] … elapsed ETA``."""
-    return (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
+        super().__init__(label, transfer=True, console=console)
 
 
 # --------------------------------------------------------------------------- training commands
@@ -259,36 +228,20 @@ def train_settings_from_options(options: Mapping[str, Any], **extra: Any):
     )
 
 
-class TrainBar:
+class TrainBar(Bars):
     """Renders :class:`~nstjax.train.loop.TrainProgress` events: step bar, losses, steps/s, ETA."""
 
     def __init__(self, label: str = "train", console: Console = err_console, max_metrics: int = 6):
-        self.label = label
+        super().__init__(label, console=console)
         self.max_metrics = max_metrics
-        self._progress = Progress(*step_columns(), console=console)
-        self._task = None
 
-    def __call__(self, p) -> None:
+    def row(self, p) -> Row:
         shown = list(p.metrics.items())[: self.max_metrics]
         info = " ".join(f"{k} {v:.3g}" for k, v in shown)
         info += f" {p.steps_per_second:.2f} steps/s" if p.steps_per_second else ""
         if p.skipped_files:
             info += f" ({p.skipped_files} unreadable files skipped)"
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=p.total, completed=p.step, info=info)
-        self._progress.update(self._task, completed=p.step, info=info)
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._progress.stop()
-            self._task = None
-
-    def __enter__(self) -> "TrainBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        return Row(self.label, self.label, p.step, p.total, info)
 
 
 @contextlib.contextmanager

@@ -198,8 +198,10 @@ def auto_preset_name(platform: str | None = None) -> str:
     return "gatys" if platform.lower() in ACCELERATORS else "cpu"
 
 
-def preset(name: str | None, **overrides: Any) -> StylizeConfig:
+def preset(name: str | None, *, config_type: type[StylizeConfig] = StylizeConfig, **overrides: Any) -> StylizeConfig:
     """The config of preset ``name`` (default ``auto``) with ``overrides`` applied.
+
+    ``config_type`` may be a subclass of :class:`StylizeConfig` with more fields (an extended settings schema).
 
     ``auto`` is :func:`auto_preset_name` of the default backend. ``None`` values in
     ``overrides`` are ignored, so CLI flags that were not given leave the preset's
@@ -211,7 +213,7 @@ def preset(name: str | None, **overrides: Any) -> StylizeConfig:
     if name not in PRESETS:
         raise NstjaxError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-    return StylizeConfig(**values)
+    return config_type(**values)
 
 
 def parse_layer_weights(text: str, what: str = "layer") -> LayerWeights:
@@ -265,10 +267,15 @@ def parse_scales(text: str, size: int) -> tuple[int, ...]:
 
 
 def from_flags(
-    preset_name: str | None, *, scales: str | None = None, scale_steps: str | None = None, **overrides: Any
+    preset_name: str | None,
+    *,
+    scales: str | None = None,
+    scale_steps: str | None = None,
+    config_type: type[StylizeConfig] = StylizeConfig,
+    **overrides: Any,
 ) -> StylizeConfig:
     """A config from CLI-style values: preset, then the flags that were given (``None`` = not given)."""
-    config = preset(preset_name, **overrides)
+    config = preset(preset_name, config_type=config_type, **overrides)
     changes: dict[str, Any] = {}
     if scales is not None:
         changes["scales"] = parse_scales(scales, config.size)

@@ -1,7 +1,8 @@
 """Job kinds ("modes" on the page): what a job of each kind accepts, and how it runs.
 
-A kind turns a request's ``settings`` (a JSON object keyed by the CLI's option
-names) into a prepared job, then runs it in the server's worker thread,
+A kind turns a request's ``settings`` (a JSON object keyed by the names of the
+system's settings schema, :mod:`nstjax.schema`, the same table the CLI's options
+come from) into a prepared job, then runs it in the server's worker thread,
 reporting through a :class:`JobContext`. Today there is one kind, ``stylize``
 (Gatys et al.'s optimisation, :func:`nstjax.nst.run.run_stylize`); later
 systems (recreate, fast, adain) register theirs with :func:`register_kind` and
@@ -17,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import NstjaxError
+from ..schema import Schema, SettingsError
 
 __all__ = [
     "JobContext",
@@ -36,10 +37,6 @@ __all__ = [
     "StylizeKind",
     "register_kind",
 ]
-
-
-class SettingsError(ValueError):
-    """A request's settings cannot make a job; the message is one line and names the setting."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,154 +126,7 @@ def register_kind(kind: JobKind) -> JobKind:
     return kind
 
 
-# --------------------------------------------------------------------------- settings keyed by CLI option names
-
-
-def normalize_keys(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"content-weight": 1}`` -> ``{"content_weight": 1}``: the CLI's flag spelling works too."""
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        if not isinstance(key, str):
-            raise SettingsError(f"setting names must be strings, got {key!r}")
-        name = key.strip().lstrip("-").replace("-", "_")
-        if name in out:
-            raise SettingsError(f"setting {name!r} given twice")
-        out[name] = value
-    return out
-
-
-def option_type(annotation: Any) -> tuple[type, tuple[str, ...]]:
-    """(base type, choices) of a CLI option's ``Annotated[Optional[T], typer.Option]`` annotation.
-
-    ``Optional[Literal["a", "b"]]`` gives ``(str, ("a", "b"))``; ``Optional[int]`` gives ``(int, ())``.
-    """
-    base = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
-    args = [a for a in typing.get_args(base) if a is not type(None)] if typing.get_origin(base) is not None else []
-    if typing.get_origin(base) is typing.Literal:
-        return str, tuple(typing.get_args(base))
-    if args:  # Optional[X]
-        inner = args[0]
-        if typing.get_origin(inner) is typing.Literal:
-            return str, tuple(typing.get_args(inner))
-        return inner, ()
-    return base, ()
-
-
-def option_help(annotation: Any) -> str:
-    """The ``help=`` text of a CLI option's annotation, or ``""``."""
-    for meta in typing.get_args(annotation)[1:]:
-        if getattr(meta, "help", None):
-            return str(meta.help)
-    return ""
-
-
-def coerce(name: str, value: Any, kind: type, choices: Sequence[str]) -> Any:
-    """``value`` checked against an option's type; lists of numbers are accepted for comma-list options."""
-    if value is None:
-        return None
-    if choices:
-        if value not in choices:
-            raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-        return value
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise SettingsError(f"{name} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-            raise SettingsError(f"{name} must be an integer, got {value!r}")
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise SettingsError(f"{name} must be a finite number, got {value!r}")
-        return float(value)
-    # str options: comma lists such as "0.7,0.3" (a JSON list of numbers is accepted and joined)
-    if (
-        isinstance(value, list | tuple)
-        and value
-        and all(isinstance(v, int | float | str) and not isinstance(v, bool) for v in value)
-    ):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise SettingsError(f"{name} must be a string, got {value!r}")
-    if len(value) > 1000:
-        raise SettingsError(f"{name} is too long ({len(value)} characters)")
-    return value
-
-
 # --------------------------------------------------------------------------- stylize (Gatys)
-
-# CLI options a server job does not take: output files are always PNG, and there is no terminal.
-_CLI_ONLY = ("quality", "quiet")
-
-# How the page shows each option: (label, widget, group, extra). Options not listed are advanced text fields.
-_FIELD_LOOKS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
-    "preset": ("Preset", "select", "basic", {}),
-    "size": ("Size (longest side, px)", "range", "basic", {"min": 64, "step": 32}),
-    "steps": ("Steps", "range", "basic", {"min": 10, "max": 2000, "step": 10}),
-    "weights": ("VGG weights", "select", "basic", {}),
-    "content_weight": ("Content weight", "log-range", "basic", {"min": -2, "max": 3}),
-    "style_weight": ("Style weight", "log-range", "basic", {"min": 1, "max": 7}),
-    "tv_weight": ("Smoothness (TV) weight", "log-range", "basic", {"min": -1, "max": 8, "zero": True}),
-    "preserve_color": ("Colour preservation", "select", "basic", {}),
-    "style_blend": ("Style blend", "style-weights", "basic", {}),
-    "optimizer": ("Optimiser", "select", "advanced", {}),
-    "lr": ("Adam learning rate", "number", "advanced", {"min": 0, "step": 0.005}),
-    "init": ("Start from", "select", "advanced", {}),
-    "seed": ("Seed", "number", "advanced", {"min": 0, "step": 1}),
-    "scales": ("Coarse-to-fine scales", "text", "advanced", {"placeholder": "e.g. 3 or 256,512"}),
-    "scale_steps": ("Steps at coarser scales", "text", "advanced", {"placeholder": "e.g. 300,200"}),
-    "style_scale": ("Style scale", "text", "advanced", {"placeholder": "e.g. 1 or 0.8,1.2"}),
-    "tolerance": ("Early-stop tolerance", "number", "advanced", {"min": 0, "step": 1e-5}),
-    "pooling": ("Pooling", "select", "advanced", {}),
-    "padding": ("Padding", "select", "advanced", {}),
-    "content_layers": ("Content layers", "text", "advanced", {}),
-    "style_layers": ("Style layers", "text", "advanced", {}),
-    "color_match": ("Histogram matching", "select", "advanced", {}),
-    "dtype": ("Compute dtype", "select", "advanced", {}),
-    "remat": ("Rematerialisation", "select", "advanced", {}),
-}
-
-
-# Where the CLI's help mentions files, which a request cannot name.
-_HELP = {
-    "init": "Start image: content, noise, style or grey.",
-    "weights": "auto, keras, torchvision, gatys or random (a file only through the server's --weights).",
-}
-
-
-def _layers_text(layers) -> str:
-    return ",".join(f"{name}:{weight:g}" for name, weight in layers)
-
-
-def config_values(config) -> dict[str, Any]:
-    """A :class:`~nstjax.nst.config.StylizeConfig` as option-name -> value, the way the page shows them."""
-    return {
-        "size": config.size,
-        "steps": config.steps,
-        "optimizer": config.optimizer,
-        "lr": config.learning_rate,
-        "content_weight": config.content_weight,
-        "style_weight": config.style_weight,
-        "tv_weight": config.tv_weight,
-        "content_layers": _layers_text(config.content_layers),
-        "style_layers": _layers_text(config.style_layers),
-        "pooling": config.pooling,
-        "padding": config.padding,
-        "init": config.init,
-        "scales": ",".join(str(s) for s in config.scales),
-        "scale_steps": ",".join(str(s) for s in config.scale_steps),
-        "seed": config.seed,
-        "dtype": config.dtype,
-        "remat": config.remat,
-        "tolerance": config.tolerance,
-        "style_blend": ",".join(f"{v:g}" for v in config.style_blend),
-        "style_scale": ",".join(f"{v:g}" for v in config.style_scale),
-        "preserve_color": config.preserve_color,
-        "color_match": config.color_match,
-    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,11 +148,16 @@ class StylizeKind:
         "textures. Slow but the most faithful; any style image works."
     )
 
-    def options(self) -> dict[str, tuple[Any, Any]]:
-        """The CLI's shared options (``nstjax.cli.nst.STYLE_OPTIONS``) that a job takes."""
-        from ..cli.nst import STYLE_OPTIONS
+    def __init__(self, schema: Schema | None = None, config_type: type | None = None):
+        """``schema``: the settings a request may give (default :data:`nstjax.nst.settings.STYLIZE_SETTINGS`,
+        CLI-only settings left out); ``config_type``: the config they build (default ``StylizeConfig``).
+        Both are parameters so an extended schema reaches the form and the API unchanged."""
+        from ..nst.config import StylizeConfig
+        from ..nst.settings import STYLIZE_SETTINGS
 
-        return {k: v for k, v in STYLE_OPTIONS.items() if k not in _CLI_ONLY}
+        self.full_schema = schema or STYLIZE_SETTINGS
+        self.schema = self.full_schema.web()
+        self.config_type = config_type or StylizeConfig
 
     @staticmethod
     def weight_names() -> tuple[str, ...]:
@@ -312,35 +167,24 @@ class StylizeKind:
         return ("auto", "random", *sources(), *(s.name for s in list_imported() if s.problem is None))
 
     def prepare(self, settings: Mapping[str, Any], styles: int, limits: ServeLimits) -> StylizeJob:
-        from ..cli.nst import config_from_options
-        from ..nst.config import INITS
+        from ..nst.settings import config_from_settings
 
-        options = self.options()
-        given = normalize_keys(settings)
-        unknown = sorted(k for k in given if k not in options)
+        given = {str(k).strip().lstrip("-").replace("-", "_"): v for k, v in settings.items()}
+        unknown = sorted(set(given) - set(self.schema.names))
         if unknown:
-            extra = " (CLI-only: the server always writes PNG)" if set(unknown) & set(_CLI_ONLY) else ""
-            raise SettingsError(f"unknown settings: {', '.join(unknown)}{extra}; known: {', '.join(options)}")
-        values = {name: default for name, (_, default) in options.items()}
-        for name, value in given.items():
-            kind, choices = option_type(options[name][0])
-            if name == "weights":
-                choices = self.weight_names()
-                value = value.strip().lower() if isinstance(value, str) else value
-                if value is not None and value not in choices:
-                    raise SettingsError(
-                        f"weights must be one of {', '.join(choices)} (a request cannot name a file); got {value!r}"
-                    )
-            elif name == "init":
-                choices = INITS
-                if value is not None and value not in choices:
-                    raise SettingsError(
-                        f"init must be one of {', '.join(INITS)} (a request cannot name a file); got {value!r}"
-                    )
-            values[name] = coerce(name, value, kind, choices)
-        values["quality"], values["quiet"] = 95, True  # CLI-only, unused here
+            cli_only = {s.name for s in self.full_schema if not s.web}
+            note = " (CLI-only: the server always writes PNG)" if cli_only & set(unknown) else ""
+            raise SettingsError(f"unknown settings: {', '.join(unknown)}{note}; known: {', '.join(self.schema.names)}")
+        if isinstance(settings.get("weights"), str):
+            settings = {**settings, "weights": settings["weights"].strip().lower()}
         try:
-            config = config_from_options(values)
+            values = self.schema.checked(settings, choices={"weights": self.weight_names()})
+        except SettingsError as e:
+            if str(e).startswith(("weights must be one of", "init must be one of")):
+                raise SettingsError(f"{e} (a request cannot name a file)") from None
+            raise
+        try:
+            config = config_from_settings(values, config_type=self.config_type)
         except NstjaxError as e:
             raise SettingsError(str(e)) from None
         largest = max((config.size, *config.scales))
@@ -350,37 +194,21 @@ class StylizeKind:
             raise SettingsError(f"style_blend has {len(config.style_blend)} values for {styles} style images")
         if len(config.style_scale) not in (1, styles):
             raise SettingsError(f"style_scale has {len(config.style_scale)} values for {styles} style images")
-        clean = {k: v for k, v in ((k, values[k]) for k in given) if v is not None}
+        clean = {k: values[k] for k in self.schema.names if k in given and values[k] is not None}
         return StylizeJob(config=config, weights=values["weights"], settings=clean)
 
     def describe(self, limits: ServeLimits) -> dict[str, Any]:
-        from ..nst.config import INITS, PRESETS, auto_preset_name, preset
+        from ..nst.config import PRESETS, auto_preset_name, preset
+        from ..nst.settings import settings_of_config
 
         fields = []
-        for name, (annotation, _default) in self.options().items():
-            kind, choices = option_type(annotation)
-            label, widget, group, extra = _FIELD_LOOKS.get(
-                name, (name.replace("_", " ").capitalize(), "text", "advanced", {})
-            )
-            if name == "weights":
-                choices = self.weight_names()
-            elif name == "init":
-                choices = INITS
-            field = {
-                "key": name,
-                "label": label,
-                "help": _HELP.get(name) or option_help(annotation),
-                "type": "choice" if choices else {int: "int", float: "float", bool: "bool"}.get(kind, "str"),
-                "choices": list(choices),
-                "widget": "select" if choices and widget == "text" else widget,
-                "group": group,
-                **extra,
-            }
-            if name == "size":
+        for setting in self.schema:
+            field = setting.form_field(self.weight_names() if setting.name == "weights" else None)
+            if setting.name == "size":
                 field["max"] = limits.max_size
             fields.append(field)
         auto = auto_preset_name()
-        presets = {name: config_values(preset(name)) for name in PRESETS}
+        presets = {name: settings_of_config(preset(name)) for name in PRESETS}
         presets["auto"] = {**presets[auto]}
         return {
             "name": self.name,
