@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .common import TRAIN_OPTIONS, TrainBar, cli_errors, err_console, new_typer, say, train_settings_from_options, training_job, with_options
+from .common import TRAIN_OPTIONS, TrainBar, cli_errors, new_typer, say, train_settings_from_options, training_job, with_options
+from .progress import CountBar
 
 app = new_typer("CycleGAN: learn to translate between two image folders without pairs (photo <-> painting).")
 
@@ -57,26 +57,6 @@ def train_command(
     typer.echo(str(run_dir.expanduser().resolve()))
 
 
-class _TranslateBar:
-    def __init__(self):
-        self._progress = Progress(TextColumn("translate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                  console=err_console)  # fmt: skip
-        self._task = None
-
-    def __call__(self, p) -> None:
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task("translate", total=p.total)
-        self._progress.update(self._task, completed=p.done)
-
-    def __enter__(self) -> "_TranslateBar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._progress.stop()
-
-
 @app.command("translate")
 def translate_command(
     run_dir: Annotated[Path, typer.Argument(help="A CycleGAN run directory (or its export/ folder).")],
@@ -89,7 +69,7 @@ def translate_command(
     """Translate images of any size with a trained CycleGAN; print each output path."""
     from ..cyclegan import translate
 
-    with cli_errors(), _TranslateBar() as bar:
+    with cli_errors(), CountBar("translate") as bar:
         written = translate(run_dir, inputs, out, direction=direction, size=size, progress=None if quiet else bar)
     for path in written:
         typer.echo(str(path))

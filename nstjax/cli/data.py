@@ -8,35 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from .common import DownloadBar, cli_errors, err_console, new_typer
+from .common import DownloadBar, cli_errors, new_typer
+from .progress import Bars, CountBar
 
 app = new_typer("Download and list the datasets the generative systems train on.")
-
-
-class _ExtractBar:
-    """Renders ``progress(members_done, total_or_None)`` of an extraction on stderr."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
-        )
-        self._task = None
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=total)
-        self._progress.update(self._task, completed=done, total=total)
-
-    def __enter__(self) -> "_ExtractBar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._progress.stop()
 
 
 def _size(n: int | None) -> str:
@@ -60,7 +35,7 @@ def fetch_command(
     """Download, verify and extract a dataset into the cache; print its folder."""
     from ..data import registry
 
-    with cli_errors(), DownloadBar(f"downloading {name}") as bar, _ExtractBar(f"extracting {name}") as extract:
+    with cli_errors(), DownloadBar(f"downloading {name}") as bar, Bars(f"extracting {name}") as extract:
 
         def extracting(done: int, total: int | None) -> None:
             bar.close()  # one live display at a time: the download is over
@@ -113,20 +88,6 @@ def synth_command(
     """
     from ..labels import write_synth_dataset
 
-    bar = Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console)
-    task = None
-
-    def progress(p) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("synth", total=p.total)
-        bar.update(task, completed=p.done)
-
-    with cli_errors():
-        try:
-            dataset = write_synth_dataset(directory, count, size, seed=seed, progress=None if quiet else progress)
-        finally:
-            if task is not None:
-                bar.stop()
+    with cli_errors(), CountBar("synth", quiet=quiet) as bar:
+        dataset = write_synth_dataset(directory, count, size, seed=seed, progress=bar)
     typer.echo(f"wrote {len(dataset.stems)} synthetic pairs to {dataset.labels_dir} and {dataset.photos_dir}")

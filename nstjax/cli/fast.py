@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .common import TRAIN_OPTIONS, TrainBar, cli_errors, err_console, new_typer, say, train_settings_from_options
+from .common import TRAIN_OPTIONS, TrainBar, cli_errors, new_typer, say, train_settings_from_options
 from .common import training_job, with_options
+from .progress import Bars, Row
 
 __all__ = ["APPLY_OPTIONS", "MediaBar", "app", "report_results", "result_line"]
 
@@ -65,33 +65,11 @@ APPLY_OPTIONS: dict[str, tuple[Any, Any]] = {
 }
 
 
-class MediaBar:
+class MediaBar(Bars):
     """Renders :class:`~nstjax.io.media.MediaProgress`: one bar per file, counting frames."""
 
-    def __init__(self):
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
-        )  # fmt: skip
-        self._tasks: dict[int, Any] = {}
-
-    def __call__(self, p) -> None:
-        if not self._tasks:
-            self._progress.start()
-        if p.index not in self._tasks:
-            self._tasks[p.index] = self._progress.add_task(f"[{p.index}/{p.count}] {p.source.name}", total=p.total)
-        self._progress.update(self._tasks[p.index], completed=p.done, total=p.total)
-
-    def close(self) -> None:
-        if self._tasks:
-            self._progress.stop()
-            self._tasks = {}
-
-    def __enter__(self) -> "MediaBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def row(self, p) -> Row:
+        return Row(p.index, f"[{p.index}/{p.count}] {p.source.name}", p.done, p.total, "frames")
 
 
 def result_line(result) -> str:

@@ -9,12 +9,11 @@ positional argument and subcommands would read ``label-painting`` as a sketch.
 """
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.progress import Progress
-
-from .common import cli_errors, err_console, say, step_columns
+from .common import cli_errors, say
+from .progress import Bars, Row
 
 __all__ = ["label_painting", "recreate", "register"]
 
@@ -32,35 +31,22 @@ def plan_line(plan) -> str:
     )
 
 
-class StageBars:
+class StageBars(Bars):
     """Renders the stage events of :func:`nstjax.recreate.recreate`: one bar per stage."""
 
-    def __init__(self, console=err_console):
-        self._progress = Progress(*step_columns(), console=console)
-        self._tasks: dict[str, Any] = {}
-
-    def __call__(self, event) -> None:
+    def row(self, event) -> Row | None:
         kind = type(event).__name__
         if kind == "StageStart":
-            if not self._tasks:
-                self._progress.start()
-            total = event.steps or 1
-            self._tasks[event.name] = self._progress.add_task(event.name, total=total, info=event.method)
-        elif kind == "StageProgress" and event.name in self._tasks:
+            return Row(event.name, event.name, 0, event.steps or 1, event.method)
+        if kind == "StageProgress":
             p = event.progress
             info = f"loss {p.loss:.4g} {p.evals_per_second:.2f} evals/s"
             if p.scales > 1:
                 info = f"scale {p.scale}/{p.scales} {p.size[1]}x{p.size[0]} " + info
-            self._progress.update(self._tasks[event.name], completed=event.step, info=info)
-        elif kind == "StageDone" and event.name in self._tasks:
-            task = self._tasks[event.name]
-            total = self._progress.tasks[[t.id for t in self._progress.tasks].index(task)].total
-            self._progress.update(task, completed=total, info=f"done in {event.seconds:.1f} s {event.detail}".strip())
-
-    def close(self) -> None:
-        if self._tasks:
-            self._progress.stop()
-            self._tasks.clear()
+            return Row(event.name, event.name, event.step, None, info)
+        if kind == "StageDone":
+            return Row(event.name, event.name, None, None, f"done in {event.seconds:.1f} s {event.detail}".strip())
+        return None
 
 
 def recreate(

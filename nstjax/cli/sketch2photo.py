@@ -4,19 +4,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .common import (
     TRAIN_OPTIONS,
     TrainBar,
     cli_errors,
-    err_console,
     new_typer,
     say,
     train_settings_from_options,
     training_job,
     with_options,
 )
+from .progress import CountBar
 
 app = new_typer("SPADE (GauGAN) and pix2pix: learn to turn colour-coded sketches into photos.")
 
@@ -27,31 +26,6 @@ DtypeName = Literal["float32", "bfloat16"]
 AdeSplit = Literal["training", "validation"]
 FacadesSplit = Literal["train", "val", "test"]
 Direction = Literal["BtoA", "AtoB"]
-
-
-class _CountBar:
-    """A bar for ``progress`` events with ``done`` and ``total``."""
-
-    def __init__(self, label: str, quiet: bool = False):
-        self.label, self.quiet = label, quiet
-        self._progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                  console=err_console)  # fmt: skip
-        self._task = None
-
-    def __call__(self, p) -> None:
-        if self.quiet:
-            return
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=p.total)
-        self._progress.update(self._task, completed=p.done)
-
-    def __enter__(self) -> "_CountBar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._progress.stop()
 
 
 @app.command("train")
@@ -113,7 +87,7 @@ def render_command(
     """Render sketches into photos with a trained run; print each output path."""
     from ..sketch2photo import render
 
-    with cli_errors(), _CountBar("render", quiet) as bar:
+    with cli_errors(), CountBar("render", quiet=quiet) as bar:
         written = render(run_dir, sketches, out, style_image=style_image, seed=seed, progress=bar)
     for path in written:
         typer.echo(str(path))
@@ -133,7 +107,7 @@ def convert_ade20k_command(
     """Turn ADE20K's outdoor landscapes into landscape-palette (label map, photo) pairs for SPADE."""
     from ..sketch2photo import convert_ade20k
 
-    with cli_errors(), _CountBar("convert", quiet) as bar:
+    with cli_errors(), CountBar("convert", quiet=quiet) as bar:
         report = convert_ade20k(root, out, split=split, min_fraction=min_fraction, limit=limit, progress=bar)
     typer.echo(f"kept {len(report.kept)} of {len(report.kept) + len(report.skipped)} images: "
                f"{report.labels_dir} and {report.photos_dir}")  # fmt: skip
@@ -150,7 +124,7 @@ def split_facades_command(
     """Cut pix2pix's side-by-side facades images into paired folders (train with --model pix2pix --input image)."""
     from ..sketch2photo import split_facades
 
-    with cli_errors(), _CountBar("split", quiet) as bar:
+    with cli_errors(), CountBar("split", quiet=quiet) as bar:
         report = split_facades(root, out, split=split, direction=direction, progress=bar)
     typer.echo(f"wrote {len(report.kept)} pairs: {report.labels_dir} and {report.photos_dir}")
     if not quiet:
