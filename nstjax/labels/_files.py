@@ -31,7 +31,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import NstjaxError
 from ..io.atomic import atomic_path
 from ..io.images import check_output_path
-from ._palette import Palette, hex_color, load_palette
+from ._colors import nearest_colors, pack_rgb, rgb_to_hex, unpack_rgb
+from ._palette import Palette, load_palette
 
 __all__ = [
     "DEFAULT_EDGE_WIDTH",
@@ -162,7 +163,7 @@ def _detect_kind(im: Image.Image, pal: Palette) -> Literal["color", "index"]:
     used_ok = used < len(table)
     colors = np.zeros((len(used), 3), np.uint8)
     colors[used_ok] = table[used[used_ok]]
-    exact = (_pack(colors)[:, None] == _pack(pal.colors)[None, :]).any(axis=1) & used_ok
+    exact = (pack_rgb(colors)[:, None] == pack_rgb(pal.colors)[None, :]).any(axis=1) & used_ok
     return "color" if counts[exact].sum() * 2 >= ids.size else "index"
 
 
@@ -193,32 +194,13 @@ def _check_ids(ids: np.ndarray, pal: Palette, path: Path) -> np.ndarray:
     return ids.astype(np.int32)
 
 
-def _pack(rgb: np.ndarray) -> np.ndarray:
-    """uint8 ``[..., 3]`` -> uint32 ``[...]``: one integer per colour."""
-    rgb = np.asarray(rgb).astype(np.uint32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def _nearest(colors: np.ndarray, pal: Palette) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest palette entry and its Euclidean distance for each of ``colors`` (uint8 [U, 3])."""
-    ref = pal.colors.astype(np.float32)
-    index = np.empty(len(colors), np.int64)
-    dist = np.empty(len(colors), np.float32)
-    for start in range(0, len(colors), 65536):  # bounded memory for photos with millions of colours
-        block = colors[start : start + 65536].astype(np.float32)
-        d2 = ((block[:, None, :] - ref[None, :, :]) ** 2).sum(-1)
-        index[start : start + len(block)] = d2.argmin(1)
-        dist[start : start + len(block)] = np.sqrt(d2.min(1))
-    return index, dist
-
-
 def _snap_colors(rgb: np.ndarray, pal: Palette, path: Path, tolerance: float, edge_width: int) -> np.ndarray:
     h, w, _ = rgb.shape
-    keys = _pack(rgb).ravel()
+    keys = pack_rgb(rgb).ravel()
     uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(h, w)
-    uniq_rgb = np.stack([(uniq >> 16) & 0xFF, (uniq >> 8) & 0xFF, uniq & 0xFF], axis=-1).astype(np.uint8)
-    nearest, dist = _nearest(uniq_rgb, pal)
+    uniq_rgb = unpack_rgb(uniq)
+    nearest, dist = nearest_colors(uniq_rgb, pal.colors)
     known = dist <= tolerance
     labels = np.where(known, nearest, -1)[inverse]
     if (dist == 0).all():  # a clean flat-colour sketch: nothing to snap
@@ -230,7 +212,7 @@ def _snap_colors(rgb: np.ndarray, pal: Palette, path: Path, tolerance: float, ed
         bad = np.unique(inverse[area])
         bad = bad[np.argsort(-counts[bad], kind="stable")]
         shown = ", ".join(
-            f"{hex_color(uniq_rgb[u])} ({int(counts[u])} px, nearest {pal.names[nearest[u]]} "
+            f"{rgb_to_hex(uniq_rgb[u])} ({int(counts[u])} px, nearest {pal.names[nearest[u]]} "
             f"{pal.hex(nearest[u])} at distance {dist[u]:.0f})"
             for u in bad[:_LIST_CAP]
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,25 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NstjaxError
+from ._colors import hex_to_rgb, rgb_to_hex
 
-__all__ = ["Palette", "hex_color", "load_palette", "palette_names"]
+__all__ = ["Palette", "load_palette", "palette_names"]
 
-_HEX = re.compile(r"#?([0-9a-fA-F]{6})")
 _PACKAGE_DIR = "palettes"
-
-
-def _parse_hex(text: object) -> tuple[int, int, int] | None:
-    m = _HEX.fullmatch(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        return None
-    v = int(m.group(1), 16)
-    return (v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF
-
-
-def hex_color(rgb) -> str:
-    """``(117, 158, 223)`` -> ``"#759edf"``."""
-    r, g, b = (int(v) for v in rgb)
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +63,7 @@ class Palette:
 
     def hex(self, index: int) -> str:
         """``#rrggbb`` colour of class ``index``."""
-        return hex_color(self.colors[index])
+        return rgb_to_hex(self.colors[index])
 
 
 def palette_names() -> list[str]:
@@ -134,16 +119,17 @@ def _parse(data: str, default_name: str, source) -> Palette:
         name = entry.get("name")
         if not isinstance(name, str) or not name.strip():
             raise bad(f'class {i} has no "name"')
-        rgb = _parse_hex(entry.get("color"))
-        if rgb is None:
-            raise bad(f'class {name!r}: "color" must be "#rrggbb", got {entry.get("color")!r}')
+        try:
+            rgb = hex_to_rgb(entry.get("color"))
+        except NstjaxError:
+            raise bad(f'class {name!r}: "color" must be "#rrggbb", got {entry.get("color")!r}') from None
         coco = entry.get("coco_id")
         if not isinstance(coco, int) or isinstance(coco, bool) or not 0 <= coco < 182:
             raise bad(f'class {name!r}: "coco_id" must be an int in 0-181 (0-based COCO-Stuff index), got {coco!r}')
         if name in names:
             raise bad(f"class name {name!r} appears twice")
         if rgb in colors:
-            raise bad(f"colour {hex_color(rgb)} of {name!r} is already used by {names[colors.index(rgb)]!r}")
+            raise bad(f"colour {rgb_to_hex(rgb)} of {name!r} is already used by {names[colors.index(rgb)]!r}")
         names.append(name)
         colors.append(rgb)
         ids.append(coco)

@@ -4,13 +4,17 @@ and its Gram matrices match one or more paintings.
 Submodules, from data to job:
 
 * :mod:`~nstjax.nst.config` — :class:`StylizeConfig` and the presets (settings as data);
-* :mod:`~nstjax.nst.masks` — colour-coded segmentations and region masks per layer;
+* :mod:`~nstjax.nst.masks` — region masks per layer (and every mask name below);
+* :mod:`~nstjax.nst.mask_files`, :mod:`~nstjax.nst.mask_regions`, :mod:`~nstjax.nst.region_styles` — mask
+  and segmentation files, regions matched by colour, which style each region takes;
 * :mod:`~nstjax.nst.engine` — static spec, targets, objective, the jitted optimiser loop;
 * :mod:`~nstjax.nst.problem` — images, colour transforms and masks prepared once, targets per scale;
 * :mod:`~nstjax.nst.memory` — memory estimate and rematerialisation choice;
 * :mod:`~nstjax.nst.estimate` — run-time estimate and the per-platform ``auto`` preset;
 * :mod:`~nstjax.nst.run` — :func:`run_stylize`: schedule, progress, early stop, Ctrl-C, files;
-* :mod:`~nstjax.nst.batch` — many images: size buckets, vmapped optimisers, devices and hosts.
+* :mod:`~nstjax.nst.batch_engine` — many images at once: size buckets, vmapped optimisers, devices;
+* :mod:`~nstjax.nst.batch_manifest` — the resumable manifest of a batch job;
+* :mod:`~nstjax.nst.batch` — the batch job over files: inputs, hosts, outputs, progress, report.
 """
 
 from .batch import BatchProgress, BatchReport, stylize_batch, stylize_images
