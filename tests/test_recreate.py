@@ -9,7 +9,6 @@ shares test_stylize's. Everything else here runs no optimisation at all.
 from __future__ import annotations
 
 import json
-import sys
 import types
 import warnings
 
@@ -18,12 +17,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import nstjax.cyclegan
+import nstjax.sketch2photo
 from nstjax.cli.common import new_typer
 from nstjax.cli import recreate as cli_recreate
 from nstjax.errors import NstjaxError
 from nstjax.labels import colorize, load_palette, read_label_map, save_label_map
 from nstjax.nst.config import preset
 from nstjax.recreate import (
+    RecreateConfig,
     RecreateWarning,
     StageDone,
     StageProgress,
@@ -256,8 +258,8 @@ def test_sketch_to_photo_model_and_cyclegan_go_through_the_adapter(tmp_path, mon
         calls["translate"] = (run_dir, len(images), direction)
         return [1.0 - images[0]]
 
-    monkeypatch.setitem(sys.modules, "nstjax.sketch2photo", types.SimpleNamespace(render_labels=render_labels))
-    monkeypatch.setitem(sys.modules, "nstjax.cyclegan", types.SimpleNamespace(translate_images=translate_images))
+    monkeypatch.setattr(nstjax.sketch2photo, "render_labels", render_labels)
+    monkeypatch.setattr(nstjax.cyclegan, "translate_images", translate_images)
     (tmp_path / "spade").mkdir()
     (tmp_path / "cyc").mkdir()
     sketch = two_class(SHAPE)
@@ -274,16 +276,53 @@ def test_sketch_to_photo_model_and_cyclegan_go_through_the_adapter(tmp_path, mon
     assert result.record["weights"]["source"] is None
 
 
-def test_missing_systems_are_one_line_errors(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nstjax.sketch2photo", None)  # import fails as for a missing module
-    monkeypatch.setitem(sys.modules, "nstjax.cyclegan", types.SimpleNamespace())  # there, without the function
+def test_a_models_bad_output_is_a_one_line_error(tmp_path, monkeypatch):
+    # The sibling systems are always installed; what they return is still checked before it is used.
+    monkeypatch.setattr(nstjax.sketch2photo, "render_labels", lambda *a, **k: np.full((*SHAPE, 3), np.nan, np.float32))
     (tmp_path / "run").mkdir()
     painting = np.full((16, 16, 3), 0.5, np.float32)
-    with pytest.raises(NstjaxError, match=r"--photo-model needs a trained SPADE/pix2pix run; nstjax.sketch2photo is not available"):
-        recreate(two_class(SHAPE), painting, photo_model=tmp_path / "run", painter="nst", config=CONFIG, weights="random")
-    monkeypatch.setitem(sys.modules, "nstjax.sketch2photo", types.SimpleNamespace(render_labels=lambda *a, **k: np.zeros((*SHAPE, 3))))
-    with pytest.raises(NstjaxError, match=r"needs a trained CycleGAN run; nstjax.cyclegan has no translate_images\(\)"):
-        recreate(two_class(SHAPE), painting, photo_model=tmp_path / "run", painter=f"cyclegan:{tmp_path / 'run'}", config=CONFIG)
+    models = dict(photo_model=tmp_path / "run", painter=f"cyclegan:{tmp_path / 'run'}", config=CONFIG)
+    with pytest.raises(NstjaxError, match=r"nstjax.sketch2photo.render_labels returned NaN or infinite values"):
+        recreate(two_class(SHAPE), painting, **models)
+    monkeypatch.setattr(nstjax.sketch2photo, "render_labels", lambda *a, **k: np.zeros((*SHAPE, 3), np.float32))
+    monkeypatch.setattr(nstjax.cyclegan, "translate_images", lambda run_dir, images, **k: [images[0], images[0]])
+    with pytest.raises(NstjaxError, match=r"nstjax.cyclegan.translate_images returned 2 images for 1"):
+        recreate(two_class(SHAPE), painting, **models)
+
+
+def test_an_interrupt_keeps_the_finished_stages(tmp_path, monkeypatch):
+    # Wiring only (no optimisation): the photo stage finishes, the plain NST stage is interrupted.
+    import nstjax.nst.run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nstjax.nst.run, "run_stylize", interrupted)
+    monkeypatch.setattr(nstjax.sketch2photo, "render_labels", lambda run_dir, labels, **k: np.full((*labels.shape, 3), 0.5, np.float32))
+    (tmp_path / "run").mkdir()
+    stages = tmp_path / "stages"
+    painting = np.full((16, 16, 3), 0.5, np.float32)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        recreate(two_class(SHAPE), painting, tmp_path / "out.png", photo_model=tmp_path / "run", painter="nst",
+                 stages=stages, config=CONFIG, weights="random", progress=done.append)  # fmt: skip
+    assert [e.name for e in done if isinstance(e, StageDone)] == ["photo"]
+    assert {p.name for p in stages.iterdir()} == {"sketch.png", "photo.png"}  # written as each stage finished
+    np.testing.assert_array_equal(read_label_map(stages / "sketch.png", PAL), two_class(SHAPE))
+    assert np.asarray(Image.open(stages / "photo.png")).shape == (*SHAPE, 3)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_recreate_config_checks_its_settings():
+    assert RecreateConfig(exemplars="ex").compares is False and RecreateConfig(exemplars="ex", stages="s").compares
+    with pytest.raises(NstjaxError, match="exactly one of a photo model"):
+        RecreateConfig()
+    with pytest.raises(NstjaxError, match="max_exemplars must be a positive integer, got 0"):
+        RecreateConfig(exemplars="ex", max_exemplars=0)
+    with pytest.raises(NstjaxError, match="painter must be auto, nst, semantic-nst or cyclegan:RUN_DIR"):
+        RecreateConfig(exemplars="ex", painter="cyclegan:")
+    with pytest.raises(NstjaxError, match="photo_content_weight must be a finite non-negative number"):
+        RecreateConfig(exemplars="ex", photo_content_weight=float("nan"))
 
 
 @pytest.fixture()
@@ -419,8 +458,8 @@ def test_classes_without_stand_in_take_the_whole_painting(tmp_path, monkeypatch)
         return types.SimpleNamespace(image=np.asarray(content, np.float32), loss=1.0, steps=1, evaluations=1, stopped="steps")
 
     monkeypatch.setattr(nstjax.nst.run, "run_stylize", fake_run_stylize)
-    monkeypatch.setitem(sys.modules, "nstjax.sketch2photo", types.SimpleNamespace(
-        render_labels=lambda run_dir, labels, **k: np.full((*labels.shape, 3), 0.5, np.float32)))  # fmt: skip
+    monkeypatch.setattr(nstjax.sketch2photo, "render_labels",
+                        lambda run_dir, labels, **k: np.full((*labels.shape, 3), 0.5, np.float32))  # fmt: skip
     (tmp_path / "run").mkdir()
     painting_labels = two_class((16, 16), top=SKY, bottom=SEA)  # a sea painting: no land at all
     painting = textured(painting_labels, {SKY: (0.9, 0.8, 0.2), SEA: (0.1, 0.2, 0.5)}, 0)
