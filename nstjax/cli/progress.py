@@ -25,6 +25,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -57,15 +58,15 @@ class Row:
 class Bars:
     """Rich progress bars on stderr, one per :attr:`Row.key`; a callable progress callback.
 
-    Subclasses implement :meth:`row` for their event type. ``transfer=True`` counts bytes (size and
-    speed instead of ``done/total``). ``quiet=True`` draws nothing. Use as a context manager or call
+    Subclasses implement :meth:`row` for their event type. ``transfer=True`` counts bytes (percent, size
+    and speed instead of ``done/total``). ``quiet=True`` draws nothing. Use as a context manager or call
     :meth:`close`.
     """
 
     def __init__(self, label: str = "", *, transfer: bool = False, quiet: bool = False, console: Console = err_console):
         self.label = label
         self.quiet = quiet
-        counts = (DownloadColumn(), TransferSpeedColumn()) if transfer else (MofNCompleteColumn(),)
+        counts = (TaskProgressColumn(), DownloadColumn(), TransferSpeedColumn()) if transfer else (MofNCompleteColumn(),)
         self._progress = Progress(
             TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=28)),
             BarColumn(bar_width=16),

@@ -114,7 +114,10 @@ def recreate(
         except (KeyboardInterrupt, StylizeInterrupted):
             if bars is not None:
                 bars.close()
-            say("interrupted: nothing written")
+            if stages is not None and any(Path(stages).glob("*.png")):
+                say(f"interrupted: the finished stages are in {stages}; nothing written to {output}")
+            else:
+                say(f"interrupted: nothing written{'' if stages is not None else ' (--stages DIR keeps finished stages)'}")
             raise typer.Exit(130) from None
         finally:
             if bars is not None:
