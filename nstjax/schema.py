@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -38,7 +39,8 @@ class Setting:
 
     name: the Python name; the CLI option is ``--name-with-dashes`` (or ``flags``), the API key is ``name``
         (``name-with-dashes`` is accepted too).
-    type: ``int``, ``float``, ``str`` or ``bool`` of the value as typed (comma lists are ``str``).
+    type: ``int``, ``float``, ``str`` or ``bool`` of the value as typed (comma lists are ``str``), or ``Path``:
+        a file or folder of the machine that runs the command, so a CLI-only setting (a request never names one).
     help: one or two sentences, as ``--help`` shows them.
     default: the value when the setting is not given; ``None`` means "not given: the preset's or the
         config's own value stays".
@@ -74,8 +76,10 @@ class Setting:
     def __post_init__(self):
         if not self.name.isidentifier():
             raise ValueError(f"setting name {self.name!r} is not an identifier")
-        if self.type not in (int, float, str, bool):
-            raise ValueError(f"setting {self.name}: type must be int, float, str or bool")
+        if self.type not in (int, float, str, bool, Path):
+            raise ValueError(f"setting {self.name}: type must be int, float, str, bool or Path")
+        if self.type is Path and self.web:
+            raise ValueError(f"setting {self.name}: a Path is CLI-only (web=False): a request never names a file")
         if self.widget not in WIDGETS:
             raise ValueError(f"setting {self.name}: unknown widget {self.widget!r}")
         if self.group not in ("basic", "advanced"):

@@ -129,3 +129,18 @@ def test_cli_only_settings_stay_off_the_web():
     assert not {"quality", "quiet"} & {f["key"] for f in web}
     init = next(f for f in web if f["key"] == "init")
     assert init["choices"] == ["content", "noise", "style", "grey"] and "file" not in init["help"]
+
+
+def test_recreate_settings_are_fields_of_its_config():
+    from nstjax.recreate.config import RecreateConfig
+    from nstjax.recreate.settings import RECREATE_SETTINGS
+
+    fields = {f.name for f in dataclasses.fields(RecreateConfig)}
+    assert set(RECREATE_SETTINGS.names) - {"quiet"} <= fields
+    # A request never names a file: every path setting is CLI-only, and the painter's web choices hold no run dir.
+    from pathlib import Path
+
+    assert all(not s.web for s in RECREATE_SETTINGS if s.type is Path)
+    assert "cyclegan:RUN_DIR" not in RECREATE_SETTINGS["painter"].form_field()["choices"]
+    with pytest.raises(ValueError, match="CLI-only"):
+        Setting("folder", Path, "A folder.")

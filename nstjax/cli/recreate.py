@@ -9,10 +9,11 @@ positional argument and subcommands would read ``label-painting`` as a sketch.
 """
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from .common import cli_errors, say
+from ..recreate.settings import RECREATE_SETTINGS
+from .common import cli_errors, options_from, say, with_options
 from .progress import Bars, Row
 
 __all__ = ["label_painting", "recreate", "register"]
@@ -49,6 +50,7 @@ class StageBars(Bars):
         return None
 
 
+@with_options(options_from(RECREATE_SETTINGS))
 def recreate(
     sketch: Annotated[Path, typer.Argument(help="Colour-coded sketch (landscape palette) or index PNG.", show_default=False)],
     painting: Annotated[Path, typer.Option("--painting", help="The painting whose style to take.", show_default=False)],
@@ -56,32 +58,7 @@ def recreate(
     painting_labels: Annotated[
         Optional[Path], typer.Option(help="The painting's label map (make one with `nstjax label-painting`).")
     ] = None,
-    photo_model: Annotated[
-        Optional[Path], typer.Option(help="Stage 1 with a trained SPADE/pix2pix run directory.")
-    ] = None,
-    exemplars: Annotated[
-        Optional[Path],
-        typer.Option(help="Stage 1 by exemplar-guided NST from DIR/labels/<stem>.png + DIR/photos/<stem>.png."),
-    ] = None,
-    painter: Annotated[
-        str,
-        typer.Option(
-            help="Stage 2: auto (semantic-nst with --painting-labels, else nst), nst, semantic-nst, "
-            "or cyclegan:RUN_DIR."
-        ),
-    ] = "auto",
-    size: Annotated[Optional[int], typer.Option(help="Longest side of the photo and painting in pixels.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps of each NST stage (final scale).")] = None,
-    weights: Annotated[
-        Optional[str], typer.Option(help="VGG-19/16 weights: auto, random, a name from `nstjax weights list`, or a file.")
-    ] = None,
-    stages: Annotated[
-        Optional[Path],
-        typer.Option(help="Folder for every stage's image, sheet.png and recreate.json (also runs plain and semantic NST)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the noise start, random weights and the photo model.")] = 0,
-    max_exemplars: Annotated[int, typer.Option(help="Exemplar pairs to use (the best-covering ones).", min=1)] = 3,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan or progress bars.")] = False,
+    **options: Any,
 ) -> None:
     """Recreate a painting from a SKETCH: sketch → photo (exemplars or a SPADE run) → painting (semantic NST,
     plain NST or CycleGAN).
@@ -91,6 +68,7 @@ def recreate(
     from ..recreate import recreate as run_recreate
     from ..nst.run import StylizeInterrupted
 
+    quiet, stages = options["quiet"], options["stages"]
     bars = None if quiet else StageBars()
     with cli_errors():
         try:
@@ -99,15 +77,7 @@ def recreate(
                 painting,
                 output,
                 painting_labels=painting_labels,
-                photo_model=photo_model,
-                exemplars=exemplars,
-                painter=painter,
-                size=size,
-                steps=steps,
-                weights=weights,
-                stages=stages,
-                seed=seed,
-                max_exemplars=max_exemplars,
+                **{name: options[name] for name in RECREATE_SETTINGS.names if name != "quiet"},
                 progress=bars,
                 on_start=None if quiet else lambda plan: say(plan_line(plan)),
             )
