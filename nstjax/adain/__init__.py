@@ -5,7 +5,8 @@ are renormalised to the style's per-channel mean and std, then decoded.
 
 * :mod:`~nstjax.adain.config` — :class:`AdaINConfig` (the reference's training settings);
 * :mod:`~nstjax.adain.losses` — content loss on the AdaIN target, mean/std style loss;
-* :mod:`~nstjax.adain.train` — :func:`train_adain` on a content folder and a style folder;
+* :mod:`~nstjax.adain.train` — :func:`train_adain` on a content folder and a style folder (its
+  :class:`~nstjax.train.TrainSystem`, run by :func:`nstjax.train.run`);
 * :mod:`~nstjax.adain.apply` — :func:`load_adain_model`, :func:`adain_transfer`,
   :func:`apply_adain` (images, folders, videos; α, style blending, colour preservation).
 

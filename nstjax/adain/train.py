@@ -1,17 +1,17 @@
 """Training an AdaIN decoder on a folder of content photos and a folder of style images.
 
-:func:`train_adain` pairs the two folders at random
-(:func:`~nstjax.train.unpaired`: every step draws a batch of contents and an
-independent batch of styles), crops both to ``size`` after resizing their short
-side to ``load_size``, and runs the shared loop (:func:`~nstjax.train.fit`). The
-encoder (nstjax's VGG-19 to relu4_1) stays frozen; only the decoder learns.
-The export records which VGG weights the decoder was trained on (source,
-convention and a digest of the arrays), since it only works with those.
+:func:`train_system` describes the run and :func:`train` (also :func:`train_adain`)
+runs it with :func:`nstjax.train.run`, as every trained model is run. The two
+folders are paired at random (:func:`~nstjax.train.unpaired`: every step draws a
+batch of contents and an independent batch of styles), both cropped to ``size``
+after resizing their short side to ``load_size``. The encoder (nstjax's VGG-19
+to relu4_1) stays frozen; only the decoder learns. The export records which VGG
+weights the decoder was trained on (source, convention and a digest of the
+arrays), since it only works with those.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import os
@@ -28,21 +28,19 @@ import optax
 from ..models.adain import init_decoder
 from ..models.vgg import conv_layers, network_of
 from ..weights import resolve_weights
-from ..runtime import init_distributed
 from ..train import (
     Augment,
     BatchLoader,
     NetState,
-    RunDir,
     TrainProgress,
+    TrainResult,
     TrainSettings,
+    TrainSystem,
     apply_gradients,
-    check_batch_splits,
-    data_mesh,
-    fit,
     image_grid,
     init_net,
     replicate,
+    run,
     to_host,
     unpaired,
 )
@@ -55,8 +53,10 @@ __all__ = [
     "AdaINTrainResult",
     "adain_tx",
     "init_state",
+    "train",
     "train_adain",
     "train_step",
+    "train_system",
     "vgg_digest",
     "vgg_record",
 ]
@@ -126,44 +126,25 @@ def vgg_record(weights: Any, seed: int) -> dict[str, Any]:
     return record
 
 
-@dataclasses.dataclass(frozen=True)
-class AdaINTrainResult:
-    run_dir: Path
-    step: int
-    total_steps: int
-    params: Any
-    config: AdaINConfig
-    vgg_source: str
-    metrics: dict[str, float]
+AdaINTrainResult = TrainResult
+"""What :func:`train_adain` returns (the shared :class:`nstjax.train.TrainResult`): run_dir, step,
+total_steps, params (the decoder's, NumPy), config, vgg_source, metrics; and the final ``state``."""
 
 
-def train_adain(
+def train_system(
     contents: str | os.PathLike,
     styles: str | os.PathLike,
-    run_dir: str | os.PathLike,
     *,
     config: AdaINConfig | None = None,
     settings: TrainSettings,
     weights: Any = None,
-    resume: bool = False,
-    progress: Callable[[TrainProgress], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-    mesh: Any = None,
-    distributed: bool | None = None,
-) -> AdaINTrainResult:
-    """Train (or resume) an AdaIN decoder on the photos in ``contents`` and the paintings in ``styles``.
+) -> TrainSystem:
+    """The run that trains a decoder on ``contents`` and ``styles``, for :func:`nstjax.train.run`.
 
-    Args:
-      contents, styles: image folders (e.g. COCO 2014 train and WikiArt).
-      run_dir: the run directory (see :class:`~nstjax.train.RunDir`).
-      config: :class:`AdaINConfig` (default: the reference's settings).
-      settings: length, batch (8 in the reference), seed, intervals.
-      weights: VGG-19 weights of the encoder (spec, loaded weights, or None for auto).
-      resume, progress, stop, mesh, distributed: as for :func:`nstjax.fast.train.train_fast`.
+    Checks both folders before the VGG weights are loaded (NumPy). Arguments as for :func:`train`.
     """
-    init_distributed(distributed)  # before anything touches a device
     config = config or AdaINConfig()
-    dataset = unpaired(contents, styles)  # checks both folders before the weights are loaded
+    dataset = unpaired(contents, styles)
     vgg = resolve_weights(weights, settings.seed)
     record = vgg_record(vgg, settings.seed)
     run_config = {
@@ -175,39 +156,79 @@ def train_adain(
                   "seed": settings.seed},
         "vgg": record,
     }  # fmt: skip
-    mesh = mesh or data_mesh()
-    check_batch_splits(settings.batch_size, mesh)
-    run = RunDir.open(run_dir, run_config, resume=resume, may_change=("train.steps", "train.epochs"),
-                      keep=settings.keep)
-    augment = Augment(load_size=config.load_size, crop_size=config.size)
-    loader = BatchLoader(dataset, settings.batch_size, augment, seed=settings.seed,
-                         process_index=jax.process_index(), process_count=jax.process_count())
-    try:
-        total = settings.total_steps(loader.steps_per_epoch)
-        state = replicate(init_state(config, settings.seed), mesh)
-        if resume and run.latest_step() is not None:
-            state = run.resume(state)
-        vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
-        step_fn = functools.partial(train_step, vgg_params=vgg_params, config=config, preprocessing=vgg.preprocessing)
+
+    @functools.cache
+    def vgg_on(mesh) -> Any:  # one copy on the mesh for the step and the samples
+        return replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
+
+    def make_step(mesh):
+        return functools.partial(train_step, vgg_params=vgg_on(mesh), config=config, preprocessing=vgg.preprocessing)
+
+    def make_sampler(mesh, loader: BatchLoader):
         first = loader.batch(0)
         sample_c, sample_s = ((first["a"][:4] + 1) * 0.5), ((first["b"][:4] + 1) * 0.5)
+        vgg_params = vgg_on(mesh)
 
         def sample_fn(current: AdaINState) -> np.ndarray:
             out = to_host(_samples(current.net.params, vgg_params, jnp.asarray(sample_c), jnp.asarray(sample_s),
-                                      preprocessing=vgg.preprocessing, dtype=config.dtype))
+                                   preprocessing=vgg.preprocessing, dtype=config.dtype))
             return image_grid([list(sample_c), list(sample_s), list(out)], labels=["contents / styles / outputs"])
 
-        def export_fn(current: AdaINState) -> tuple[Any, dict]:
-            step = int(to_host(current.step))
-            return current.net.params, {"system": SYSTEM, "vgg": record, "size": config.size, "step": step}
+        return sample_fn
 
-        state = fit(
-            state, step_fn, loader, run, mesh=mesh, total_steps=total, log_every=settings.log_every,
-            sample_every=settings.sample_every, checkpoint_every=settings.checkpoint_every, sample_fn=sample_fn,
-            export_fn=export_fn, progress=progress, stop=stop,
-        )  # fmt: skip
-    finally:
-        run.close()
-        loader.close()
-    return AdaINTrainResult(run.path, int(to_host(state.step)), total,
-                            to_host(state.net.params), config, vgg.source, run.last_metrics())
+    def export(current: AdaINState) -> tuple[Any, dict]:
+        step = int(to_host(current.step))
+        return current.net.params, {"system": SYSTEM, "vgg": record, "size": config.size, "step": step}
+
+    return TrainSystem(
+        name=SYSTEM,
+        config=config,
+        run_config=run_config,
+        settings=settings,
+        may_change_on_resume=("train.steps", "train.epochs"),
+        dataset=dataset,
+        augment=Augment(load_size=config.load_size, crop_size=config.size),
+        init_state=lambda total_steps, decay_steps: init_state(config, settings.seed),  # its own decay: adain_tx
+        make_step=make_step,
+        make_sampler=make_sampler,
+        export=export,
+        vgg_source=vgg.source,
+    )
+
+
+def train(
+    contents: str | os.PathLike,
+    styles: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    config: AdaINConfig | None = None,
+    settings: TrainSettings,
+    weights: Any = None,
+    resume: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    mesh: Any = None,
+    threads: int | None = None,
+    distributed: bool | None = None,
+) -> TrainResult:
+    """Train (or resume) an AdaIN decoder on the photos in ``contents`` and the paintings in ``styles``.
+
+    Args:
+      contents, styles: image folders (e.g. COCO 2014 train and WikiArt).
+      run_dir: the run directory (see :class:`~nstjax.train.RunDir`).
+      config: :class:`AdaINConfig` (default: the reference's settings).
+      settings: length, batch (8 in the reference), seed, intervals (the learning rate
+        follows :func:`adain_tx`: ``decay_fraction`` is not used).
+      weights: VGG-19 weights of the encoder (spec, loaded weights, or None for auto).
+      resume, progress, stop, mesh, threads, distributed: see :func:`nstjax.train.run`.
+
+    Returns:
+      A :class:`nstjax.train.TrainResult` (:data:`AdaINTrainResult`).
+    """
+    system = train_system(contents, styles, config=config, settings=settings, weights=weights)
+    return run(system, run_dir, resume=resume, progress=progress, stop=stop, mesh=mesh, threads=threads,
+               distributed=distributed)  # fmt: skip
+
+
+train_adain = train
+"""The name ``nstjax adain train`` and the package export use: :func:`train`."""

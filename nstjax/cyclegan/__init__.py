@@ -8,7 +8,8 @@ trained with LSGAN losses, cycle-consistency L1 (lambda 10) and identity L1
 
 * :class:`CycleGANConfig` (:class:`ModelConfig`, :class:`LossConfig`,
   :class:`OptimConfig`, :class:`nstjax.train.TrainSettings`);
-* :func:`train`: a run directory from two image folders (resumable, multi-device);
+* :func:`train`: a run directory from two image folders (resumable, multi-device), through
+  :func:`nstjax.train.run` with the run :func:`train_system` describes;
 * :func:`translate` / :class:`Translator` / :func:`translate_images`: images of any size
   with a run's export (files, or arrays in memory);
 * the pieces: :func:`train_step_fn`, :func:`generator_losses`,
@@ -32,7 +33,15 @@ from ._config import (
 from ._pool import ImagePool, init_pool, pool_draws, query_pool
 from ._state import CycleGANState, init_params, init_state, optimizer
 from ._step import discriminator_losses, generator_losses, train_step_fn
-from ._train import EXPORT_FORMAT, MAY_CHANGE_ON_RESUME, export_params, sample_grid, sample_images, train
+from .training import (
+    EXPORT_FORMAT,
+    MAY_CHANGE_ON_RESUME,
+    export_params,
+    sample_grid,
+    sample_images,
+    train,
+    train_system,
+)
 from ._translate import DIRECTIONS, Direction, TranslateProgress, Translator, translate, translate_images
 
 __all__ = [
@@ -66,6 +75,7 @@ __all__ = [
     "sample_images",
     "train",
     "train_step_fn",
+    "train_system",
     "translate",
     "translate_images",
 ]

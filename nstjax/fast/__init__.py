@@ -2,7 +2,8 @@
 
 * :mod:`~nstjax.fast.config` — :class:`FastConfig`: model, loss weights and layers, optimiser;
 * :mod:`~nstjax.fast.losses` — the perceptual loss on nstjax's VGG-19;
-* :mod:`~nstjax.fast.train` — :func:`train_fast`: a run on a folder of content photos;
+* :mod:`~nstjax.fast.train` — :func:`train_fast`: a run on a folder of content photos (its
+  :class:`~nstjax.train.TrainSystem`, run by :func:`nstjax.train.run`);
 * :mod:`~nstjax.fast.apply` — :func:`load_fast_model`, :func:`stylize_array`, :func:`apply_fast`
   (images, folders, videos) and :func:`import_torch_model` (PyTorch example checkpoints);
 * inputs and outputs (images, folders, videos) are :mod:`nstjax.io.media`'s, shared with :mod:`nstjax.adain`;

@@ -1,11 +1,12 @@
 """Training a Johnson et al. network for one style on a folder of content photos.
 
-:func:`train_fast` builds the run (:class:`~nstjax.train.RunDir`), the batches
-(:class:`~nstjax.train.BatchLoader` over :func:`~nstjax.train.plain`), the
-style's Gram targets and the train state, and runs the shared loop
-(:func:`~nstjax.train.fit`). The jitted step (:func:`train_step`) takes the VGG
-parameters and the Gram targets as arguments, so nothing large is baked into
-the compiled program, and donates the state.
+:func:`train_system` describes the run: the batches (:func:`~nstjax.train.plain`
+crops of the content photos), the train state, the step, sample grids and the
+export; :func:`train` (also :func:`train_fast`) runs it with
+:func:`nstjax.train.run`, as every trained model is run. The jitted step
+(:func:`train_step`) takes the VGG parameters and the style's Gram targets as
+arguments, so nothing large is baked into the compiled program, and donates the
+state.
 
 Training is as in the paper and the PyTorch example: Adam at a constant rate
 (1e-3), batches of 4 square crops (256 px), content photos resized so the short
@@ -14,7 +15,6 @@ side is the crop size, then cropped at random and flipped.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -31,22 +31,20 @@ from ..hub import sha256_file
 from ..io.images import fit_longest_side, load_image, resize_image
 from ..models.johnson import TransformerNet, init_transformer
 from ..weights import resolve_weights
-from ..runtime import init_distributed
 from ..train import (
     Augment,
     BatchLoader,
     NetState,
-    RunDir,
     TrainProgress,
+    TrainResult,
     TrainSettings,
+    TrainSystem,
     apply_gradients,
-    check_batch_splits,
-    data_mesh,
-    fit,
     image_grid,
     init_net,
     plain,
     replicate,
+    run,
     to_host,
 )
 from .config import FastConfig, default_style_weight
@@ -62,8 +60,10 @@ __all__ = [
     "file_digest",
     "init_state",
     "load_style",
+    "train",
     "train_fast",
     "train_step",
+    "train_system",
 ]
 
 SYSTEM = "fast"
@@ -164,58 +164,28 @@ def export_config(config: FastConfig, *, style_name: str, step: int, vgg: dict[s
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class FastTrainResult:
-    """A finished (or resumed-to-the-end) training run."""
-
-    run_dir: Path
-    step: int
-    total_steps: int
-    params: Any
-    config: FastConfig
-    vgg_source: str
-    metrics: dict[str, float]
+FastTrainResult = TrainResult
+"""What :func:`train_fast` returns (the shared :class:`nstjax.train.TrainResult`): run_dir, step,
+total_steps, params (the transformer's, NumPy), config (with the resolved style weight), vgg_source,
+metrics; and the final ``state``."""
 
 
-def train_fast(
+def train_system(
     style: str | os.PathLike,
     data: str | os.PathLike,
-    run_dir: str | os.PathLike,
     *,
     config: FastConfig | None = None,
     settings: TrainSettings,
     weights: Any = None,
-    resume: bool = False,
-    progress: Callable[[TrainProgress], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-    mesh: Any = None,
-    distributed: bool | None = None,
-) -> FastTrainResult:
-    """Train (or resume) a feed-forward network for ``style`` on the photos in ``data``.
+) -> TrainSystem:
+    """The run that trains a network for ``style`` on the photos in ``data``, for :func:`nstjax.train.run`.
 
-    Args:
-      style: the style image file.
-      data: a folder of content photos (any size; read as :func:`~nstjax.train.plain`).
-      run_dir: the run directory (see :class:`~nstjax.train.RunDir`).
-      config: model and loss settings (default :class:`FastConfig`); a ``style_weight``
-        of None is resolved from the VGG weights (:func:`default_style_weight`).
-      settings: length, batch, seed and intervals.
-      weights: VGG-19 weights for the loss (a spec, loaded weights, or None for auto).
-      resume: continue the run in ``run_dir`` (same settings; steps/epochs may grow).
-      progress, stop: see :func:`~nstjax.train.fit`.
-      mesh: the data-parallel mesh (default: every device of every process).
-      distributed: start ``jax.distributed`` first (None: when the environment names a
-        cluster; see :func:`nstjax.runtime.init_distributed`). Every process then runs
-        this same call.
-
-    Raises:
-      NstjaxError: bad inputs or settings, a run that does not match on resume.
-      TrainingInterrupted, TrainingDiverged: from :func:`~nstjax.train.fit`.
+    Checks the inputs and loads the VGG weights (NumPy) first: a mistyped path must not
+    wait for a download, and nothing is created before they are good. Arguments as for
+    :func:`train`.
     """
-    init_distributed(distributed)  # before anything touches a device
     config = config or FastConfig()
     style = Path(style)
-    # Inputs first, weights after: a mistyped path must not wait for a download.
     style_image = load_style(style, config.style_side)
     dataset = plain(data)
     vgg = resolve_weights(weights, settings.seed)
@@ -231,25 +201,18 @@ def train_fast(
                   "seed": settings.seed},
         "vgg": vgg_info,
     }  # fmt: skip
-    mesh = mesh or data_mesh()
-    check_batch_splits(settings.batch_size, mesh)
-    run = RunDir.open(run_dir, run_config, resume=resume, may_change=("train.steps", "train.epochs"),
-                      keep=settings.keep)
-    loader = BatchLoader(dataset, settings.batch_size, Augment(load_size=config.size, crop_size=config.size),
-                         seed=settings.seed, process_index=jax.process_index(), process_count=jax.process_count())
-    try:
-        total = settings.total_steps(loader.steps_per_epoch)
-        state = replicate(init_state(config, settings.seed), mesh)
-        if resume and run.latest_step() is not None:
-            state = run.resume(state)
+
+    def make_step(mesh):
         vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
         grams = replicate(
             _style_grams(vgg_params, jnp.asarray(style_image), config.style_layers, pooling=config.pooling,
                          preprocessing=vgg.preprocessing, dtype=config.dtype),
             mesh,
-        )
-        step_fn = functools.partial(train_step, vgg_params=vgg_params, grams=grams, config=config,
-                                    preprocessing=vgg.preprocessing)
+        )  # fmt: skip
+        return functools.partial(train_step, vgg_params=vgg_params, grams=grams, config=config,
+                                 preprocessing=vgg.preprocessing)  # fmt: skip
+
+    def make_sampler(mesh, loader: BatchLoader):
         samples = (loader.batch(0)["image"][:4] + 1.0) * 0.5
 
         def sample_fn(current: FastState) -> np.ndarray:
@@ -257,17 +220,68 @@ def train_fast(
             style_tile = style_image[0]
             return image_grid([[style_tile, *samples], [style_tile, *out]], labels=["style", "inputs / outputs"])
 
-        def export_fn(current: FastState) -> tuple[Any, dict]:
-            step = int(to_host(current.step))
-            return current.net.params, export_config(config, style_name=style.stem, step=step, vgg=vgg_info)
+        return sample_fn
 
-        state = fit(
-            state, step_fn, loader, run, mesh=mesh, total_steps=total, log_every=settings.log_every,
-            sample_every=settings.sample_every, checkpoint_every=settings.checkpoint_every, sample_fn=sample_fn,
-            export_fn=export_fn, progress=progress, stop=stop,
-        )  # fmt: skip
-    finally:
-        run.close()
-        loader.close()
-    return FastTrainResult(run.path, int(to_host(state.step)), total,
-                           to_host(state.net.params), config, vgg.source, run.last_metrics())
+    def export(current: FastState) -> tuple[Any, dict]:
+        step = int(to_host(current.step))
+        return current.net.params, export_config(config, style_name=style.stem, step=step, vgg=vgg_info)
+
+    return TrainSystem(
+        name=SYSTEM,
+        config=config,
+        run_config=run_config,
+        settings=settings,
+        may_change_on_resume=("train.steps", "train.epochs"),
+        dataset=dataset,
+        augment=Augment(load_size=config.size, crop_size=config.size),
+        init_state=lambda total_steps, decay_steps: init_state(config, settings.seed),  # Adam at a constant rate
+        make_step=make_step,
+        make_sampler=make_sampler,
+        export=export,
+        vgg_source=vgg.source,
+    )
+
+
+def train(
+    style: str | os.PathLike,
+    data: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    config: FastConfig | None = None,
+    settings: TrainSettings,
+    weights: Any = None,
+    resume: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    mesh: Any = None,
+    threads: int | None = None,
+    distributed: bool | None = None,
+) -> TrainResult:
+    """Train (or resume) a feed-forward network for ``style`` on the photos in ``data``.
+
+    Args:
+      style: the style image file.
+      data: a folder of content photos (any size; read as :func:`~nstjax.train.plain`).
+      run_dir: the run directory (see :class:`~nstjax.train.RunDir`).
+      config: model and loss settings (default :class:`FastConfig`); a ``style_weight``
+        of None is resolved from the VGG weights (:func:`default_style_weight`).
+      settings: length, batch, seed and intervals (the learning rate stays constant:
+        ``decay_fraction`` is not used).
+      weights: VGG-19 weights for the loss (a spec, loaded weights, or None for auto).
+      resume: continue the run in ``run_dir`` (same settings; steps/epochs may grow).
+      progress, stop, mesh, threads, distributed: see :func:`nstjax.train.run`.
+
+    Returns:
+      A :class:`nstjax.train.TrainResult` (:data:`FastTrainResult`).
+
+    Raises:
+      NstjaxError: bad inputs or settings, a run that does not match on resume.
+      TrainingInterrupted, TrainingDiverged: from :func:`~nstjax.train.fit`.
+    """
+    system = train_system(style, data, config=config, settings=settings, weights=weights)
+    return run(system, run_dir, resume=resume, progress=progress, stop=stop, mesh=mesh, threads=threads,
+               distributed=distributed)  # fmt: skip
+
+
+train_fast = train
+"""The name ``nstjax fast train`` and the package export use: :func:`train`."""

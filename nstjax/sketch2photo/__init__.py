@@ -7,7 +7,8 @@ scene.
 * :class:`Sketch2PhotoConfig` (:class:`SpadeConfig`, :class:`Pix2PixConfig`,
   :class:`nstjax.train.TrainSettings`);
 * :func:`train`: a run directory from a folder of label maps and a folder of photos
-  matched by file stem (resumable, multi-device);
+  matched by file stem (resumable, multi-device), through :func:`nstjax.train.run` with
+  the run :func:`train_system` describes;
 * :func:`render` (files), :func:`render_labels` (arrays; the lost-painting
   pipeline's entry point), :class:`Renderer`;
 * data: :func:`convert_ade20k` (ADE20K outdoor scenes onto the landscape palette),
@@ -54,7 +55,17 @@ from ._steps import (
     train_step_fn,
     vgg_loss,
 )
-from ._train import EXPORT_FORMAT, MAY_CHANGE_ON_RESUME, dataset, export_params, generate_samples, sample_batch, sample_grid, train
+from .training import (
+    EXPORT_FORMAT,
+    MAY_CHANGE_ON_RESUME,
+    dataset,
+    export_params,
+    generate_samples,
+    sample_batch,
+    sample_grid,
+    train,
+    train_system,
+)
 
 __all__ = [
     "DTYPES",
@@ -100,5 +111,6 @@ __all__ = [
     "step_keys",
     "train",
     "train_step_fn",
+    "train_system",
     "vgg_loss",
 ]

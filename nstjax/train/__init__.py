@@ -9,7 +9,11 @@
 * :mod:`~nstjax.train.plots` — loss curves and sample grids;
 * :mod:`~nstjax.train.loop` — :func:`fit`: the loop with logs, samples, checkpoints and Ctrl-C;
 * :mod:`~nstjax.train.settings` — :class:`TrainSettings`: length, batch, seed, intervals;
-* :mod:`~nstjax.train.hosts` — several processes: who writes, barriers, host copies.
+* :mod:`~nstjax.train.hosts` — several processes: who writes, barriers, host copies;
+* :mod:`~nstjax.train.system` — :class:`TrainSystem` (what a trained model tells the runner)
+  and :class:`TrainResult`;
+* :mod:`~nstjax.train.runner` — :func:`run`: one training run of any system (run directory,
+  batches, resume, schedule, compilation cache, loop, export).
 """
 
 from .checkpoint import RunDir, load_export, read_json, write_json
@@ -17,6 +21,7 @@ from .data import Augment, BatchLoader, FolderDataset, image_files, image_to_uni
 from .hosts import any_process, barrier, is_primary, multi_process, to_host
 from .loop import TrainingDiverged, TrainingInterrupted, TrainProgress, fit
 from .plots import image_grid, read_metrics, save_grid, save_loss_curve
+from .runner import run
 from .settings import TrainSettings
 from .state import (
     NetState,
@@ -29,6 +34,7 @@ from .state import (
     replicate,
     shard_batch,
 )
+from .system import TrainResult, TrainSystem
 
 __all__ = [
     "Augment",
@@ -37,7 +43,9 @@ __all__ = [
     "NetState",
     "RunDir",
     "TrainProgress",
+    "TrainResult",
     "TrainSettings",
+    "TrainSystem",
     "TrainingDiverged",
     "TrainingInterrupted",
     "any_process",
@@ -60,6 +68,7 @@ __all__ = [
     "read_json",
     "read_metrics",
     "replicate",
+    "run",
     "save_grid",
     "save_loss_curve",
     "shard_batch",

@@ -56,6 +56,8 @@ class TrainProgress:
     metrics: mean of each metric over the steps since the previous log.
     steps_per_second: over the last log interval; ``eta`` in seconds (``inf`` until known).
     skipped_files: dataset files that could not be read so far (each was replaced by another).
+    resumed_from: the checkpoint's step a resumed run started from (None: a new run; set by
+      :func:`nstjax.train.run`).
     """
 
     event: str
@@ -67,6 +69,7 @@ class TrainProgress:
     eta: float
     skipped_files: int
     path: Path | None = None
+    resumed_from: int | None = None
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -1,4 +1,8 @@
-"""Training SPADE or pix2pix on a folder of (label map, photo) pairs with the shared loop (:func:`nstjax.train.fit`)."""
+"""Training SPADE or pix2pix on (label map, photo) pairs: its :class:`~nstjax.train.TrainSystem` and :func:`train`.
+
+:func:`train_system` describes the run (data, state, step, samples, export);
+:func:`nstjax.train.run` does the rest, as for every trained model.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..labels import colorize, load_palette, read_label_map
-from ..runtime import enable_compilation_cache, init_distributed
 from ..train import (
     Augment,
     BatchLoader,
     FolderDataset,
-    RunDir,
     TrainProgress,
-    check_batch_splits,
-    data_mesh,
-    fit,
+    TrainResult,
+    TrainSystem,
     image_grid,
     paired,
     replicate,
+    run,
     to_host,
     unit_to_image,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "sample_batch",
     "sample_grid",
     "train",
+    "train_system",
 ]
 
 MAY_CHANGE_ON_RESUME = (
@@ -83,14 +86,14 @@ def sample_batch(data: FolderDataset, decoders: dict, config: Sketch2PhotoConfig
 def _sample_fn(config: Sketch2PhotoConfig, num_classes: int):
     nets = make_networks(config, num_classes)
 
-    def run(g_params, g_stats, batch, key):
+    def sample(g_params, g_stats, batch, key):
         x = generator_input(config, num_classes, batch)
         if config.model == "spade":
             eps = jnp.zeros((x.shape[0], config.spade.z_dim), jnp.float32)  # z = mu: the real photo's look
             return generate(config, num_classes, g_params, g_stats, x, batch["image"], eps, train=False)[0]
         return nets["generator"].apply({"params": g_params["generator"]}, x, rngs={"dropout": key})
 
-    return jax.jit(run)
+    return jax.jit(sample)
 
 
 def generate_samples(state: Sketch2PhotoState, batch: dict[str, np.ndarray], config: Sketch2PhotoConfig,
@@ -131,6 +134,52 @@ def export_params(state: Sketch2PhotoState, config: Sketch2PhotoConfig) -> tuple
     }
 
 
+def train_system(labels_dir: str | os.PathLike, photos_dir: str | os.PathLike,
+                 config: Sketch2PhotoConfig = Sketch2PhotoConfig(), *, weights: Any = None) -> TrainSystem:
+    """The SPADE or pix2pix run on ``labels_dir`` and ``photos_dir``, for :func:`nstjax.train.run`.
+
+    ``weights``: VGG-19 weights of SPADE's perceptual loss (loaded here, as NumPy, when
+    the loss is on). Raises NstjaxError for missing or empty folders, no pairs, an unknown
+    palette or unusable weights.
+    """
+    data, decoders = dataset(labels_dir, photos_dir, config)
+    num_classes = len(load_palette(config.palette))
+    settings = config.train
+    vgg, vgg_info = None, None
+    if config.model == "spade" and config.spade.lambda_vgg > 0:
+        from ..weights import resolve_weights
+
+        vgg = resolve_weights(weights, settings.seed)
+        vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing}
+    preprocessing = vgg_info["preprocessing"] if vgg_info else "torch"
+
+    def make_step(mesh):
+        vgg_params = None if vgg is None else replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
+        return functools.partial(train_step_fn(config, num_classes, preprocessing), vgg_params=vgg_params)
+
+    def make_sampler(mesh, loader: BatchLoader):
+        samples = sample_batch(data, decoders, config, seed=settings.seed)
+        return functools.partial(sample_grid, batch=samples, config=config, num_classes=num_classes)
+
+    return TrainSystem(
+        name="sketch2photo",
+        config=config,
+        run_config={**config.to_json(), "vgg": vgg_info,
+                    "data": {"labels": str(Path(labels_dir).resolve()), "photos": str(Path(photos_dir).resolve())}},
+        settings=settings,
+        may_change_on_resume=MAY_CHANGE_ON_RESUME,
+        dataset=data,
+        decoders=decoders,
+        augment=Augment(load_size=config.load_size, crop_size=config.size),
+        init_state=functools.partial(init_state, config, num_classes),
+        schedule_fields=("total_steps", "decay_steps"),
+        make_step=make_step,
+        make_sampler=make_sampler,
+        export=functools.partial(export_params, config=config),
+        vgg_source=None if vgg is None else vgg.source,
+    )  # fmt: skip
+
+
 def train(
     labels_dir: str | os.PathLike,
     photos_dir: str | os.PathLike,
@@ -144,7 +193,7 @@ def train(
     mesh: Any = None,
     threads: int | None = None,
     distributed: bool | None = None,
-) -> Sketch2PhotoState:
+) -> TrainResult:
     """Train SPADE or pix2pix (``config.model``) to turn the label maps of ``labels_dir`` into the photos of ``photos_dir``.
 
     Pairs are matched by file stem. Writes ``run_dir`` (see :class:`nstjax.train.RunDir`):
@@ -161,68 +210,17 @@ def train(
       config: networks, losses, optimisers, length, batch, seed, intervals, dtype.
       weights: VGG-19 weights of SPADE's perceptual loss (a spec such as ``"auto"``,
         ``"random"``, a file, or loaded weights); unused by pix2pix or with lambda_vgg 0.
-      progress: receives :class:`nstjax.train.TrainProgress` events.
-      stop: polled after each step; True stops like Ctrl-C (checkpoint, then
-        :class:`nstjax.train.TrainingInterrupted`).
-      mesh: the data-parallel mesh (default: every device); threads: decoding threads.
-      distributed: start ``jax.distributed`` first (None: when the environment names a
-        cluster; see :func:`nstjax.runtime.init_distributed`). Every process then runs
-        this same call.
+      resume, progress, stop, mesh, threads, distributed: see :func:`nstjax.train.run`.
 
     Returns:
-      The final train state.
+      A :class:`nstjax.train.TrainResult` whose ``state`` is the final
+      :class:`Sketch2PhotoState` (and which reads like it: ``result.g.params``).
 
     Raises:
       NstjaxError: missing or empty folders, no pairs, an unknown palette, a batch
         size that does not split over the devices, a run directory that does not fit.
       TrainingInterrupted, TrainingDiverged: see :func:`nstjax.train.fit`.
     """
-    init_distributed(distributed)
-    enable_compilation_cache()
-    data, decoders = dataset(labels_dir, photos_dir, config)
-    num_classes = len(load_palette(config.palette))
-    mesh = data_mesh() if mesh is None else mesh
-    settings = config.train
-    check_batch_splits(settings.batch_size, mesh)
-    vgg_params, vgg_info = None, None
-    if config.model == "spade" and config.spade.lambda_vgg > 0:
-        from ..weights import resolve_weights
-
-        vgg = resolve_weights(weights, settings.seed)
-        vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
-        vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing}
-    run_config = {**config.to_json(), "vgg": vgg_info,
-                  "data": {"labels": str(Path(labels_dir).resolve()), "photos": str(Path(photos_dir).resolve())}}
-    run = RunDir.open(run_dir, run_config, resume=resume, may_change=MAY_CHANGE_ON_RESUME, keep=settings.keep)
-    augment = Augment(load_size=config.load_size, crop_size=config.size)
-    loader = BatchLoader(data, settings.batch_size, augment, seed=settings.seed, decoders=decoders,
-                         process_index=jax.process_index(), process_count=jax.process_count(), threads=threads)
-    try:
-        total = settings.total_steps(loader.steps_per_epoch)
-        decay = settings.decay_steps(total)
-        state = replicate(init_state(config, num_classes, total, decay), mesh)
-        if resume:
-            # A resumed run may be longer: the schedule follows the new length.
-            state = run.resume(state).replace(total_steps=replicate(np.int32(total), mesh),
-                                              decay_steps=replicate(np.int32(decay), mesh))  # fmt: skip
-        samples = sample_batch(data, decoders, config, seed=settings.seed)
-        preprocessing = vgg_info["preprocessing"] if vgg_info else "torch"
-        step = functools.partial(train_step_fn(config, num_classes, preprocessing), vgg_params=vgg_params)
-        return fit(
-            state,
-            step,
-            loader,
-            run,
-            mesh=mesh,
-            total_steps=total,
-            log_every=settings.log_every,
-            sample_every=settings.sample_every,
-            checkpoint_every=settings.checkpoint_every,
-            sample_fn=functools.partial(sample_grid, batch=samples, config=config, num_classes=num_classes),
-            export_fn=functools.partial(export_params, config=config),
-            progress=progress,
-            stop=stop,
-        )
-    finally:
-        run.close()
-        loader.close()
+    system = train_system(labels_dir, photos_dir, config, weights=weights)
+    return run(system, run_dir, resume=resume, progress=progress, stop=stop, mesh=mesh, threads=threads,
+               distributed=distributed)  # fmt: skip

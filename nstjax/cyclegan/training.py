@@ -1,4 +1,8 @@
-"""Training a CycleGAN on two image folders with the shared loop (:func:`nstjax.train.fit`)."""
+"""Training a CycleGAN on two image folders: its :class:`~nstjax.train.TrainSystem` and :func:`train`.
+
+:func:`train_system` describes the run (data, state, step, samples, export);
+:func:`nstjax.train.run` does the rest, as for every trained model.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +16,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..runtime import enable_compilation_cache, init_distributed
 from ..train import (
     Augment,
     BatchLoader,
     FolderDataset,
-    RunDir,
     TrainProgress,
-    check_batch_splits,
-    data_mesh,
-    fit,
+    TrainResult,
+    TrainSystem,
     image_grid,
-    replicate,
+    run,
     to_host,
     unit_to_image,
     unpaired,
@@ -32,7 +33,9 @@ from ._config import CycleGANConfig, DtypeName, ModelConfig, make_generator
 from ._state import CycleGANState, init_state
 from ._step import generator_passes, train_step_fn
 
-__all__ = ["EXPORT_FORMAT", "MAY_CHANGE_ON_RESUME", "export_params", "sample_grid", "sample_images", "train"]
+__all__ = [
+    "EXPORT_FORMAT", "MAY_CHANGE_ON_RESUME", "export_params", "sample_grid", "sample_images", "train", "train_system",
+]  # fmt: skip
 
 MAY_CHANGE_ON_RESUME = (
     "train.steps", "train.epochs", "train.log_every", "train.sample_every", "train.checkpoint_every", "train.keep",
@@ -59,11 +62,11 @@ def sample_images(dataset: FolderDataset, model: ModelConfig, *, count: int = 2,
 def _translate_both(model: ModelConfig, dtype: DtypeName):
     gen = make_generator(model, dtype)
 
-    def run(g_params, a, b):
+    def translate_both(g_params, a, b):
         out = generator_passes(gen, g_params, a, b, identity=False)
         return out["fake_b"], out["rec_a"], out["fake_a"], out["rec_b"]
 
-    return jax.jit(run)
+    return jax.jit(translate_both)
 
 
 def sample_grid(state: CycleGANState, samples: dict[str, np.ndarray], model: ModelConfig,
@@ -85,6 +88,36 @@ def export_params(state: CycleGANState, config: CycleGANConfig) -> tuple[dict, d
     )  # fmt: skip
 
 
+def train_system(dir_a: str | os.PathLike, dir_b: str | os.PathLike,
+                 config: CycleGANConfig = CycleGANConfig()) -> TrainSystem:
+    """The CycleGAN run on ``dir_a`` (domain A) and ``dir_b`` (domain B), for :func:`nstjax.train.run`.
+
+    Raises:
+      NstjaxError: a missing or empty folder.
+    """
+    dataset = unpaired(dir_a, dir_b)
+    settings = config.train
+
+    def make_sampler(mesh, loader: BatchLoader):
+        samples = sample_images(dataset, config.model, seed=settings.seed)
+        return functools.partial(sample_grid, samples=samples, model=config.model, dtype=config.dtype)
+
+    return TrainSystem(
+        name="cyclegan",
+        config=config,
+        run_config={**config.to_json(), "data": {"a": str(Path(dir_a).resolve()), "b": str(Path(dir_b).resolve())}},
+        settings=settings,
+        may_change_on_resume=MAY_CHANGE_ON_RESUME,
+        dataset=dataset,
+        augment=Augment(load_size=config.model.load_size, crop_size=config.model.size),
+        init_state=functools.partial(init_state, config),
+        schedule_fields=("total_steps", "decay_steps"),
+        make_step=lambda mesh: train_step_fn(config.model, config.loss, config.optim, config.dtype),
+        make_sampler=make_sampler,
+        export=functools.partial(export_params, config=config),
+    )
+
+
 def train(
     dir_a: str | os.PathLike,
     dir_b: str | os.PathLike,
@@ -97,7 +130,7 @@ def train(
     mesh: Any = None,
     threads: int | None = None,
     distributed: bool | None = None,
-) -> CycleGANState:
+) -> TrainResult:
     """Train a CycleGAN translating the images of ``dir_a`` (domain A) and ``dir_b`` (domain B).
 
     Writes ``run_dir`` (see :class:`nstjax.train.RunDir`): config, checkpoints (the
@@ -110,59 +143,16 @@ def train(
       dir_a, dir_b: image folders (any sizes; resized so the short side is
         ``config.model.load_size``, then randomly cropped to ``size`` and flipped).
       config: networks, losses, optimiser, length, batch, seed, intervals, dtype.
-      progress: receives :class:`nstjax.train.TrainProgress` events.
-      stop: polled after each step; True stops like Ctrl-C (checkpoint, then
-        :class:`nstjax.train.TrainingInterrupted`).
-      mesh: the data-parallel mesh (default: every device).
-      threads: image-decoding threads.
-      distributed: start ``jax.distributed`` first (None: when the environment names a
-        cluster; see :func:`nstjax.runtime.init_distributed`). Every process then runs
-        this same call.
+      resume, progress, stop, mesh, threads, distributed: see :func:`nstjax.train.run`.
 
     Returns:
-      The final train state.
+      A :class:`nstjax.train.TrainResult` whose ``state`` is the final
+      :class:`CycleGANState` (and which reads like it: ``result.g.params``).
 
     Raises:
       NstjaxError: missing or empty folders, a batch size that does not split over
         the devices, a run directory that does not fit (see :meth:`RunDir.open`).
       TrainingInterrupted, TrainingDiverged: see :func:`nstjax.train.fit`.
     """
-    init_distributed(distributed)
-    enable_compilation_cache()
-    dataset = unpaired(dir_a, dir_b)
-    mesh = data_mesh() if mesh is None else mesh
-    settings = config.train
-    check_batch_splits(settings.batch_size, mesh)
-    run_config = {**config.to_json(), "data": {"a": str(Path(dir_a).resolve()), "b": str(Path(dir_b).resolve())}}
-    run = RunDir.open(run_dir, run_config, resume=resume, may_change=MAY_CHANGE_ON_RESUME, keep=settings.keep)
-    loader = BatchLoader(
-        dataset, settings.batch_size, Augment(load_size=config.model.load_size, crop_size=config.model.size),
-        seed=settings.seed, process_index=jax.process_index(), process_count=jax.process_count(), threads=threads,
-    )  # fmt: skip
-    try:
-        total = settings.total_steps(loader.steps_per_epoch)
-        decay = settings.decay_steps(total)
-        state = replicate(init_state(config, total, decay), mesh)
-        if resume:
-            # A resumed run may be longer: the schedule follows the new length.
-            state = run.resume(state).replace(total_steps=replicate(np.int32(total), mesh),
-                                              decay_steps=replicate(np.int32(decay), mesh))  # fmt: skip
-        samples = sample_images(dataset, config.model, seed=settings.seed)
-        return fit(
-            state,
-            train_step_fn(config.model, config.loss, config.optim, config.dtype),
-            loader,
-            run,
-            mesh=mesh,
-            total_steps=total,
-            log_every=settings.log_every,
-            sample_every=settings.sample_every,
-            checkpoint_every=settings.checkpoint_every,
-            sample_fn=functools.partial(sample_grid, samples=samples, model=config.model, dtype=config.dtype),
-            export_fn=functools.partial(export_params, config=config),
-            progress=progress,
-            stop=stop,
-        )
-    finally:
-        run.close()
-        loader.close()
+    return run(train_system(dir_a, dir_b, config), run_dir, resume=resume, progress=progress, stop=stop, mesh=mesh,
+               threads=threads, distributed=distributed)  # fmt: skip
