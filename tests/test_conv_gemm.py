@@ -295,7 +295,7 @@ def test_kernel_gradient_as_tap_products_equals_xlas(shape, kernel, stride, padd
     # Large layers take their kernel gradient as per-tap products (conv2d, and the products' backward);
     # values and both gradients equal XLA's plain convolution, and the layers here are large enough
     # that the tap products are really used (the jaxpr holds k*k products whose output is [Cout, Cin]).
-    from nstjax.models import layers
+    from nstjax.models import conv, layers
 
     b, h, w, c_in, c_out = shape
     rng = np.random.default_rng(h + kernel)
@@ -303,7 +303,7 @@ def test_kernel_gradient_as_tap_products_equals_xlas(shape, kernel, stride, padd
     k = jnp.asarray(rng.standard_normal((kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
 
     def plain(x, k):
-        pads = layers._explicit_padding(padding, kernel, stride, h, w)
+        pads = conv.explicit_padding(padding, kernel, stride, h, w)
         return jax.lax.conv_general_dilated(x, k, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     def ours(x, k):

@@ -5,7 +5,9 @@
 * :mod:`~nstjax.models.johnson`: Johnson et al.'s feed-forward transformer network.
 * :mod:`~nstjax.models.adain`: AdaIN and its decoder (Huang & Belongie).
 * :mod:`~nstjax.models.layers`: the convolution, upsampling and instance-norm layers the GAN
-  networks share, and convolutions as matrix products (:func:`~nstjax.models.layers.convolve`).
+  networks share (the feed-forward networks use its padding, upsampling and instance norm).
+* :mod:`~nstjax.models.conv`: how every convolution is computed (XLA's, im2col GEMM, Winograd,
+  per-tap kernel gradients) and the one planner that picks among them (:func:`~nstjax.models.conv.plan`).
 * :mod:`~nstjax.models.resnet_generator`: CycleGAN's ResNet generator; :mod:`~nstjax.models.unet`:
   GDL_code's U-Net generator; :mod:`~nstjax.models.patchgan`: the 70x70 PatchGAN discriminator.
 * :mod:`~nstjax.models.spade`: SPADE (GauGAN) generator, encoder and multi-scale discriminator;

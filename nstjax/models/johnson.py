@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import NstjaxError
-from .layers import conv2d
+from .conv import conv2d
+from .layers import instance_norm, reflect_pad, upsample_nearest  # the last two re-exported (__all__)
 
 __all__ = [
     "OUTPUTS",
@@ -77,18 +78,6 @@ SIZE_MULTIPLE = 4
 RESIDUAL_BLOCKS = 5
 
 
-def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-    """Reflection padding of ``pad`` pixels on each side of [B, H, W, C] (``ReflectionPad2d``)."""
-    if pad == 0:
-        return x
-    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-
-
-def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
-    """Nearest-neighbour upsampling of [B, H, W, C] by an integer factor: each pixel becomes a block."""
-    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
-
-
 def pad_to_multiple(images, multiple: int):
     """``(padded, (H, W))``: images [B, H, W, C] padded at the bottom/right to multiples of ``multiple``.
 
@@ -110,8 +99,9 @@ class InstanceNorm(nn.Module):
 
     Each image's channels are normalised over their H×W positions with the biased
     variance plus ``epsilon`` (``torch.nn.InstanceNorm2d(affine=True)``); statistics
-    are computed in float32 whatever the compute dtype. Parameters ``scale``
-    (init 1) and ``bias`` (init 0), float32 [C].
+    are computed in float32 whatever the compute dtype
+    (:func:`~nstjax.models.layers.instance_norm`). Parameters ``scale`` (init 1) and
+    ``bias`` (init 0), float32 [C].
     """
 
     epsilon: float = 1e-5
@@ -122,11 +112,7 @@ class InstanceNorm(nn.Module):
         c = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones_init(), (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (c,), jnp.float32)
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
-        var = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
-        return y.astype(self.dtype)
+        return instance_norm(x, self.epsilon, scale, bias, self.dtype)
 
 
 def _phase_taps() -> np.ndarray:

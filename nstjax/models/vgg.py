@@ -23,14 +23,14 @@ Conventions
   in float32), ``"winograd"`` (Winograd's F(2x2, 3x3): 16 matrix products
   with 2.25x fewer multiply-adds) or ``"auto"`` (:func:`conv_plan`: per layer, from the platform,
   the CPU's instruction set, the layer's size and the dtype). The function is
-  the same either way; only speed and rounding differ.
+  the same either way; only speed and rounding differ. The algorithms, their
+  hand-written gradients (:func:`conv3x3`) and the planner are :mod:`nstjax.models.conv`'s,
+  shared with the GAN layers.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,18 +40,24 @@ from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 import numpy as np
 
-from .. import runtime
 from ..errors import NstjaxError
-from .layers import (
+from .conv import (
     CONV_IMPLS,
-    WINOGRAD_MIN_CHANNELS,
-    WINOGRAD_MIN_MACS,
-    conv2d,
+    THRESHOLDS,
+    ConvPlan,
+    conv3x3,
     gemm_conv_forward,
+    plan,
     transposed_kernel,
-    winograd_conv3x3,
     winograd_kernel,
+    winograd_possible,
 )
+
+# The planner's thresholds for VGG's bfloat16 GEMMs under the names this module gave them
+# (units and measurements: nstjax.models.conv.ConvThresholds).
+BF16_GEMM_MAX_PIXELS = THRESHOLDS.bf16_gemm_max_pixels
+GEMM_MIN_CHANNELS = THRESHOLDS.bf16_gemm_min_channels
+GEMM_MIN_MACS = THRESHOLDS.bf16_gemm_min_macs
 
 NETWORKS: dict[str, tuple[tuple[int, int], ...]] = {
     # (channels, number of convolutions) for each of the five blocks.
@@ -212,11 +218,6 @@ def preprocess(images: jax.Array, preprocessing: str) -> jax.Array:
     raise ValueError(f"preprocessing must be one of {PREPROCESSINGS}, got {preprocessing!r}")
 
 
-def _conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
-    """Stride-1 NHWC x HWIO convolution with explicit spatial ``padding``."""
-    return conv2d(x, kernel, 1, padding)
-
-
 def with_transposed_kernels(params: Any) -> Any:
     """``params`` with each convolution's :func:`transposed_kernel` added as ``"kernel_t"``.
 
@@ -238,7 +239,7 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], .
 
     ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO), ``padding`` as for
     ``lax.conv_general_dilated``; returns [B, H + pads - 2, W + pads - 2, Cout]
-    in ``x.dtype`` (:func:`nstjax.models.layers.gemm_conv_forward`). XLA:CPU runs
+    in ``x.dtype`` (:func:`nstjax.models.conv.gemm_conv_forward`). XLA:CPU runs
     it as a GEMM, which beats its convolution kernels where those are weak (small
     images with many channels; bfloat16 on CPUs with AMX / AVX512-BF16, where the
     bfloat16 GEMM with float32 accumulation is several times faster than any
@@ -249,7 +250,7 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], .
 
 def with_winograd_kernels(params: Any, layers: Iterable[str], conv_impl: str = "auto", *,
                           platform: str | None = None) -> Any:
-    """``params`` with ``"kernel_w"`` / ``"kernel_t_w"`` (:func:`nstjax.models.layers.winograd_kernel`
+    """``params`` with ``"kernel_w"`` / ``"kernel_t_w"`` (:func:`nstjax.models.conv.winograd_kernel`
     of ``kernel`` and of its :func:`transposed_kernel`) for the convolutions up to the deepest of ``layers``
     that :func:`conv_plan` may compute by Winograd (:func:`winograd_possible`).
 
@@ -282,123 +283,6 @@ def _winograd_forms(kernels: dict[str, tuple[Any, Any]]) -> dict[str, tuple[jax.
             for name, (k, kt) in kernels.items()}  # fmt: skip
 
 
-def _forward(x, kernel, kernel_w, padding, method):
-    if method == "winograd":
-        return winograd_conv3x3(x, winograd_kernel(kernel) if kernel_w is None else kernel_w, padding)
-    if method == "gemm":
-        return gemm_conv(x, kernel, padding)
-    return _conv(x, kernel, padding)
-
-
-def conv3x3(
-    x: jax.Array,
-    kernel: jax.Array,
-    padding: tuple[tuple[int, int], ...],
-    kernel_t: jax.Array | None = None,
-    method: str = "xla",
-    kernel_w: jax.Array | None = None,
-    kernel_t_w: jax.Array | None = None,
-) -> jax.Array:
-    """3x3 stride-1 convolution, ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO).
-
-    The same function as ``lax.conv_general_dilated``, with a hand-written VJP:
-    the gradient with respect to ``x`` is a plain HWIO convolution with
-    ``kernel_t`` (:func:`transposed_kernel`, computed here when not given).
-    JAX's own transpose rule expresses the same thing through the convolution's
-    dimension numbers (kernel read as OIHW, reversed), which XLA:CPU runs on a
-    slow generic path inside a ``while_loop``: optimiser steps were 2-3x slower
-    than a lone gradient (docs/benchmarks.md). The kernel gradient is exact too
-    (through the GEMM for ``"gemm"``, XLA's convolution otherwise), and XLA drops
-    it when nothing uses it, as in style transfer. Reverse mode only (no ``jvp``).
-
-    ``method``: ``"xla"`` (``lax.conv_general_dilated``), ``"gemm"``
-    (:func:`gemm_conv`) or ``"winograd"``
-    (:func:`nstjax.models.layers.winograd_conv3x3` with ``kernel_w`` and, for the
-    input gradient, ``kernel_t_w``: the Winograd forms of ``kernel`` and
-    ``kernel_t``, computed here when not given), for the forward pass and the
-    input gradient alike. ``padding``: zeros, 0 to 2 on each side.
-    """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if kernel_t is None:
-        kernel_t = transposed_kernel(kernel)
-    if method != "winograd":
-        kernel_w = kernel_t_w = None  # unused: not carried into the backward pass
-    return _conv3x3(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method)
-
-
-_METHODS = ("xla", "gemm", "winograd")
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _conv3x3(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method):
-    return _forward(x, kernel, kernel_w, padding, method)
-
-
-def _conv3x3_fwd(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method):
-    return _forward(x, kernel, kernel_w, padding, method), (x, kernel, kernel_t, kernel_w, kernel_t_w)
-
-
-def _conv3x3_bwd(padding, method, residuals, g):
-    x, kernel, kernel_t, kernel_w, kernel_t_w = residuals
-    # Stride 1, 3x3: the input gradient is a "full" convolution of g; a side
-    # padded by p forward is padded by 2 - p backward.
-    dx = _forward(g, kernel_t, kernel_t_w, tuple((2 - lo, 2 - hi) for lo, hi in padding), method)
-    # The kernel gradient (unused in style transfer, where XLA drops it): the GEMM's own for
-    # "gemm" (bfloat16 products), XLA's convolution's otherwise.
-    _, kernel_vjp = jax.vjp(lambda k: (gemm_conv if method == "gemm" else _conv)(x, k, padding), kernel)
-    (dkernel,) = kernel_vjp(g)
-    zeros = functools.partial(jax.tree.map, jnp.zeros_like)
-    return dx, dkernel, jnp.zeros_like(kernel_t), zeros(kernel_w), zeros(kernel_t_w)
-
-
-_conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
-
-
-# Where "auto" computes a layer as a GEMM (conv_plan): bfloat16 on a CPU with AMX / AVX512-BF16.
-# XLA:CPU has no bfloat16 convolution kernel (it converts
-# to float32), while its bfloat16 GEMM with float32 accumulation runs 5-6x faster than float32
-# (550-670 against 105 GFLOP/s for a 4096x4608x512 product, i.e. a 64x64 px 512->512 layer, on a
-# 2-core Xeon; GEMM convolutions beat XLA's float32 ones 2.6-2.9x at 16-32 px there). The GEMM's
-# 9x copy of the input grows with the image, so larger layers compute in float32. A first setting
-# from those measurements: re-tune it with scripts/bench_conv.py on such a CPU. (In float32 the
-# GEMM beat XLA's convolution only at 8-16 px, 1.2-1.75x; Winograd beats both there.)
-BF16_GEMM_MAX_PIXELS = 64 * 64
-GEMM_MIN_CHANNELS = 64
-"""Narrower inputs (conv1_1's 3 channels) make the GEMM too thin to gain anything."""
-GEMM_MIN_MACS = 100_000_000
-"""Smaller layers (tiny images) take a few milliseconds at most either way; there the GEMM would only
-cost compile time (its im2col takes XLA:CPU ~0.4 s more to compile per layer than a convolution)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvPlan:
-    """How one convolution is computed: ``method`` (``"xla"`` or ``"gemm"``) in ``compute_dtype``.
-
-    Activations keep the network's dtype; the convolution's inputs are cast to
-    ``compute_dtype`` and its result cast back.
-    """
-
-    method: str
-    compute_dtype: Any
-
-
-def winograd_possible(in_channels: int, out_channels: int, conv_impl: str = "auto", *,
-                      platform: str | None = None) -> bool:
-    """Whether :func:`conv_plan` may compute a layer of these channels by Winograd at some image size.
-
-    True for ``conv_impl="winograd"``, and for ``"auto"`` on CPU with at least
-    :data:`nstjax.models.layers.WINOGRAD_MIN_CHANNELS` channels on both sides
-    (input and output: the input gradient swaps them).
-    """
-    if conv_impl == "winograd":
-        return True
-    if conv_impl != "auto":
-        return False
-    platform = jax.default_backend() if platform is None else platform
-    return platform == "cpu" and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
-
-
 def conv_plan(
     height: int,
     width: int,
@@ -410,47 +294,18 @@ def conv_plan(
     platform: str | None = None,
     cpu_flags: Iterable[str] | None = None,
 ) -> ConvPlan:
-    """How a 3x3 convolution of a [*, height, width, in_channels] input to ``out_channels`` is computed.
+    """How VGG computes a 3x3 convolution of a [*, height, width, in_channels] input to ``out_channels``.
 
-    ``conv_impl="xla"``, ``"gemm"`` or ``"winograd"``: that method for every layer, in ``dtype``.
-    ``"auto"``:
-
-    * GPU/TPU: XLA's convolution (cuDNN, the TPU's MXU), in ``dtype``.
-    * CPU, float32: Winograd (:func:`nstjax.models.layers.winograd_conv3x3`) for
-      layers with at least :data:`nstjax.models.layers.WINOGRAD_MIN_CHANNELS`
-      channels on both sides and :data:`nstjax.models.layers.WINOGRAD_MIN_MACS`
-      multiply-adds per image (every VGG layer but conv1_1 from 128 px up; none
-      at 64 px, where compile time would dominate), XLA's convolution elsewhere.
-    * CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16`` in ``cpu_flags``),
-      bfloat16: a bfloat16 GEMM accumulated in float32 up to
-      :data:`BF16_GEMM_MAX_PIXELS` (same channel and size floors); other layers
-      as the float32 plan says, in float32 (XLA:CPU's bfloat16 convolutions are
-      no faster than float32).
-    * CPU without it, bfloat16: the float32 plan, computed in float32 on the
-      bfloat16 activations (bfloat16 arithmetic is emulated there).
-
-    ``platform`` defaults to JAX's default backend and ``cpu_flags`` to
+    :func:`nstjax.models.conv.plan` with ``use="vgg"``, whose docstring states the rule:
+    ``conv_impl="xla"``, ``"gemm"`` or ``"winograd"`` for every layer, in ``dtype``;
+    ``"auto"``: XLA's convolution in ``dtype`` on GPU/TPU; on CPU bfloat16 GEMMs for
+    bfloat16 layers up to 64x64 px where the CPU multiplies bfloat16 natively, else
+    Winograd for large layers with 64 or more channels on both sides, XLA's elsewhere,
+    in float32. ``platform`` defaults to JAX's default backend and ``cpu_flags`` to
     :func:`nstjax.runtime.cpu_flags`: pass them to ask about another machine.
     """
-    if conv_impl not in CONV_IMPLS:
-        raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
-    dtype = jnp.dtype(dtype)
-    if conv_impl != "auto":
-        return ConvPlan(conv_impl, dtype)
-    if platform is None:
-        platform = jax.default_backend()
-    if platform != "cpu":
-        return ConvPlan("xla", dtype)
-    pixels = height * width
-    big_enough = pixels * 9 * in_channels * out_channels >= GEMM_MIN_MACS
-    worth_it = in_channels >= GEMM_MIN_CHANNELS and big_enough
-    if dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags) and worth_it and pixels <= BF16_GEMM_MAX_PIXELS:
-        return ConvPlan("gemm", dtype)
-    winograd = pixels * 9 * in_channels * out_channels >= WINOGRAD_MIN_MACS and winograd_possible(
-        in_channels, out_channels, platform=platform
-    )
-    method = "winograd" if winograd else "xla"
-    return ConvPlan(method, jnp.dtype(jnp.float32))
+    return plan(height, width, in_channels, out_channels, 3, 1, dtype=dtype, impl=conv_impl, use="vgg",
+                platform=platform, cpu_flags=cpu_flags)
 
 
 class Conv3x3(nn.Module):

@@ -1,0 +1,497 @@
+"""How the package computes a convolution: the algorithms, their gradients, and one planner.
+
+A cross-correlation of ``x`` [B, H, W, Cin] (NHWC) with ``kernel`` [k, k, Cin, Cout]
+(HWIO) is computed as
+
+* ``"xla"``: XLA's convolution (:func:`conv2d`, which every XLA convolution of the
+  package goes through), on CPU with the kernel gradient of large layers as per-tap
+  matrix products (:func:`tap_kernel_gradient`);
+* ``"gemm"``: one matrix product over the input's k x k windows (im2col,
+  :func:`gemm_conv_forward`), or ``"shift"``: the input times all taps' kernels, then a
+  shifted sum, for stride-1 layers with fewer output than input channels;
+* ``"winograd"``: Winograd's F(2x2, 3x3) (:func:`winograd_conv3x3`), stride-1 3x3 only.
+
+The products accumulate in float32 whatever the operands' dtype (bfloat16 included).
+:func:`plan` picks the algorithm, from :data:`THRESHOLDS`, for both callers:
+
+* the GAN layers (:mod:`nstjax.models.layers`, ``use="gan"``) through :func:`convolve`,
+  trained: forward, input and kernel gradients;
+* VGG (:mod:`nstjax.models.vgg`, ``use="vgg"``) through :func:`conv3x3`: fixed kernels,
+  forward and image gradient, with the kernel's transposed and Winograd forms
+  computed once per run, and bfloat16 GEMMs on CPUs with fast bfloat16.
+
+The measurements behind every threshold: docs/benchmarks.md, "Convolution planner thresholds".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+
+from .. import runtime
+from ._gemm import (
+    gemm_conv_forward,
+    gemm_input_gradient,
+    gemm_kernel_gradient,
+    shift_conv_backward,
+    shift_conv_forward,
+    tap_kernel_gradient,
+)
+from ._winograd import transposed_kernel, winograd_conv3x3, winograd_kernel
+
+__all__ = [
+    "CONV_IMPLS",
+    "THRESHOLDS",
+    "USES",
+    "ConvImpl",
+    "ConvPlan",
+    "ConvThresholds",
+    "conv2d",
+    "conv3x3",
+    "convolve",
+    "explicit_padding",
+    "gemm_conv_forward",
+    "plan",
+    "tap_kernel_gradient",
+    "transposed_kernel",
+    "winograd_conv3x3",
+    "winograd_kernel",
+    "winograd_possible",
+]
+
+ConvImpl = Literal["auto", "xla", "gemm", "winograd"]
+CONV_IMPLS = ("auto", "xla", "gemm", "winograd")
+USES = ("gan", "vgg")
+
+
+# --------------------------------------------------------------------------- the planner
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvThresholds:
+    """Where ``impl="auto"`` leaves XLA's convolution on CPU (accelerators always keep it).
+
+    Units: MACs are multiply-adds per image (output pixels x k x k x Cin x Cout);
+    pixels are output pixels per image (Ho x Wo); rows are batch x output pixels;
+    channels are counted on the side named. Each value comes from per-layer
+    timings on a 2-core AVX2 EPYC (the bfloat16 GEMM's from GEMM timings on a Xeon
+    with AMX), jax 0.10; the numbers: docs/benchmarks.md, "Convolution planner thresholds".
+
+    Two uses have rows of their own, because they time different work with
+    different algorithms: the GAN layers train (forward, input and kernel
+    gradients) and may use float32 products; VGG runs a fixed network (forward and
+    image gradient, kernel forms precomputed), where float32 products never beat XLA
+    or Winograd, but bfloat16 GEMMs do on CPUs with AMX / AVX512-BF16. Hence the two
+    floors in MACs, 20 M for the GAN layers' products and 100 M for VGG's bfloat16 GEMMs.
+    """
+
+    # Both uses.
+    winograd_min_channels: int = 64
+    """Channels, input and output alike (the input gradient swaps them): narrower layers keep XLA's."""
+    winograd_min_macs: int = 250_000_000
+    """MACs: below this, Winograd's 16 products cost more compile time than they save."""
+    tap_gradient_min_channels: int = 32
+    """Channels, input and output alike: on CPU the kernel gradient of such layers (with the next two floors)
+    is computed as per-tap products (:func:`tap_kernel_gradient`); with 3 input channels they were 2x slower."""
+    tap_gradient_min_rows: int = 1024
+    """Rows (batch x output pixels) the per-tap products contract over; below, one im2col product was faster."""
+    tap_gradient_min_macs: int = 20_000_000
+    """MACs: smaller layers keep XLA's kernel gradient."""
+
+    # use="gan": trained layers (CycleGAN, pix2pix, SPADE).
+    products_min_macs: int = 20_000_000
+    """MACs: smaller layers (test-sized networks) stay XLA convolutions, which compile faster."""
+    tiny_output_pixels: int = 16
+    """Pixels: outputs this small, and stride-1 outputs of one channel, take the products at any size (XLA:CPU
+    runs them on a generic, slow path)."""
+    xla_min_pixels: int = 2048
+    """Pixels: stride-1 layers with outputs this large keep XLA's convolution when 3x3 with
+    :attr:`xla_min_in_channels` input channels or narrowing the channels; the products' forward pass is XLA's
+    there too (kernels of 3 or more: their k·k-fold im2col copy costs more than it saves)."""
+    xla_min_in_channels: int = 64
+    """Channels (input): see :attr:`xla_min_pixels`."""
+
+    # use="vgg": bfloat16 GEMMs on CPUs with fast bfloat16 (runtime.fast_bfloat16).
+    bf16_gemm_min_channels: int = 64
+    """Channels (input): narrower GEMMs (conv1_1's 3 channels) are too thin to gain."""
+    bf16_gemm_min_macs: int = 100_000_000
+    """MACs: smaller layers take milliseconds either way; the im2col costs ~0.4 s more compile time per layer."""
+    bf16_gemm_max_pixels: int = 64 * 64
+    """Pixels: the GEMM's 9x copy of the input grows with the image; larger layers compute in float32."""
+
+
+THRESHOLDS = ConvThresholds()
+"""The thresholds :func:`plan` and :func:`conv2d` use (docs/benchmarks.md, "Convolution planner thresholds").
+Read at each call (at trace time under ``jit``): to try other values, replace it with
+``dataclasses.replace(THRESHOLDS, ...)`` before tracing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvPlan:
+    """How one convolution is computed.
+
+    ``method``: ``"xla"``, ``"gemm"``, ``"shift"`` or ``"winograd"``. ``compute_dtype``:
+    the convolution's operands are cast to it and its result back (for ``use="gan"``
+    always the layer's dtype). ``xla_forward``: a ``"gemm"`` layer computes its forward
+    pass as XLA's convolution (its gradients stay products).
+    """
+
+    method: str
+    compute_dtype: Any
+    xla_forward: bool = False
+
+
+def _winograd_pays(pixels: int, in_channels: int, out_channels: int, t: ConvThresholds) -> bool:
+    # Stride-1 3x3 layers only (the caller checks).
+    return (min(in_channels, out_channels) >= t.winograd_min_channels
+            and pixels * 9 * in_channels * out_channels >= t.winograd_min_macs)  # fmt: skip
+
+
+def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, *,
+         dtype: Any = jnp.float32, impl: ConvImpl = "auto", use: str = "gan", platform: str | None = None,
+         cpu_flags: Iterable[str] | None = None, thresholds: ConvThresholds | None = None) -> ConvPlan:
+    """How a ``kernel`` x ``kernel`` convolution to a [*, height, width, out_channels] output is computed.
+
+    ``height``, ``width``: the output's. ``impl``: ``"xla"``, ``"gemm"`` (the products:
+    ``"shift"`` for GAN layers of stride 1 with fewer output than input channels,
+    ``"gemm"`` else) or ``"winograd"`` (stride-1 3x3 layers; XLA's elsewhere) for every
+    layer, in ``dtype``; 1x1 kernels are always XLA's but for ``"winograd"``. ``"auto"``: XLA's on
+    GPU/TPU; on CPU (``t`` = ``thresholds``, default :data:`THRESHOLDS` as it is at the call; MACs per
+    image, pixels of the output):
+
+    ``use="gan"`` (dtype and ``cpu_flags`` play no part):
+
+    1. outputs of at most ``t.tiny_output_pixels`` and stride-1 outputs of one channel:
+       the products;
+    2. under ``t.products_min_macs``: XLA's;
+    3. stride-1 3x3 layers with ``t.winograd_min_channels`` on both sides and
+       ``t.winograd_min_macs``: Winograd;
+    4. stride-1 outputs of ``t.xla_min_pixels`` or more, 3x3 with
+       ``t.xla_min_in_channels`` input channels or narrowing the channels: XLA's;
+    5. the products elsewhere (strided layers, the 7x7 stems, 4x4 discriminator layers,
+       few input channels, small images), with XLA's forward pass for kernels of 3 or
+       more at ``t.xla_min_pixels`` or more.
+
+    ``use="vgg"`` (3x3, stride 1):
+
+    1. bfloat16 on a CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16`` in
+       ``cpu_flags``, default :func:`nstjax.runtime.cpu_flags`), with
+       ``t.bf16_gemm_min_channels`` input channels, ``t.bf16_gemm_min_macs`` and at most
+       ``t.bf16_gemm_max_pixels``: a bfloat16 GEMM accumulated in float32;
+    2. Winograd as rule 3 above, else XLA's, both computed in float32 (XLA:CPU has no
+       faster bfloat16 convolution; without fast bfloat16 its arithmetic is emulated).
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+    if use not in USES:
+        raise ValueError(f"use must be one of {USES}, got {use!r}")
+    dtype = jnp.dtype(dtype)
+    products = "shift" if use == "gan" and stride == 1 and out_channels < in_channels else "gemm"
+    if impl == "winograd":
+        return ConvPlan("winograd" if kernel == 3 and stride == 1 else "xla", dtype)
+    if impl == "xla" or kernel == 1:
+        return ConvPlan("xla", dtype)
+    if impl == "gemm":
+        return ConvPlan(products, dtype)
+    if (jax.default_backend() if platform is None else platform) != "cpu":
+        return ConvPlan("xla", dtype)
+    t = THRESHOLDS if thresholds is None else thresholds
+    pixels = height * width
+    macs = pixels * kernel * kernel * in_channels * out_channels
+    winograd = kernel == 3 and stride == 1 and _winograd_pays(pixels, in_channels, out_channels, t)
+    if use == "vgg":
+        if (dtype == jnp.bfloat16 and in_channels >= t.bf16_gemm_min_channels and macs >= t.bf16_gemm_min_macs
+                and pixels <= t.bf16_gemm_max_pixels and runtime.fast_bfloat16(cpu_flags)):  # fmt: skip
+            return ConvPlan("gemm", dtype)
+        return ConvPlan("winograd" if winograd else "xla", jnp.dtype(jnp.float32))
+    generic_path = pixels <= t.tiny_output_pixels or (out_channels == 1 and stride == 1)
+    if not generic_path:
+        if macs < t.products_min_macs:
+            return ConvPlan("xla", dtype)
+        if winograd:
+            return ConvPlan("winograd", dtype)
+        if stride == 1 and pixels >= t.xla_min_pixels and (
+            (kernel == 3 and in_channels >= t.xla_min_in_channels) or out_channels < in_channels
+        ):
+            return ConvPlan("xla", dtype)
+    return ConvPlan(products, dtype, xla_forward=products == "gemm" and kernel >= 3 and pixels >= t.xla_min_pixels)
+
+
+def winograd_possible(in_channels: int, out_channels: int, impl: str = "auto", *, platform: str | None = None,
+                      thresholds: ConvThresholds | None = None) -> bool:
+    """Whether :func:`plan` may compute a 3x3 stride-1 layer of these channels by Winograd at some image size.
+
+    True for ``impl="winograd"``, and for ``"auto"`` on CPU with at least
+    ``winograd_min_channels`` (of ``thresholds``, default :data:`THRESHOLDS`) on both sides.
+    """
+    if impl == "winograd":
+        return True
+    if impl != "auto":
+        return False
+    t = THRESHOLDS if thresholds is None else thresholds
+    platform = jax.default_backend() if platform is None else platform
+    return platform == "cpu" and min(in_channels, out_channels) >= t.winograd_min_channels
+
+
+# --------------------------------------------------------------------------- XLA's convolution
+
+
+def explicit_padding(padding: Any, k: int, stride: int, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((top, bottom), (left, right))`` zeros for ``padding`` of a [*, h, w, *] input and a k x k kernel.
+
+    ``padding``: ``"VALID"``, ``"SAME"`` (TensorFlow's split: the extra pixel at the
+    end), an int (zeros on each side) or the pairs themselves.
+    """
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    if padding == "VALID":
+        return ((0, 0), (0, 0))
+    if padding == "SAME":
+        out = []
+        for size in (h, w):
+            total = max((-(-size // stride) - 1) * stride + k - size, 0)
+            out.append((total // 2, total - total // 2))
+        return tuple(out)  # type: ignore[return-value]
+    (t, b), (l, r) = padding
+    return ((int(t), int(b)), (int(l), int(r)))
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VALID") -> jax.Array:
+    """XLA's cross-correlation of ``x`` [B, H, W, Cin] with ``kernel`` [kh, kw, Cin, Cout] (HWIO), NHWC out.
+
+    ``padding``: ``"VALID"``, ``"SAME"`` (TensorFlow's split) or ``((top, bottom), (left, right))`` zeros.
+    Every XLA convolution of the package goes through here.
+
+    On CPU a side without padding gets ``stride`` zeros before it and the extra first
+    output row (column) is dropped: XLA:CPU runs convolutions with no padding on a
+    side 3-5x slower than padded ones of the same size, and the reflection-padded
+    layers of the generators, the AdaIN encoder and decoder and the feed-forward
+    networks are all unpadded convolutions. On CPU, large layers (the ``tap_gradient_*``
+    thresholds of :data:`THRESHOLDS`) take their kernel gradient as per-tap matrix
+    products (:func:`tap_kernel_gradient`); the value and the input gradient stay
+    XLA's. Those layers have a custom VJP, so they support reverse-mode
+    differentiation only. Measurements: docs/benchmarks.md, "Convolution planner thresholds".
+    """
+    k_h, k_w = kernel.shape[0], kernel.shape[1]
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(x.shape[1:3], (k_h, k_w), (stride, stride), padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if jax.default_backend() == "cpu" and _tap_gradient_pays(x.shape, kernel.shape, stride, pads):
+        return _conv_tap_gradient(x, kernel, stride, pads)
+    return _xla_conv(x, kernel, stride, pads)
+
+
+def _xla_conv(x: jax.Array, kernel: jax.Array, stride: int, pads: tuple[tuple[int, int], ...]) -> jax.Array:
+    pads_used = [tuple(p) for p in pads]
+    crop = [False, False]
+    if jax.default_backend() == "cpu":
+        for axis, (lo, hi) in enumerate(pads_used):
+            if lo == 0 and hi == 0:
+                pads_used[axis], crop[axis] = (stride, 0), True
+    y = jax.lax.conv_general_dilated(x, kernel, (stride, stride), pads_used, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y[:, int(crop[0]) :, int(crop[1]) :]
+
+
+def _tap_gradient_pays(x_shape, kernel_shape, stride: int, pads) -> bool:
+    t = THRESHOLDS
+    k_h, k_w, c_in, c_out = kernel_shape
+    ho = (x_shape[1] + sum(pads[0]) - k_h) // stride + 1
+    wo = (x_shape[2] + sum(pads[1]) - k_w) // stride + 1
+    return (k_h * k_w > 1 and min(c_in, c_out) >= t.tap_gradient_min_channels
+            and x_shape[0] * ho * wo >= t.tap_gradient_min_rows
+            and ho * wo * k_h * k_w * c_in * c_out >= t.tap_gradient_min_macs)  # fmt: skip
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_tap_gradient(x, kernel, stride, pads):
+    return _xla_conv(x, kernel, stride, pads)
+
+
+def _conv_tap_gradient_fwd(x, kernel, stride, pads):
+    return _xla_conv(x, kernel, stride, pads), (x, kernel)
+
+
+def _conv_tap_gradient_bwd(stride, pads, residuals, g):
+    x, kernel = residuals
+    (dx,) = jax.vjp(lambda v: _xla_conv(v, kernel, stride, pads), x)[1](g)
+    return dx, tap_kernel_gradient(x, g.astype(x.dtype), kernel.shape, stride, pads).astype(kernel.dtype)
+
+
+_conv_tap_gradient.defvjp(_conv_tap_gradient_fwd, _conv_tap_gradient_bwd)
+
+
+# --------------------------------------------------------------------------- the GAN layers' convolution
+
+
+def convolve(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VALID",
+             impl: ConvImpl = "auto") -> jax.Array:
+    """The cross-correlation of :func:`conv2d`, computed as :func:`plan` (``use="gan"``) says.
+
+    ``x`` [B, H, W, Cin], ``kernel`` [k, k, Cin, Cout] in ``x``'s dtype; ``padding`` as
+    :func:`explicit_padding` takes it. Same function whatever the method (tested),
+    with hand-written gradients for the products and Winograd; float32 accumulation.
+    """
+    k = kernel.shape[0]
+    pads = explicit_padding(padding, k, stride, x.shape[1], x.shape[2])
+    ho = (x.shape[1] + sum(pads[0]) - k) // stride + 1
+    wo = (x.shape[2] + sum(pads[1]) - k) // stride + 1
+    how = plan(ho, wo, kernel.shape[2], kernel.shape[3], k, stride, dtype=x.dtype, impl=impl, use="gan")
+    if how.method == "winograd" and _winograd_applies(kernel.shape, stride, pads):
+        return _winograd_conv(x, kernel, pads)
+    if how.method == "shift":
+        return _shift_conv(x, kernel, pads)
+    if how.method == "gemm":
+        return _gemm_conv(x, kernel, stride, pads, how.xla_forward)
+    return conv2d(x, kernel, stride, pads)
+
+
+def _winograd_applies(kernel_shape, stride: int, pads) -> bool:
+    # 3x3, stride 1, and padding the input gradient can mirror (2 - p on each side).
+    return kernel_shape[:2] == (3, 3) and stride == 1 and all(0 <= p <= 2 for side in pads for p in side)
+
+
+# Winograd for trained kernels: the forms are computed per call, and the kernel gradient is taken directly
+# (per-tap products for large layers on CPU) rather than through conv3x3's, which is built for fixed kernels.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _winograd_conv(x, kernel, pads):
+    return winograd_conv3x3(x, winograd_kernel(kernel), pads)
+
+
+def _winograd_conv_fwd(x, kernel, pads):
+    return _winograd_conv(x, kernel, pads), (x, kernel)
+
+
+def _winograd_conv_bwd(pads, residuals, g):
+    x, kernel = residuals
+    g = g.astype(x.dtype)
+    # The input gradient is the "full" correlation of g with the flipped, transposed kernel.
+    dx = winograd_conv3x3(g, winograd_kernel(transposed_kernel(kernel)), tuple((2 - lo, 2 - hi) for lo, hi in pads))
+    if _tap_gradient_pays(x.shape, kernel.shape, 1, pads):
+        dkernel = tap_kernel_gradient(x, g, kernel.shape, 1, pads)
+    else:
+        (dkernel,) = jax.vjp(lambda k: _xla_conv(x, k, 1, pads), kernel)[1](g)
+    return dx, dkernel.astype(kernel.dtype)
+
+
+_winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _gemm_conv(x, kernel, stride, padding, xla_forward):
+    return _gemm_conv_fwd(x, kernel, stride, padding, xla_forward)[0]
+
+
+def _gemm_conv_fwd(x, kernel, stride, padding, xla_forward):
+    if xla_forward:
+        return conv2d(x, kernel, stride, padding), (x, kernel)
+    return gemm_conv_forward(x, kernel, stride, padding), (x, kernel)
+
+
+def _gemm_conv_bwd(stride, padding, xla_forward, residuals, g):
+    # Keeps x, not its k*k-fold copy, for the backward pass (the copy is rebuilt here): memory as XLA's.
+    x, kernel = residuals
+    g = g.astype(x.dtype)
+    if _tap_gradient_pays(x.shape, kernel.shape, stride, padding):
+        dkernel = tap_kernel_gradient(x, g, kernel.shape, stride, padding)
+    else:
+        dkernel = gemm_kernel_gradient(x, g, kernel.shape, stride, padding)
+    return gemm_input_gradient(x.shape, g, kernel, stride, padding), dkernel.astype(kernel.dtype)
+
+
+_gemm_conv.defvjp(_gemm_conv_fwd, _gemm_conv_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _shift_conv(x, kernel, padding):
+    return shift_conv_forward(x, kernel, padding)
+
+
+def _shift_conv_fwd(x, kernel, padding):
+    return shift_conv_forward(x, kernel, padding), (x, kernel)
+
+
+def _shift_conv_bwd(padding, residuals, g):
+    return shift_conv_backward(*residuals, g, padding)
+
+
+_shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
+
+
+# --------------------------------------------------------------------------- 3x3 convolutions with fixed kernels (VGG)
+
+_METHODS = ("xla", "gemm", "winograd")
+
+
+def conv3x3(
+    x: jax.Array,
+    kernel: jax.Array,
+    padding: tuple[tuple[int, int], ...],
+    kernel_t: jax.Array | None = None,
+    method: str = "xla",
+    kernel_w: jax.Array | None = None,
+    kernel_t_w: jax.Array | None = None,
+) -> jax.Array:
+    """3x3 stride-1 convolution, ``x`` [B, H, W, Cin], ``kernel`` [3, 3, Cin, Cout] (HWIO).
+
+    The same function as ``lax.conv_general_dilated``, with a hand-written VJP:
+    the gradient with respect to ``x`` is a plain HWIO convolution with
+    ``kernel_t`` (:func:`transposed_kernel`, computed here when not given).
+    JAX's own transpose rule expresses the same thing through the convolution's
+    dimension numbers (kernel read as OIHW, reversed), which XLA:CPU runs on a
+    slow generic path inside a ``while_loop``: optimiser steps were 2-3x slower
+    than a lone gradient (docs/benchmarks.md). The kernel gradient is exact too
+    (through the GEMM for ``"gemm"``, :func:`conv2d`'s otherwise), and XLA drops
+    it when nothing uses it, as in style transfer. Reverse mode only (no ``jvp``).
+
+    ``method``: ``"xla"`` (:func:`conv2d`), ``"gemm"`` (:func:`gemm_conv_forward`) or
+    ``"winograd"`` (:func:`winograd_conv3x3` with ``kernel_w`` and, for the input
+    gradient, ``kernel_t_w``: the Winograd forms of ``kernel`` and ``kernel_t``,
+    computed here when not given), for the forward pass and the input gradient
+    alike. ``padding``: zeros, 0 to 2 on each side.
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if kernel_t is None:
+        kernel_t = transposed_kernel(kernel)
+    if method != "winograd":
+        kernel_w = kernel_t_w = None  # unused: not carried into the backward pass
+    return _conv3x3(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method)
+
+
+def _forward(x, kernel, kernel_w, padding, method):
+    if method == "winograd":
+        return winograd_conv3x3(x, winograd_kernel(kernel) if kernel_w is None else kernel_w, padding)
+    if method == "gemm":
+        return gemm_conv_forward(x, kernel, 1, padding)
+    return conv2d(x, kernel, 1, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _conv3x3(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method):
+    return _forward(x, kernel, kernel_w, padding, method)
+
+
+def _conv3x3_fwd(x, kernel, kernel_t, kernel_w, kernel_t_w, padding, method):
+    return _forward(x, kernel, kernel_w, padding, method), (x, kernel, kernel_t, kernel_w, kernel_t_w)
+
+
+def _conv3x3_bwd(padding, method, residuals, g):
+    x, kernel, kernel_t, kernel_w, kernel_t_w = residuals
+    # Stride 1, 3x3: the input gradient is a "full" convolution of g; a side
+    # padded by p forward is padded by 2 - p backward.
+    dx = _forward(g, kernel_t, kernel_t_w, tuple((2 - lo, 2 - hi) for lo, hi in padding), method)
+    # The kernel gradient (unused in style transfer, where XLA drops it): the GEMM's own for
+    # "gemm" (bfloat16 products), conv2d's otherwise (per-tap products for large layers on CPU).
+    kernel_method = "gemm" if method == "gemm" else "xla"
+    _, kernel_vjp = jax.vjp(lambda k: _forward(x, k, None, padding, kernel_method), kernel)
+    (dkernel,) = kernel_vjp(g)
+    zeros = functools.partial(jax.tree.map, jnp.zeros_like)
+    return dx, dkernel, jnp.zeros_like(kernel_t), zeros(kernel_w), zeros(kernel_t_w)
+
+
+_conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)

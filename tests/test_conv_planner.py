@@ -1,0 +1,247 @@
+"""The convolution planner (nstjax.models.conv.plan) and the algorithms it picks among.
+
+* :func:`~nstjax.models.conv.plan` picks what its threshold table says, on both sides of
+  each threshold, with the table's values injected (small ones, so the shapes stay tiny);
+  the default table is read at the call, so replacing it retunes every caller.
+* Every algorithm equals the exact convolution in value, input gradient and kernel
+  gradient, in float32 on tiny shapes: XLA's (plain, and with per-tap kernel gradients),
+  the im2col GEMM (with its own or the per-tap kernel gradient, and with XLA's forward
+  pass), the shifted sum, Winograd (the GAN layers' and VGG's), and VGG's ``conv3x3`` for
+  each method. The reference is computed in float64 with NumPy.
+
+Tolerances, from the arithmetic (ε = 2⁻²⁴, float32's unit roundoff): a float32 sum of n
+products, in any order and with float32 accumulation, is within (n + 1)·ε·Σ|terms| of the
+exact sum (first order: one rounding per product and at most n - 1 per addition path). The
+direct methods (XLA, GEMM, shifted sum, per-tap products) are such sums, so each element is
+checked against (n + 2)·ε·Σ|terms| (one more rounding for a cast back to float32), Σ|terms|
+being the same convolution of the operands' absolute values. n is k·k·Cin for the value,
+k·k·Cout for the input gradient, B·Ho·Wo for the kernel gradient. Winograd is not a
+reordering of those sums: its 16 products per tile sum over c channels (c = Cin for the
+value, Cout for the input gradient) transformed operands at most 4·max|x| (Bᵀ·B: two ±1
+entries per row and axis) and 2.25·max|w| (G·Gᵀ: row sums of |G| at most 1.5), and each
+output adds 9 of them (Aᵀ·A: three ±1 entries per row and axis), so each value is a sum of
+magnitude at most M = 81·c·max|x|·max|w| computed with at most c + 12 roundings on any path:
+it is checked against (c + 12)·ε·M.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nstjax.models import conv, layers, vgg
+from nstjax.models.conv import ConvThresholds, plan
+
+EPS = 2.0**-24
+
+# --------------------------------------------------------------------------- the plan at its thresholds
+
+# A table where nothing triggers unless a test lowers it: every floor out of reach, every ceiling at 0.
+NEVER = ConvThresholds(
+    winograd_min_channels=10**9, winograd_min_macs=10**18, tap_gradient_min_channels=10**9,
+    tap_gradient_min_rows=10**9, tap_gradient_min_macs=10**18, products_min_macs=10**18, tiny_output_pixels=0,
+    xla_min_pixels=10**9, xla_min_in_channels=10**9, bf16_gemm_min_channels=10**9, bf16_gemm_min_macs=10**18,
+    bf16_gemm_max_pixels=0,
+)  # fmt: skip
+FAST_BF16, SLOW = frozenset({"amx_bf16"}), frozenset({"avx2"})
+
+
+def gan(h, w, c_in, c_out, k, stride, **table):
+    p = plan(h, w, c_in, c_out, k, stride, use="gan", platform="cpu", thresholds=dataclasses.replace(NEVER, **table))
+    return p.method, p.xla_forward
+
+
+def vgg_plan(h, w, c_in, c_out, dtype, flags=FAST_BF16, **table):
+    p = plan(h, w, c_in, c_out, 3, 1, dtype=dtype, use="vgg", platform="cpu", cpu_flags=flags,
+             thresholds=dataclasses.replace(NEVER, **table))  # fmt: skip
+    return p.method, jnp.dtype(p.compute_dtype).name
+
+
+def test_gan_products_floor() -> None:
+    # 4x4 output, 3x3 stride 2, 2 -> 3 channels: 16 * 9 * 6 = 864 MACs.
+    assert gan(4, 4, 2, 3, 3, 2, products_min_macs=864) == ("gemm", False)
+    assert gan(4, 4, 2, 3, 3, 2, products_min_macs=865) == ("xla", False)
+    # Fewer outputs than inputs at stride 1: the shifted sum (3 -> 2: 16 * 9 * 6 MACs as well).
+    assert gan(4, 4, 3, 2, 3, 1, products_min_macs=864) == ("shift", False)
+
+
+def test_gan_generic_path_takes_the_products_at_any_size() -> None:
+    assert gan(4, 4, 2, 3, 3, 2, tiny_output_pixels=16) == ("gemm", False)
+    assert gan(4, 4, 2, 3, 3, 2, tiny_output_pixels=15) == ("xla", False)
+    assert gan(40, 40, 8, 1, 4, 1) == ("shift", False)  # one-channel stride-1 outputs (PatchGAN logits)
+    assert gan(40, 40, 8, 1, 4, 2) == ("xla", False)  # ... but not strided ones
+
+
+def test_gan_winograd_thresholds() -> None:
+    # 3x3 stride 1, 8 -> 8 channels at 4x4: 16 * 9 * 64 = 9216 MACs.
+    on = dict(products_min_macs=0, winograd_min_channels=8, winograd_min_macs=9216)
+    assert gan(4, 4, 8, 8, 3, 1, **on) == ("winograd", False)
+    assert gan(4, 4, 8, 8, 3, 1, **{**on, "winograd_min_macs": 9217}) == ("gemm", False)
+    assert gan(4, 4, 8, 8, 3, 1, **{**on, "winograd_min_channels": 9}) == ("gemm", False)
+    assert gan(4, 4, 8, 9, 3, 1, **{**on, "winograd_min_channels": 9}) == ("gemm", False)  # both sides count
+    assert gan(4, 4, 8, 8, 3, 2, **on) == ("gemm", False)  # stride 2: never
+    assert gan(4, 4, 8, 8, 4, 1, **on) == ("gemm", False)  # 4x4: never
+
+
+def test_gan_large_outputs_keep_xla() -> None:
+    on = dict(products_min_macs=0, xla_min_pixels=64, xla_min_in_channels=8)
+    assert gan(8, 8, 8, 16, 3, 1, **on) == ("xla", False)
+    assert gan(8, 7, 8, 16, 3, 1, **on) == ("gemm", False)  # 56 pixels
+    assert gan(8, 8, 7, 16, 3, 1, **on) == ("gemm", True)  # 7 input channels; the products' forward is XLA's
+    assert gan(8, 8, 16, 8, 4, 1, **on) == ("xla", False)  # narrowing the channels: any kernel
+    # Strided layers keep the products, with XLA's forward pass from xla_min_pixels for kernels of 3 or more.
+    assert gan(8, 8, 8, 16, 3, 2, **on) == ("gemm", True)
+    assert gan(8, 7, 8, 16, 3, 2, **on) == ("gemm", False)
+    assert gan(8, 8, 8, 16, 2, 2, **on) == ("gemm", False)
+
+
+def test_vgg_bfloat16_gemm_thresholds() -> None:
+    # 8x8 px, 4 -> 4 channels: 64 * 9 * 16 = 9216 MACs.
+    on = dict(bf16_gemm_min_channels=4, bf16_gemm_min_macs=9216, bf16_gemm_max_pixels=64)
+    bf16 = jnp.bfloat16
+    assert vgg_plan(8, 8, 4, 4, bf16, **on) == ("gemm", "bfloat16")
+    assert vgg_plan(8, 8, 4, 4, bf16, **{**on, "bf16_gemm_min_channels": 5}) == ("xla", "float32")
+    assert vgg_plan(8, 8, 4, 4, bf16, **{**on, "bf16_gemm_min_macs": 9217}) == ("xla", "float32")
+    assert vgg_plan(8, 8, 4, 4, bf16, **{**on, "bf16_gemm_max_pixels": 63}) == ("xla", "float32")
+    assert vgg_plan(8, 8, 4, 4, bf16, SLOW, **on) == ("xla", "float32")  # no fast bfloat16 on this CPU
+    assert vgg_plan(8, 8, 4, 4, jnp.float32, **on) == ("xla", "float32")  # float32 never takes the GEMM
+    # Winograd by the same two thresholds as the GAN layers', in float32.
+    win = dict(winograd_min_channels=4, winograd_min_macs=9216)
+    assert vgg_plan(8, 8, 4, 4, bf16, SLOW, **win) == ("winograd", "float32")
+    assert vgg_plan(8, 8, 4, 4, jnp.float32, **{**win, "winograd_min_macs": 9217}) == ("xla", "float32")
+    # VGG never uses float32 products, whatever the GAN row says.
+    assert vgg_plan(8, 8, 4, 4, jnp.float32, products_min_macs=0, tiny_output_pixels=10**6) == ("xla", "float32")
+
+
+def test_explicit_choices_and_accelerators_ignore_the_table() -> None:
+    low = dataclasses.replace(NEVER, products_min_macs=0, winograd_min_channels=1, winograd_min_macs=0)
+    for use in conv.USES:
+        assert plan(8, 8, 8, 8, 3, 1, use=use, platform="gpu", thresholds=low).method == "xla"
+        assert plan(8, 8, 8, 8, 3, 1, impl="xla", use=use, platform="cpu", thresholds=low).method == "xla"
+        assert plan(8, 8, 8, 8, 3, 1, impl="gemm", use=use, platform="cpu", thresholds=NEVER).method == "gemm"
+        assert plan(8, 8, 8, 8, 3, 1, impl="winograd", use=use, platform="gpu").method == "winograd"
+    with pytest.raises(ValueError, match="conv_impl"):
+        plan(8, 8, 8, 8, 3, impl="cudnn")
+    with pytest.raises(ValueError, match="use"):
+        plan(8, 8, 8, 8, 3, use="resnet")
+
+
+def test_callers_read_the_table_at_the_call(monkeypatch) -> None:
+    # The public wrappers of both callers follow a replaced table (and with the shipped one, the shipped answers).
+    assert layers.conv_method(8, 8, 2, 3, 3, 2, platform="cpu") == "xla"
+    assert vgg.conv_plan(128, 128, 64, 64, jnp.float32, platform="cpu").method == "winograd"
+    monkeypatch.setattr(conv, "THRESHOLDS", dataclasses.replace(NEVER, products_min_macs=0))
+    assert layers.conv_method(8, 8, 2, 3, 3, 2, platform="cpu") == "gemm"
+    assert vgg.conv_plan(128, 128, 64, 64, jnp.float32, platform="cpu").method == "xla"
+
+
+# --------------------------------------------------------------------------- every algorithm against the exact convolution
+
+
+def exact(x, w, g, stride, pads):
+    """(value, input gradient, kernel gradient) of the cross-correlation, in float64 NumPy, for the output
+    cotangent ``g``: the taps summed one by one."""
+    x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
+    k = w.shape[0]
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    y, dxp, dw = 0.0, np.zeros_like(xp), np.zeros_like(w)
+    for i in range(k):
+        for j in range(k):
+            window = (slice(None), slice(i, i + stride * (ho - 1) + 1, stride), slice(j, j + stride * (wo - 1) + 1, stride))
+            y = y + np.einsum("bhwc,co->bhwo", xp[window], w[i, j])
+            dxp[window] += np.einsum("bhwo,co->bhwc", g, w[i, j])
+            dw[i, j] = np.einsum("bhwc,bhwo->co", xp[window], g)
+    (t, _), (l, _) = pads
+    return y, dxp[:, t : t + x.shape[1], l : l + x.shape[2]], dw
+
+
+def check(fn, x, w, stride, pads, *, winograd_value=False, winograd_dx=False) -> None:
+    """``fn(x, w)``'s value and both gradients against :func:`exact`, to the module docstring's bounds."""
+    y, vjp = jax.vjp(fn, jnp.asarray(x), jnp.asarray(w))
+    g = np.random.default_rng(7).standard_normal(y.shape).astype(np.float32)
+    dx, dw = vjp(jnp.asarray(g))
+    want = exact(x, w, g, stride, pads)
+    size = exact(np.abs(x), np.abs(w), np.abs(g), stride, pads)  # Σ|terms| of each element
+    b, k, c_in, c_out = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    direct = {"value": k * k * c_in, "input gradient": k * k * c_out, "kernel gradient": b * y.shape[1] * y.shape[2]}
+    winograd = {"value": (winograd_value, c_in, np.abs(x).max() * np.abs(w).max()),
+                "input gradient": (winograd_dx, c_out, np.abs(g).max() * np.abs(w).max())}  # fmt: skip
+    for (name, n), got, exact_value, total in zip(direct.items(), (y, dx, dw), want, size, strict=True):
+        used, c, scale = winograd.get(name, (False, 0, 0.0))
+        bound = (c + 12) * EPS * 81 * c * scale if used else (n + 2) * EPS * total
+        err = np.abs(np.asarray(got, np.float64) - exact_value)
+        assert got.shape == exact_value.shape, name
+        assert np.all(err <= bound), (name, float((err - bound).max()))
+
+
+def operands(h, w, c_in, c_out, k, seed=0, batch=2):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((batch, h, w, c_in)).astype(np.float32),
+            rng.standard_normal((k, k, c_in, c_out)).astype(np.float32))  # fmt: skip
+
+
+ON_CPU = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the per-tap gradients and XLA's forward are CPU paths")
+TAPS_ALWAYS = dict(tap_gradient_min_channels=1, tap_gradient_min_rows=1, tap_gradient_min_macs=0)
+
+# (name, impl, stride, padding, channels in -> out, kernel, table overrides or None, Winograd value / input gradient)
+CASES = [
+    ("xla", "xla", 2, ((1, 0), (2, 1)), (4, 5), 3, None, False),
+    ("xla, per-tap kernel gradient", "xla", 1, ((0, 0), (1, 2)), (4, 5), 3, TAPS_ALWAYS, False),
+    ("gemm", "gemm", 2, ((1, 2), (0, 1)), (4, 5), 4, None, False),
+    ("gemm, per-tap kernel gradient", "gemm", 1, ((1, 1), (2, 0)), (4, 5), 3, TAPS_ALWAYS, False),
+    ("gemm, XLA's forward", "auto", 2, ((1, 1), (1, 1)), (4, 5), 3,
+     dict(products_min_macs=0, xla_min_pixels=1), False),
+    ("shift", "gemm", 1, ((2, 1), (0, 1)), (5, 3), 3, None, False),
+    ("winograd", "winograd", 1, ((2, 1), (0, 2)), (4, 5), 3, None, True),
+    ("winograd, per-tap kernel gradient", "winograd", 1, ((1, 1), (1, 1)), (4, 5), 3, TAPS_ALWAYS, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, impl, stride, pads, channels, k, table, winograd", CASES, ids=[c[0] for c in CASES])
+def test_convolve_equals_the_exact_convolution(monkeypatch, name, impl, stride, pads, channels, k, table, winograd):
+    if table is not None:
+        if jax.default_backend() != "cpu":
+            pytest.skip("the per-tap gradients and XLA's forward are CPU paths")
+        monkeypatch.setattr(conv, "THRESHOLDS", dataclasses.replace(NEVER, **table))
+    x, w = operands(7, 6, *channels, k)
+    ho, wo = (7 + sum(pads[0]) - k) // stride + 1, (6 + sum(pads[1]) - k) // stride + 1
+    how = plan(ho, wo, *channels, k, stride, impl=impl)
+    assert how.method == name.split(",")[0] and how.xla_forward == ("XLA's forward" in name)
+
+    def fn(a, b):
+        return conv.convolve(a, b, stride, pads, impl)
+
+    check(fn, x, w, stride, pads, winograd_value=winograd, winograd_dx=winograd)
+    if "per-tap" in name:  # the kernel gradient really is k*k products of [Cout, Cin]
+        jaxpr = jax.make_jaxpr(lambda a, b: jax.vjp(fn, a, b)[1](fn(a, b)))(x, w)
+        taps = [e for e in _eqns(jaxpr.jaxpr)
+                if e.primitive.name == "dot_general" and e.outvars[0].aval.shape == channels[::-1]]  # fmt: skip
+        assert len(taps) == k * k
+
+
+def _eqns(jaxpr):
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _eqns(inner)
+
+
+@pytest.mark.parametrize("method", ["xla", "gemm", "winograd"])
+@pytest.mark.parametrize("given", [False, True], ids=["computed", "precomputed"])
+def test_vgg_conv3x3_equals_the_exact_convolution(method, given) -> None:
+    x, w = operands(6, 7, 4, 5, 3, seed=1)
+    pads = ((1, 0), (2, 1))
+    forms = {}
+    if given:  # as with_transposed_kernels / with_winograd_kernels precompute them
+        kt = conv.transposed_kernel(w)
+        forms = dict(kernel_t=kt, kernel_w=conv.winograd_kernel(w), kernel_t_w=conv.winograd_kernel(kt))
+    check(lambda a, b: conv.conv3x3(a, b, pads, method=method, **forms), x, w, 1, pads,
+          winograd_value=method == "winograd", winograd_dx=method == "winograd")  # fmt: skip
