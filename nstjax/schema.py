@@ -54,6 +54,7 @@ class Setting:
     web: ``False`` for CLI-only settings (output quality, a terminal's quiet flag).
     web_help, web_choices: the form's help and choices where the CLI's take a file a request cannot name
         (``init`` takes an image file on the command line, only ``content``, ``noise``, … from the web).
+    required: the command line must give it (an output file); no default, and CLI-only (``web=False``).
     """
 
     name: str
@@ -72,6 +73,7 @@ class Setting:
     web: bool = True
     web_help: str = ""
     web_choices: tuple[str, ...] = ()
+    required: bool = False
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -80,6 +82,8 @@ class Setting:
             raise ValueError(f"setting {self.name}: type must be int, float, str, bool or Path")
         if self.type is Path and self.web:
             raise ValueError(f"setting {self.name}: a Path is CLI-only (web=False): a request never names a file")
+        if self.required and (self.default is not None or self.web):
+            raise ValueError(f"setting {self.name}: a required setting has no default and is CLI-only (web=False)")
         if self.widget not in WIDGETS:
             raise ValueError(f"setting {self.name}: unknown widget {self.widget!r}")
         if self.group not in ("basic", "advanced"):

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from ..errors import NstjaxError, NstjaxWarning
+from ..train.settings import TRAIN_SETTINGS, train_settings_from
 from .progress import Bars, Row, err_console
 
 __all__ = [
@@ -146,18 +147,19 @@ def options_from(schema, without: tuple[str, ...] = ()) -> dict[str, tuple[Any, 
     """Typer options generated from a settings :class:`~nstjax.schema.Schema`, for :func:`with_options`.
 
     Each setting becomes ``--name`` (or its ``flags``) with its help, its choices (a ``Literal``), its
-    bounds (``min``/``max``) and its default; a ``None`` default means "not given" (``Optional``).
+    bounds (``min``/``max``) and its default; a ``None`` default means "not given" (``Optional``), and a
+    ``required`` setting has none (Typer's ``...``).
     """
     options: dict[str, tuple[Any, Any]] = {}
     for setting in schema:
         if setting.name in without:
             continue
         kind: Any = Literal.__getitem__(setting.choices) if setting.choices else setting.type
-        if setting.default is None:
+        if setting.default is None and not setting.required:
             kind = Optional[kind]
         bounds = {k: v for k, v in (("min", setting.minimum), ("max", setting.maximum)) if v is not None}
         option = typer.Option(*setting.cli_flags, help=setting.help, show_default=setting.default is not None, **bounds)
-        options[setting.name] = (Annotated[kind, option], setting.default)
+        options[setting.name] = (Annotated[kind, option], ... if setting.required else setting.default)
     return options
 
 
@@ -186,18 +188,15 @@ DISTRIBUTED_OPTION = Annotated[
                       "command on every host."),
 ]
 
-# Options every `… train` command shares, declared once: name -> (annotation, default).
+# Options every `… train` command shares: the run directory and job control declared here, the training
+# settings generated from their schema (nstjax.train.settings), in --help's order: name -> (annotation, default).
+_SETTINGS = list(options_from(TRAIN_SETTINGS).items())
+_AT_RESUME = TRAIN_SETTINGS.names.index("seed") + 1  # --resume has always followed --seed in --help
 TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "run": (Annotated[Path, typer.Option("--run", help="Run directory: checkpoints, samples, metrics, export.")], ...),
-    "steps": (Annotated[Optional[int], typer.Option(help="Train this many steps (or give --epochs).")], None),
-    "epochs": (Annotated[Optional[int], typer.Option(help="Train this many passes over the (larger) folder.")], None),
-    "batch_size": (Annotated[int, typer.Option(help="Global batch size (a multiple of the device count).")], 1),
-    "seed": (Annotated[int, typer.Option(help="Seed of initialisation, data order, augmentation.")], 0),
+    **dict(_SETTINGS[:_AT_RESUME]),
     "resume": (Annotated[bool, typer.Option("--resume", help="Continue the run in --run from its last checkpoint.")], False),
-    "log_every": (Annotated[int, typer.Option(help="Log metrics every N steps.")], 50),
-    "sample_every": (Annotated[int, typer.Option(help="Write a sample grid every N steps (0 = only at the end).")], 500),
-    "checkpoint_every": (Annotated[int, typer.Option(help="Checkpoint (and export) every N steps.")], 1000),
-    "keep": (Annotated[int, typer.Option(help="Checkpoints to keep.")], 3),
+    **dict(_SETTINGS[_AT_RESUME:]),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")], False),
     "distributed": (DISTRIBUTED_OPTION, None),
 }
@@ -206,26 +205,10 @@ TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
 def train_settings_from_options(options: Mapping[str, Any], **extra: Any):
     """The :class:`~nstjax.train.settings.TrainSettings` of the shared training options.
 
-    With neither ``--steps`` nor ``--epochs`` given, a command's default length comes in ``extra``.
+    With neither ``--steps`` nor ``--epochs`` given, a command's default length comes in ``extra``
+    (:func:`nstjax.train.settings.train_settings_from`).
     """
-    from ..train.settings import TrainSettings
-
-    length = {"steps": options["steps"], "epochs": options["epochs"]}
-    if length["steps"] is None and length["epochs"] is None:
-        length = {"steps": extra.pop("steps", None), "epochs": extra.pop("epochs", None)}
-    else:
-        extra.pop("steps", None)
-        extra.pop("epochs", None)
-    return TrainSettings(
-        **length,
-        batch_size=options["batch_size"],
-        seed=options["seed"],
-        log_every=options["log_every"],
-        sample_every=options["sample_every"],
-        checkpoint_every=options["checkpoint_every"],
-        keep=options["keep"],
-        **extra,
-    )
+    return train_settings_from(options, **extra)
 
 
 class TrainBar(Bars):

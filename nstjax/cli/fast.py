@@ -1,20 +1,21 @@
 """``nstjax fast train|apply|import-torch``: feed-forward style networks (Johnson et al. 2016).
 
 The jobs are :func:`nstjax.fast.train.train_fast` and :func:`nstjax.fast.apply.apply_fast`;
-this module parses options and renders their progress. The options that
-``fast apply`` and ``adain apply`` share (size, batch, video flicker, quality)
-are declared once here (:data:`APPLY_OPTIONS`), as is the progress bar over
-files and frames (:class:`MediaBar`) and the summary of a result
-(:func:`result_line`).
+this module parses options and renders their progress. Its options are generated
+from :mod:`nstjax.fast.settings`; those ``fast apply`` and ``adain apply`` share
+(size, batch, video flicker, quality) are :data:`APPLY_OPTIONS`. The progress bar
+over files and frames (:class:`MediaBar`) and the summary of a result
+(:func:`result_line`) are shared here too.
 """
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import TRAIN_OPTIONS, TrainBar, cli_errors, new_typer, say, train_settings_from_options
+from ..fast.settings import FAST_TRAIN_SETTINGS, MEDIA_APPLY_SETTINGS
+from .common import TRAIN_OPTIONS, TrainBar, cli_errors, new_typer, options_from, say, train_settings_from_options
 from .common import training_job, with_options
 from .progress import Bars, Row
 
@@ -22,47 +23,13 @@ __all__ = ["APPLY_OPTIONS", "MediaBar", "app", "report_results", "result_line"]
 
 app = new_typer("Feed-forward style networks (Johnson et al.): train one per style, then stylise in milliseconds.")
 
-OutputName = Literal["linear", "tanh"]
-PoolingName = Literal["max", "avg"]
-DtypeName = Literal["float32", "bfloat16"]
+# `fast train`'s own options, then the shared training options with its batch size (4, the paper's) in place.
+_TRAIN = options_from(FAST_TRAIN_SETTINGS)
+FAST_OPTIONS = {name: option for name, option in _TRAIN.items() if name not in TRAIN_OPTIONS}
+FAST_TRAIN_OPTIONS = {name: _TRAIN.get(name, option) for name, option in TRAIN_OPTIONS.items()}
 
-# `fast train` trains with batches of 4 (the paper's) unless told otherwise.
-FAST_TRAIN_OPTIONS = {
-    **TRAIN_OPTIONS,
-    "batch_size": (Annotated[int, typer.Option(help="Global batch size (a multiple of the device count).")], 4),
-}
-
-# Options of `fast apply` and `adain apply`, declared once: name -> (annotation, default).
-APPLY_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "output": (
-        Annotated[Path, typer.Option("--output", "-o", help="Output file, or a folder for several inputs.")],
-        ...,
-    ),
-    "size": (
-        Annotated[
-            Optional[int], typer.Option(help="Resize inputs (images and frames) to this longest side first.", min=16)
-        ],
-        None,
-    ),
-    "batch_size": (Annotated[int, typer.Option(help="Video frames stylised at a time.", min=1)], 4),
-    "blend": (
-        Annotated[
-            float,
-            typer.Option(help="Video: temporal blending of still regions with the previous frame, 0 (off) to <1; "
-                              "lowers flicker, adds ghosting.", min=0.0, max=0.99),
-        ],
-        0.0,
-    ),
-    "motion": (
-        Annotated[float, typer.Option(help="Video: input change (0-1) above which a pixel is not blended.", min=0.001)],
-        0.1,
-    ),
-    "quality": (Annotated[int, typer.Option(help="JPEG/WebP quality of images.", min=1, max=100)], 95),
-    "crf": (Annotated[int, typer.Option(help="Video quality: H.264 CRF (lower is better; VP9 adds 13).", min=0,
-                                        max=50)], 18),
-    "dtype": (Annotated[DtypeName, typer.Option(help="Compute dtype.")], "float32"),
-    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")], False),
-}
+# Options of `fast apply` and `adain apply`, generated from nstjax.fast.settings: name -> (annotation, default).
+APPLY_OPTIONS: dict[str, tuple[Any, Any]] = options_from(MEDIA_APPLY_SETTINGS)
 
 
 class MediaBar(Bars):
@@ -99,32 +66,10 @@ def report_results(results) -> None:
 
 
 @app.command("train")
-@with_options(FAST_TRAIN_OPTIONS)
+@with_options(FAST_OPTIONS, FAST_TRAIN_OPTIONS)
 def train_command(
     style: Annotated[Path, typer.Option(help="The style image.", show_default=False)],
     data: Annotated[Path, typer.Option(help="Folder of content photos (e.g. COCO 2014 train).", show_default=False)],
-    size: Annotated[int, typer.Option(help="Side of the square training crops.", min=16)] = 256,
-    style_size: Annotated[Optional[int], typer.Option(help="Longest side of the style image (default: --size).",
-                                                      min=16)] = None,
-    content_weight: Annotated[float, typer.Option(help="Weight of the content (feature) loss.", min=0.0)] = 1.0,
-    style_weight: Annotated[
-        Optional[float], typer.Option(help="Weight of the style loss (default by weights: 120 keras, 4e5 others).",
-                                      min=0.0)
-    ] = None,
-    tv_weight: Annotated[float, typer.Option(help="Weight of the total-variation loss.", min=0.0)] = 0.0,
-    content_layer: Annotated[str, typer.Option(help="VGG layer of the content loss.")] = "relu2_2",
-    style_layers: Annotated[
-        Optional[str], typer.Option(help="Style layers with optional weights (default relu1_1,…,relu5_1).")
-    ] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (constant).", min=0.0)] = 1e-3,
-    output: Annotated[
-        OutputName, typer.Option(help="Last layer: linear (PyTorch example) or tanh (paper).")
-    ] = "linear",
-    pooling: Annotated[PoolingName, typer.Option(help="Pooling of the loss network.")] = "max",
-    dtype: Annotated[DtypeName, typer.Option(help="Compute dtype.")] = "float32",
-    weights: Annotated[
-        Optional[str], typer.Option(help="VGG-19/16 weights of the loss: auto, random, a name (nstjax weights list), a file.")
-    ] = None,
     **options: Any,
 ) -> None:
     """Train a network for one STYLE on the photos in DATA (default 2 epochs, batches of 4, 256 px)."""
@@ -132,17 +77,19 @@ def train_command(
     from ..fast.train import train_fast
     from ..nst.config import parse_layer_weights
 
-    with training_job(options["run"]):
-        settings = train_settings_from_options(options, epochs=2, decay_fraction=0.0)
+    o = options
+    with training_job(o["run"]):
+        settings = train_settings_from_options(o, epochs=2, decay_fraction=0.0)
+        style_layers = o["style_layers"]
         config = FastConfig(
-            size=size, style_size=style_size, content_weight=content_weight, style_weight=style_weight,
-            tv_weight=tv_weight, content_layer=content_layer, learning_rate=lr, output=output, pooling=pooling,
-            dtype=dtype,
+            size=o["size"], style_size=o["style_size"], content_weight=o["content_weight"],
+            style_weight=o["style_weight"], tv_weight=o["tv_weight"], content_layer=o["content_layer"],
+            learning_rate=o["lr"], output=o["output"], pooling=o["pooling"], dtype=o["dtype"],
             **({} if style_layers is None else {"style_layers": parse_layer_weights(style_layers, "style layer")}),
         )  # fmt: skip
-        with TrainBar("fast train") if not options["quiet"] else contextlib.nullcontext() as bar:
-            result = train_fast(style, data, options["run"], config=config, settings=settings, weights=weights,
-                                resume=options["resume"], progress=bar, distributed=options["distributed"])
+        with TrainBar("fast train") if not o["quiet"] else contextlib.nullcontext() as bar:
+            result = train_fast(style, data, o["run"], config=config, settings=settings, weights=o["weights"],
+                                resume=o["resume"], progress=bar, distributed=o["distributed"])
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "steps_per_second")
     say(f"trained {result.step} steps ({losses}); VGG weights: {result.vgg_source}")
     typer.echo(str(result.run_dir / "export"))

@@ -5,11 +5,13 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from ..sketch2photo.settings import SKETCH2PHOTO_TRAIN_SETTINGS
 from .common import (
     TRAIN_OPTIONS,
     TrainBar,
     cli_errors,
     new_typer,
+    options_from,
     say,
     train_settings_from_options,
     training_job,
@@ -19,36 +21,16 @@ from .progress import CountBar
 
 app = new_typer("SPADE (GauGAN) and pix2pix: learn to turn colour-coded sketches into photos.")
 
-ModelName = Literal["spade", "pix2pix"]
-NormName = Literal["batch", "instance"]
-InputName = Literal["labels", "image"]
-DtypeName = Literal["float32", "bfloat16"]
 AdeSplit = Literal["training", "validation"]
 FacadesSplit = Literal["train", "val", "test"]
 Direction = Literal["BtoA", "AtoB"]
 
 
 @app.command("train")
-@with_options(TRAIN_OPTIONS)
+@with_options(options_from(SKETCH2PHOTO_TRAIN_SETTINGS), TRAIN_OPTIONS)
 def train_command(
     labels_dir: Annotated[Path, typer.Argument(help="Folder of label maps (colour sketches or index PNGs).")],
     photos_dir: Annotated[Path, typer.Argument(help="Folder of the matching photos (same file stems).")],
-    model: Annotated[ModelName, typer.Option(help="spade (GauGAN) or pix2pix (the U-Net baseline).")] = "spade",
-    size: Annotated[int, typer.Option(help="Side of the square training crops in pixels.")] = 256,
-    ngf: Annotated[int, typer.Option(help="Generator width (SPADE: of its last block; pix2pix: first layer).")] = 64,
-    ndf: Annotated[int, typer.Option(help="Channels of the discriminators' first layer.")] = 64,
-    palette: Annotated[str, typer.Option(help="Palette of the label maps: a shipped name or a JSON file.")] = "landscape",
-    hidden: Annotated[int, typer.Option(help="SPADE: channels of each SPADE layer's shared convolution.")] = 128,
-    vae: Annotated[bool, typer.Option("--vae", help="SPADE: also train the image encoder (style images at render).")] = False,
-    norm: Annotated[NormName, typer.Option(help="SPADE's parameter-free norm (batch: the paper's).")] = "batch",
-    weights: Annotated[
-        Optional[str], typer.Option(help="VGG weights of SPADE's perceptual loss: auto, random, a name (nstjax weights list), a file.")
-    ] = None,
-    lambda_vgg: Annotated[float, typer.Option(help="SPADE: weight of the VGG perceptual loss (0 = off).")] = 10.0,
-    input_kind: Annotated[
-        InputName, typer.Option("--input", help="pix2pix: labels (label maps) or image (RGB inputs, e.g. facades).")
-    ] = "labels",
-    dtype: Annotated[DtypeName, typer.Option(help="Compute dtype (bfloat16: GPUs/TPUs).")] = "float32",
     **options: Any,
 ) -> None:
     """Train SPADE or pix2pix on LABELS_DIR -> PHOTOS_DIR pairs into --run (default length: 200 epochs).
@@ -57,19 +39,21 @@ def train_command(
     """
     from ..sketch2photo import Pix2PixConfig, Sketch2PhotoConfig, SpadeConfig, train
 
-    run_dir: Path = options["run"]
-    with training_job(run_dir), TrainBar(model) as bar:
+    o = options
+    run_dir: Path = o["run"]
+    with training_job(run_dir), TrainBar(o["model"]) as bar:
         config = Sketch2PhotoConfig(
-            model=model,
-            size=size,
-            palette=palette,
-            spade=SpadeConfig(ngf=ngf, ndf=ndf, hidden=hidden, use_vae=vae, norm=norm, lambda_vgg=lambda_vgg),
-            pix2pix=Pix2PixConfig(ngf=ngf, ndf=ndf, input=input_kind),
-            train=train_settings_from_options(options, epochs=200),
-            dtype=dtype,
-        )
-        train(labels_dir, photos_dir, run_dir, config, weights=weights, resume=options["resume"],
-              progress=None if options["quiet"] else bar, distributed=options["distributed"])  # fmt: skip
+            model=o["model"],
+            size=o["size"],
+            palette=o["palette"],
+            spade=SpadeConfig(ngf=o["ngf"], ndf=o["ndf"], hidden=o["hidden"], use_vae=o["vae"], norm=o["norm"],
+                              lambda_vgg=o["lambda_vgg"]),
+            pix2pix=Pix2PixConfig(ngf=o["ngf"], ndf=o["ndf"], input=o["input_kind"]),
+            train=train_settings_from_options(o, epochs=200),
+            dtype=o["dtype"],
+        )  # fmt: skip
+        train(labels_dir, photos_dir, run_dir, config, weights=o["weights"], resume=o["resume"],
+              progress=None if o["quiet"] else bar, distributed=o["distributed"])  # fmt: skip
     typer.echo(str(run_dir.expanduser().resolve()))
 
 

@@ -1,12 +1,20 @@
-"""The settings every training run has, whatever it trains: length, batch, seed, intervals."""
+"""The settings every training run has, whatever it trains: length, batch, seed, intervals.
+
+:class:`TrainSettings` holds them; :data:`TRAIN_SETTINGS` declares them once for users (``--steps``, … of every
+``nstjax … train`` command, a future training form), and :func:`train_settings_from` turns such values back
+into a :class:`TrainSettings`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import NstjaxError
+from ..schema import Schema, Setting
 
-__all__ = ["TrainSettings"]
+__all__ = ["TRAIN_SETTINGS", "TrainSettings", "train_settings_from"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,3 +64,47 @@ class TrainSettings:
     def decay_steps(self, total_steps: int) -> int:
         """Steps at the end of the run over which learning rates decay to 0."""
         return int(round(self.decay_fraction * total_steps))
+
+
+_DEFAULT = {field.name: field.default for field in dataclasses.fields(TrainSettings)}
+
+TRAIN_SETTINGS = Schema(
+    "train",
+    (
+        Setting("steps", int, "Train this many steps (or give --epochs).", unit="steps", label="Steps", group="basic",
+                widget="number", look={"min": 1, "step": 100}),
+        Setting("epochs", int, "Train this many passes over the (larger) folder.", unit="epochs", label="Epochs",
+                group="basic", widget="number", look={"min": 1, "step": 1}),
+        Setting("batch_size", int, "Global batch size (a multiple of the device count).",
+                default=_DEFAULT["batch_size"], unit="images", label="Batch size", group="basic", widget="number",
+                look={"min": 1, "step": 1}),
+        Setting("seed", int, "Seed of initialisation, data order, augmentation.", default=_DEFAULT["seed"],
+                label="Seed", widget="number", look={"min": 0, "step": 1}),
+        Setting("log_every", int, "Log metrics every N steps.", default=_DEFAULT["log_every"], unit="steps",
+                label="Log every", widget="number", look={"min": 0, "step": 10}),
+        Setting("sample_every", int, "Write a sample grid every N steps (0 = only at the end).",
+                default=_DEFAULT["sample_every"], unit="steps", label="Sample grid every", widget="number",
+                look={"min": 0, "step": 100}),
+        Setting("checkpoint_every", int, "Checkpoint (and export) every N steps.",
+                default=_DEFAULT["checkpoint_every"], unit="steps", label="Checkpoint every", widget="number",
+                look={"min": 0, "step": 100}),
+        Setting("keep", int, "Checkpoints to keep.", default=_DEFAULT["keep"], unit="checkpoints",
+                label="Checkpoints kept", widget="number", look={"min": 1, "step": 1}),
+    ),
+)  # fmt: skip
+"""The user-facing fields of :class:`TrainSettings` (all but ``decay_fraction``, a system's choice), with their
+defaults. Neither ``steps`` nor ``epochs`` given means the system's default length. Bounds are checked by
+:class:`TrainSettings` itself (the look's ``min`` only guides a form)."""
+
+
+def train_settings_from(values: Mapping[str, Any], **extra: Any) -> TrainSettings:
+    """The :class:`TrainSettings` of ``values`` (:data:`TRAIN_SETTINGS` names; missing ones at their defaults).
+
+    ``extra`` holds the system's own choices: other fields (``decay_fraction``) and its default length
+    (``epochs=200``), used only when ``values`` give neither ``steps`` nor ``epochs``.
+    """
+    given = {setting.name: values.get(setting.name, setting.default) for setting in TRAIN_SETTINGS}
+    default_length = {"steps": extra.pop("steps", None), "epochs": extra.pop("epochs", None)}
+    if given["steps"] is None and given["epochs"] is None:
+        given.update(default_length)
+    return TrainSettings(**given, **extra)
