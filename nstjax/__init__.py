@@ -15,11 +15,9 @@ first use, so ``import nstjax`` (and ``nstjax --help``) stays fast.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
-
 from .errors import NstjaxError
+from .lazy import lazy_exports
 
 try:
     __version__ = version("nstjax")
@@ -57,14 +55,4 @@ _EXPORTS = {
 __all__ = ["NstjaxError", "__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nstjax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,6 +15,8 @@ a test imports it:
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import ast
 import importlib
 import importlib.metadata
@@ -198,17 +200,31 @@ def upward_imports(rank: dict[str, int]) -> list[tuple[str, str, int]]:
     return found
 
 
-# Known upward imports, each with the issue that removes it. The web server reads the stylize settings from the
-# CLI's option table until one settings schema exists per system (issue 23); nothing may be added here.
-KNOWN_UPWARD = {("nstjax.serve.kinds", "nstjax.cli.nst")}
-
-
 def test_imports_only_go_down_the_architecture_list():
     rank = architecture_order()
     units = {name.split(".")[1] for name in MODULES if "." in name}
     assert units <= set(rank), f"units missing from docs/architecture.md's list: {sorted(units - set(rank))}"
-    problems = [f"{a}:{line} imports {b}" for a, b, line in upward_imports(rank) if (a, b) not in KNOWN_UPWARD]
+    problems = [f"{a}:{line} imports {b}" for a, b, line in upward_imports(rank)]
     assert not problems, "\n".join(problems)
+
+
+def test_the_web_server_imports_nothing_from_the_cli():
+    # Both are generated from the systems' settings schemas; neither reads the other's tables.
+    assert rank_of("serve") > rank_of("cli")
+    assert not [t for name in MODULES if name.startswith("nstjax.serve") for t, _, _ in
+                imports_of(name, module_level_only=False) if t.startswith("nstjax.cli")]
+
+
+def rank_of(unit: str) -> int:
+    return architecture_order()[unit]
+
+
+MAX_MODULE_LINES = 600
+
+
+def test_no_module_is_longer_than_one_sitting():
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"
 
 
 def test_the_order_check_catches_an_import_inside_a_function(tmp_path, monkeypatch):
@@ -246,3 +262,11 @@ def test_public_names_resolve_lazily():
     # Every name in nstjax.__all__ is reachable (the lazy table points at the right modules).
     for name in nstjax.__all__:
         assert getattr(nstjax, name) is not None, name
+
+
+def test_the_cli_starts_without_jax():
+    # Every option is generated from the settings schemas at start-up; package __init__s re-export lazily
+    # (nstjax.lazy) and the schemas import only JAX-free modules, so `nstjax --help` never pays for JAX.
+    code = "import sys, nstjax.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'optax')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -13,24 +13,28 @@ are renormalised to the style's per-channel mean and std, then decoded.
 The network pieces are :mod:`nstjax.models.adain`.
 """
 
-from .apply import AdaINModel, adain_transfer, apply_adain, load_adain_model, style_statistics, stylizer
-from .config import AdaINConfig
-from .losses import adain_terms
-from .train import AdaINState, AdaINTrainResult, init_state, train_adain, train_step, vgg_digest
 
-__all__ = [
-    "AdaINConfig",
-    "AdaINModel",
-    "AdaINState",
-    "AdaINTrainResult",
-    "adain_terms",
-    "adain_transfer",
-    "apply_adain",
-    "init_state",
-    "load_adain_model",
-    "style_statistics",
-    "stylizer",
-    "train_adain",
-    "train_step",
-    "vgg_digest",
-]
+from ..lazy import lazy_exports
+
+# Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
+_EXPORTS = {
+    "AdaINModel": ".apply",
+    "adain_transfer": ".apply",
+    "apply_adain": ".apply",
+    "load_adain_model": ".apply",
+    "style_statistics": ".apply",
+    "stylizer": ".apply",
+    "AdaINConfig": ".config",
+    "adain_terms": ".losses",
+    "ADAIN_APPLY_SETTINGS": ".settings",
+    "ADAIN_TRAIN_SETTINGS": ".settings",
+    "AdaINState": ".train",
+    "AdaINTrainResult": ".train",
+    "init_state": ".train",
+    "train_adain": ".train",
+    "train_step": ".train",
+    "vgg_digest": ".train",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

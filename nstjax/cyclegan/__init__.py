@@ -19,63 +19,46 @@ trained with LSGAN losses, cycle-consistency L1 (lambda 10) and identity L1
 See ``docs/cyclegan.md``.
 """
 
-from ._config import (
-    DTYPES,
-    CycleGANConfig,
-    DtypeName,
-    GeneratorName,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    make_discriminator,
-    make_generator,
-)
-from ._pool import ImagePool, init_pool, pool_draws, query_pool
-from ._state import CycleGANState, init_params, init_state, optimizer
-from ._step import discriminator_losses, generator_losses, train_step_fn
-from .training import (
-    EXPORT_FORMAT,
-    MAY_CHANGE_ON_RESUME,
-    export_params,
-    sample_grid,
-    sample_images,
-    train,
-    train_system,
-)
-from ._translate import DIRECTIONS, Direction, TranslateProgress, Translator, translate, translate_images
 
-__all__ = [
-    "DIRECTIONS",
-    "DTYPES",
-    "EXPORT_FORMAT",
-    "MAY_CHANGE_ON_RESUME",
-    "CycleGANConfig",
-    "CycleGANState",
-    "Direction",
-    "DtypeName",
-    "GeneratorName",
-    "ImagePool",
-    "LossConfig",
-    "ModelConfig",
-    "OptimConfig",
-    "TranslateProgress",
-    "Translator",
-    "discriminator_losses",
-    "export_params",
-    "generator_losses",
-    "init_params",
-    "init_pool",
-    "init_state",
-    "make_discriminator",
-    "make_generator",
-    "optimizer",
-    "pool_draws",
-    "query_pool",
-    "sample_grid",
-    "sample_images",
-    "train",
-    "train_step_fn",
-    "train_system",
-    "translate",
-    "translate_images",
-]
+from ..lazy import lazy_exports
+
+# Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
+_EXPORTS = {
+    "DTYPES": "._config",
+    "CycleGANConfig": "._config",
+    "DtypeName": "._config",
+    "GeneratorName": "._config",
+    "LossConfig": "._config",
+    "ModelConfig": "._config",
+    "OptimConfig": "._config",
+    "make_discriminator": "._config",
+    "make_generator": "._config",
+    "ImagePool": "._pool",
+    "init_pool": "._pool",
+    "pool_draws": "._pool",
+    "query_pool": "._pool",
+    "CycleGANState": "._state",
+    "init_params": "._state",
+    "init_state": "._state",
+    "optimizer": "._state",
+    "discriminator_losses": "._step",
+    "generator_losses": "._step",
+    "train_step_fn": "._step",
+    "CYCLEGAN_TRAIN_SETTINGS": ".settings",
+    "EXPORT_FORMAT": ".training",
+    "MAY_CHANGE_ON_RESUME": ".training",
+    "export_params": ".training",
+    "sample_grid": ".training",
+    "sample_images": ".training",
+    "train": ".training",
+    "train_system": ".training",
+    "DIRECTIONS": "._translate",
+    "Direction": "._translate",
+    "TranslateProgress": "._translate",
+    "Translator": "._translate",
+    "translate": "._translate",
+    "translate_images": "._translate",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

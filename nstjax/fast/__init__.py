@@ -12,35 +12,38 @@
 The network itself is :mod:`nstjax.models.johnson`.
 """
 
-from ..io.media import MediaJob, MediaProgress, MediaResult, expand_inputs, plan_jobs, run_jobs
-from .apply import FastModel, apply_fast, import_torch_model, load_fast_model, stylize_array
-from .config import DEFAULT_STYLE_WEIGHTS, FAST_STYLE_LAYERS, FastConfig, default_style_weight
-from .losses import perceptual_terms, style_grams, weighted_loss
-from .train import FastState, FastTrainResult, evaluate_style_loss, init_state, train_fast, train_step
 
-__all__ = [
-    "DEFAULT_STYLE_WEIGHTS",
-    "FAST_STYLE_LAYERS",
-    "FastConfig",
-    "FastModel",
-    "FastState",
-    "FastTrainResult",
-    "MediaJob",
-    "MediaProgress",
-    "MediaResult",
-    "apply_fast",
-    "default_style_weight",
-    "evaluate_style_loss",
-    "expand_inputs",
-    "import_torch_model",
-    "init_state",
-    "load_fast_model",
-    "perceptual_terms",
-    "plan_jobs",
-    "run_jobs",
-    "style_grams",
-    "stylize_array",
-    "train_fast",
-    "train_step",
-    "weighted_loss",
-]
+from ..lazy import lazy_exports
+
+# Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
+_EXPORTS = {
+    "MediaJob": "..io.media",
+    "MediaProgress": "..io.media",
+    "MediaResult": "..io.media",
+    "expand_inputs": "..io.media",
+    "plan_jobs": "..io.media",
+    "run_jobs": "..io.media",
+    "FastModel": ".apply",
+    "apply_fast": ".apply",
+    "import_torch_model": ".apply",
+    "load_fast_model": ".apply",
+    "stylize_array": ".apply",
+    "DEFAULT_STYLE_WEIGHTS": ".config",
+    "FAST_STYLE_LAYERS": ".config",
+    "FastConfig": ".config",
+    "default_style_weight": ".config",
+    "perceptual_terms": ".losses",
+    "style_grams": ".losses",
+    "weighted_loss": ".losses",
+    "FAST_TRAIN_SETTINGS": ".settings",
+    "MEDIA_APPLY_SETTINGS": ".settings",
+    "FastState": ".train",
+    "FastTrainResult": ".train",
+    "evaluate_style_loss": ".train",
+    "init_state": ".train",
+    "train_fast": ".train",
+    "train_step": ".train",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

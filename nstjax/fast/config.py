@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import NstjaxError
 from ..models.johnson import OUTPUTS
-from ..models.vgg import POOLINGS, validate_layers
+from ..models.vgg_layers import POOLINGS, validate_layers
 
 __all__ = ["DEFAULT_STYLE_WEIGHTS", "DTYPES", "FAST_STYLE_LAYERS", "FastConfig", "default_style_weight"]
 

@@ -14,33 +14,31 @@
   :mod:`~nstjax.models.pix2pix`: pix2pix's U-Net.
 """
 
-from .adain import Decoder, adaptive_instance_normalization, calc_mean_std, init_decoder
-from .johnson import TransformerNet, init_transformer
-from .patchgan import PatchGAN
-from .pix2pix import Pix2PixUnet
-from .resnet_generator import ResnetGenerator
-from .spade import SPADE, ConvEncoder, MultiscaleDiscriminator, SPADEGenerator, SPADEResBlock
-from .unet import UnetGenerator
-from .vgg import LAYERS, VGG19, features, init_params
 
-__all__ = [
-    "LAYERS",
-    "VGG19",
-    "SPADE",
-    "ConvEncoder",
-    "Decoder",
-    "MultiscaleDiscriminator",
-    "PatchGAN",
-    "Pix2PixUnet",
-    "ResnetGenerator",
-    "SPADEGenerator",
-    "SPADEResBlock",
-    "TransformerNet",
-    "UnetGenerator",
-    "adaptive_instance_normalization",
-    "calc_mean_std",
-    "init_decoder",
-    "init_transformer",
-    "features",
-    "init_params",
-]
+from ..lazy import lazy_exports
+
+# Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
+_EXPORTS = {
+    "Decoder": ".adain",
+    "adaptive_instance_normalization": ".adain",
+    "calc_mean_std": ".adain",
+    "init_decoder": ".adain",
+    "TransformerNet": ".johnson",
+    "init_transformer": ".johnson",
+    "PatchGAN": ".patchgan",
+    "Pix2PixUnet": ".pix2pix",
+    "ResnetGenerator": ".resnet_generator",
+    "SPADE": ".spade",
+    "ConvEncoder": ".spade",
+    "MultiscaleDiscriminator": ".spade",
+    "SPADEGenerator": ".spade",
+    "SPADEResBlock": ".spade",
+    "UnetGenerator": ".unet",
+    "LAYERS": ".vgg",
+    "VGG19": ".vgg",
+    "features": ".vgg",
+    "init_params": ".vgg",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

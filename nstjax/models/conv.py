@@ -43,6 +43,7 @@ from ._gemm import (
     tap_kernel_gradient,
 )
 from ._winograd import transposed_kernel, winograd_conv3x3, winograd_kernel
+from .vgg_layers import CONV_IMPLS  # declared where configs read it without importing JAX
 
 __all__ = [
     "CONV_IMPLS",
@@ -65,7 +66,6 @@ __all__ = [
 ]
 
 ConvImpl = Literal["auto", "xla", "gemm", "winograd"]
-CONV_IMPLS = ("auto", "xla", "gemm", "winograd")
 USES = ("gan", "vgg")
 
 

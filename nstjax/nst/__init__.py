@@ -17,24 +17,27 @@ Submodules, from data to job:
 * :mod:`~nstjax.nst.batch` — the batch job over files: inputs, hosts, outputs, progress, report.
 """
 
-from .batch import BatchProgress, BatchReport, stylize_batch, stylize_images
-from .config import PRESETS, StylizeConfig, preset
-from .run import Progress, RunPlan, StopStylize, StylizeInterrupted, StylizeResult, run_stylize, stylize, stylize_to_file
 
-__all__ = [
-    "PRESETS",
-    "BatchProgress",
-    "BatchReport",
-    "Progress",
-    "RunPlan",
-    "StopStylize",
-    "StylizeConfig",
-    "StylizeInterrupted",
-    "StylizeResult",
-    "preset",
-    "run_stylize",
-    "stylize",
-    "stylize_batch",
-    "stylize_images",
-    "stylize_to_file",
-]
+from ..lazy import lazy_exports
+
+# Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
+_EXPORTS = {
+    "BatchProgress": ".batch",
+    "BatchReport": ".batch",
+    "stylize_batch": ".batch",
+    "stylize_images": ".batch",
+    "PRESETS": ".config",
+    "StylizeConfig": ".config",
+    "preset": ".config",
+    "Progress": ".run",
+    "RunPlan": ".run",
+    "StopStylize": ".run",
+    "StylizeInterrupted": ".run",
+    "StylizeResult": ".run",
+    "run_stylize": ".run",
+    "stylize": ".run",
+    "stylize_to_file": ".run",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import NstjaxError
-from ..models.vgg import CONV_IMPLS, PADDINGS, POOLINGS, REMATS, validate_layers
+from ..models.vgg_layers import CONV_IMPLS, PADDINGS, POOLINGS, REMATS, validate_layers
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..models.vgg import CONV_IMPLS, PADDINGS, POOLINGS, REMATS
+from ..models.vgg_layers import CONV_IMPLS, PADDINGS, POOLINGS, REMATS
 from ..schema import Schema, Setting, form_text
 from .config import (
     COLOR_MATCH_METHODS,

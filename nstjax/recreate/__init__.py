@@ -17,43 +17,39 @@ the pipeline goes through a photo and paints it region by region.
 See ``docs/recreate.md``.
 """
 
-from .classes import FALLBACKS, GROUND_CLASSES, SKY_CLASSES, Fallback, resolve_fallbacks
-from .config import RecreateConfig
-from .events import RecreatePlan, RecreateWarning, StageDone, StagePlan, StageProgress, StageStart
-from .exemplars import ExemplarPair, choose_exemplars, scan_exemplars
-from .labeller import PaintingLabels, label_painting, write_painting_labels
-from .pipeline import PAINTERS, RecreateResult, parse_painter, recreate
-from .score import SkyOnGround, SkyPatchesOnGround, sky_on_ground_patch_score, sky_on_ground_score
 
-recreate_painting = recreate
-"""The same function as :func:`recreate`, under a name ``nstjax`` can re-export (``nstjax.recreate`` is the package)."""
+from ..lazy import lazy_exports
 
-__all__ = [
-    "FALLBACKS",
-    "GROUND_CLASSES",
-    "PAINTERS",
-    "SKY_CLASSES",
-    "ExemplarPair",
-    "Fallback",
-    "PaintingLabels",
-    "RecreateConfig",
-    "RecreatePlan",
-    "RecreateResult",
-    "RecreateWarning",
-    "SkyOnGround",
-    "SkyPatchesOnGround",
-    "StageDone",
-    "StagePlan",
-    "StageProgress",
-    "StageStart",
-    "choose_exemplars",
-    "label_painting",
-    "parse_painter",
-    "recreate",
-    "recreate_painting",
-    "resolve_fallbacks",
-    "scan_exemplars",
-    "sky_on_ground_patch_score",
-    "sky_on_ground_score",
-    "write_painting_labels",
-]
+# Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
+_EXPORTS = {
+    "FALLBACKS": ".classes",
+    "GROUND_CLASSES": ".classes",
+    "SKY_CLASSES": ".classes",
+    "Fallback": ".classes",
+    "resolve_fallbacks": ".classes",
+    "RecreateConfig": ".config",
+    "RecreatePlan": ".events",
+    "RecreateWarning": ".events",
+    "StageDone": ".events",
+    "StagePlan": ".events",
+    "StageProgress": ".events",
+    "StageStart": ".events",
+    "ExemplarPair": ".exemplars",
+    "choose_exemplars": ".exemplars",
+    "scan_exemplars": ".exemplars",
+    "PaintingLabels": ".labeller",
+    "label_painting": ".labeller",
+    "write_painting_labels": ".labeller",
+    "PAINTERS": ".pipeline",
+    "RecreateResult": ".pipeline",
+    "parse_painter": ".pipeline",
+    "recreate": ".pipeline",
+    "recreate_painting": ".pipeline",
+    "SkyOnGround": ".score",
+    "SkyPatchesOnGround": ".score",
+    "sky_on_ground_patch_score": ".score",
+    "sky_on_ground_score": ".score",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -48,6 +48,7 @@ from .stages import (
 )
 
 __all__ = [
+    "recreate_painting",
     "DEFAULT_PHOTO_CONTENT_WEIGHT",
     "PAINTERS",
     "RecreateResult",
@@ -179,3 +180,7 @@ def recreate(
         patch_scores=scores.patches, record=record, seconds=seconds, output=plan.output,
         stages_dir=plan.stages_dir,
     )  # fmt: skip
+
+
+recreate_painting = recreate
+"""The same function as :func:`recreate`, under a name ``nstjax`` can re-export (``nstjax.recreate`` is the package)."""

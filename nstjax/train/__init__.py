@@ -16,64 +16,51 @@
   batches, resume, schedule, compilation cache, loop, export).
 """
 
-from .checkpoint import RunDir, load_export, read_json, write_json
-from .data import Augment, BatchLoader, FolderDataset, image_files, image_to_unit, paired, plain, unit_to_image, unpaired
-from .hosts import any_process, barrier, is_primary, multi_process, to_host
-from .loop import TrainingDiverged, TrainingInterrupted, TrainProgress, fit
-from .plots import image_grid, read_metrics, save_grid, save_loss_curve
-from .runner import run
-from .settings import TrainSettings
-from .state import (
-    NetState,
-    apply_gradients,
-    check_batch_splits,
-    constant_then_linear_decay,
-    data_mesh,
-    init_net,
-    linear_decay_rate,
-    replicate,
-    shard_batch,
-)
-from .system import TrainResult, TrainSystem
 
-__all__ = [
-    "Augment",
-    "BatchLoader",
-    "FolderDataset",
-    "NetState",
-    "RunDir",
-    "TrainProgress",
-    "TrainResult",
-    "TrainSettings",
-    "TrainSystem",
-    "TrainingDiverged",
-    "TrainingInterrupted",
-    "any_process",
-    "apply_gradients",
-    "barrier",
-    "check_batch_splits",
-    "constant_then_linear_decay",
-    "linear_decay_rate",
-    "data_mesh",
-    "fit",
-    "image_files",
-    "image_grid",
-    "image_to_unit",
-    "init_net",
-    "is_primary",
-    "load_export",
-    "multi_process",
-    "paired",
-    "plain",
-    "read_json",
-    "read_metrics",
-    "replicate",
-    "run",
-    "save_grid",
-    "save_loss_curve",
-    "shard_batch",
-    "to_host",
-    "unit_to_image",
-    "unpaired",
-    "write_json",
-]
+from ..lazy import lazy_exports
+
+# Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
+_EXPORTS = {
+    "RunDir": ".checkpoint",
+    "load_export": ".checkpoint",
+    "read_json": ".checkpoint",
+    "write_json": ".checkpoint",
+    "Augment": ".data",
+    "BatchLoader": ".data",
+    "FolderDataset": ".data",
+    "image_files": ".data",
+    "image_to_unit": ".data",
+    "paired": ".data",
+    "plain": ".data",
+    "unit_to_image": ".data",
+    "unpaired": ".data",
+    "any_process": ".hosts",
+    "barrier": ".hosts",
+    "is_primary": ".hosts",
+    "multi_process": ".hosts",
+    "to_host": ".hosts",
+    "TrainingDiverged": ".loop",
+    "TrainingInterrupted": ".loop",
+    "TrainProgress": ".loop",
+    "fit": ".loop",
+    "image_grid": ".plots",
+    "read_metrics": ".plots",
+    "save_grid": ".plots",
+    "save_loss_curve": ".plots",
+    "run": ".runner",
+    "TrainSettings": ".settings",
+    "NetState": ".state",
+    "apply_gradients": ".state",
+    "check_batch_splits": ".state",
+    "constant_then_linear_decay": ".state",
+    "data_mesh": ".state",
+    "init_net": ".state",
+    "linear_decay_rate": ".state",
+    "replicate": ".state",
+    "shard_batch": ".state",
+    "TrainResult": ".system",
+    "TrainSystem": ".system",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
