@@ -166,11 +166,11 @@ def bench_train_fast(size: int, steps: int, threads: int) -> list[dict]:
     import torch
 
     import fast_style_torch as ref
-    from nstjax.fast import FastConfig, init_state, style_grams, train_step
+    from nstjax.fast import FAST_STYLE_LAYERS, FastConfig, init_state, style_grams, train_step
     from nstjax.models import johnson
     from nstjax.weights import random_weights
 
-    config = FastConfig(size=size, style_weight=4e5)
+    config = FastConfig(size=size, style_weight=4e5, style_layers=FAST_STYLE_LAYERS)  # random VGG-19 weights
     vgg = random_weights(0)
     vparams = jax.tree.map(jnp.asarray, vgg.params)
     rng = np.random.default_rng(0)

@@ -30,6 +30,8 @@ _EXPORTS = {
     "stylize_array": ".apply",
     "DEFAULT_STYLE_WEIGHTS": ".config",
     "FAST_STYLE_LAYERS": ".config",
+    "JOHNSON_STYLE_LAYERS": ".config",
+    "default_style_layers": ".config",
     "FastConfig": ".config",
     "default_style_weight": ".config",
     "perceptual_terms": ".losses",

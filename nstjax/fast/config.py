@@ -14,10 +14,27 @@ from ..errors import NstjaxError
 from ..models.johnson import OUTPUTS
 from ..models.vgg_layers import POOLINGS, validate_layers
 
-__all__ = ["DEFAULT_STYLE_WEIGHTS", "DTYPES", "FAST_STYLE_LAYERS", "FastConfig", "default_style_weight"]
+__all__ = [
+    "DEFAULT_STYLE_WEIGHTS",
+    "DTYPES",
+    "FAST_STYLE_LAYERS",
+    "JOHNSON_STYLE_LAYERS",
+    "FastConfig",
+    "default_style_layers",
+    "default_style_weight",
+]
 
 FAST_STYLE_LAYERS = tuple((name, 1.0) for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
-"""nstjax's style layers (Gatys et al.'s), equal weights."""
+"""The style layers with a VGG-19 loss network (Gatys et al.'s), equal weights."""
+
+JOHNSON_STYLE_LAYERS = tuple((name, 1.0) for name in ("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
+"""Johnson et al.'s style layers of their VGG-16 loss network (paper, section 3.1; the PyTorch example
+too), equal weights: the default when the weights are VGG-16's."""
+
+
+def default_style_layers(network: str) -> tuple[tuple[str, float], ...]:
+    """The style layers for a loss network: Johnson et al.'s on VGG-16, Gatys et al.'s on VGG-19."""
+    return JOHNSON_STYLE_LAYERS if network == "vgg16" else FAST_STYLE_LAYERS
 
 DTYPES = ("float32", "bfloat16")
 
@@ -54,7 +71,8 @@ class FastConfig:
     content_weight, style_weight, tv_weight: loss weights (``style_weight`` None = by
       weights convention, :func:`default_style_weight`).
     content_layer: VGG layer of the content (feature reconstruction) loss; relu2_2 as in the paper.
-    style_layers: (layer, weight) pairs of the style loss.
+    style_layers: (layer, weight) pairs of the style loss (None = by the loss network,
+      :func:`default_style_layers`: Johnson et al.'s relu1_2 … relu4_3 on VGG-16).
     pooling: VGG pooling in the loss network.
     learning_rate: Adam's step size, constant (1e-3, paper and example).
     output: ``"linear"`` or ``"tanh"`` (see :mod:`nstjax.models.johnson`).
@@ -67,7 +85,7 @@ class FastConfig:
     style_weight: float | None = None
     tv_weight: float = 0.0
     content_layer: str = "relu2_2"
-    style_layers: tuple[tuple[str, float], ...] = FAST_STYLE_LAYERS
+    style_layers: tuple[tuple[str, float], ...] | None = None
     pooling: str = "max"
     learning_rate: float = 1e-3
     output: str = "linear"
@@ -86,9 +104,10 @@ class FastConfig:
         if not self.learning_rate > 0:
             raise NstjaxError(f"learning rate must be positive, got {self.learning_rate}")
         validate_layers([self.content_layer], "content layer")
-        validate_layers([n for n, _ in self.style_layers], "style layer")
-        if not self.style_layers or sum(w for _, w in self.style_layers) <= 0:
-            raise NstjaxError("give at least one style layer with a positive weight")
+        if self.style_layers is not None:
+            validate_layers([n for n, _ in self.style_layers], "style layer")
+            if not self.style_layers or sum(w for _, w in self.style_layers) <= 0:
+                raise NstjaxError("give at least one style layer with a positive weight")
         for field, value, choices in (("pooling", self.pooling, POOLINGS), ("output", self.output, OUTPUTS),
                                       ("dtype", self.dtype, DTYPES)):  # fmt: skip
             if value not in choices:
@@ -104,11 +123,12 @@ class FastConfig:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (tuples as lists); :meth:`from_json` reads it back."""
         data = dataclasses.asdict(self)
-        data["style_layers"] = [[n, w] for n, w in self.style_layers]
+        data["style_layers"] = None if self.style_layers is None else [[n, w] for n, w in self.style_layers]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FastConfig:
         data = dict(data)
-        data["style_layers"] = tuple((str(n), float(w)) for n, w in data.get("style_layers", FAST_STYLE_LAYERS))
+        layers = data.get("style_layers", FAST_STYLE_LAYERS)  # runs written before the default followed the network
+        data["style_layers"] = None if layers is None else tuple((str(n), float(w)) for n, w in layers)
         return cls(**data)

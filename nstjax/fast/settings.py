@@ -38,7 +38,8 @@ FAST_TRAIN_SETTINGS = Schema(
         Setting("tv_weight", float, "Weight of the total-variation loss.", default=0.0, minimum=0.0,
                 label="Smoothness (TV) weight", widget="log-range", look={"min": -1, "max": 8, "zero": True}),
         Setting("content_layer", str, "VGG layer of the content loss.", default="relu2_2", label="Content layer"),
-        Setting("style_layers", str, "Style layers with optional weights (default relu1_1,…,relu5_1).",
+        Setting("style_layers", str, "Style layers with optional weights (default: relu1_2,relu2_2,relu3_3,relu4_3 "
+                "with VGG-16 weights, as in the paper; relu1_1,…,relu5_1 with VGG-19).",
                 label="Style layers", look={"placeholder": "e.g. relu1_1:1,relu2_1:0.5,relu3_1"}),
         Setting("lr", float, "Adam learning rate (constant).", default=1e-3, minimum=0.0, flags=("--lr",),
                 label="Adam learning rate", widget="number", look={"step": 1e-4}),

@@ -30,6 +30,7 @@ import optax
 from ..hub import sha256_file
 from ..io.images import fit_longest_side, load_image, resize_image
 from ..models.johnson import TransformerNet, init_transformer
+from ..models.vgg_layers import validate_layers
 from ..weights import resolve_weights
 from ..train import (
     Augment,
@@ -47,7 +48,7 @@ from ..train import (
     run,
     to_host,
 )
-from .config import FastConfig, default_style_weight
+from .config import FastConfig, default_style_layers, default_style_weight
 from .losses import perceptual_terms, style_grams, weighted_loss
 
 __all__ = [
@@ -191,6 +192,9 @@ def train_system(
     vgg = resolve_weights(weights, settings.seed)
     if config.style_weight is None:
         config = config.replace(style_weight=default_style_weight(vgg.preprocessing, vgg.source))
+    if config.style_layers is None:  # the paper's loss network and layers when the weights are VGG-16's
+        config = config.replace(style_layers=default_style_layers(vgg.network))
+    validate_layers([config.content_layer, *(name for name, _ in config.style_layers)], "loss layer", vgg.network)
     vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing}
     run_config = {
         "system": SYSTEM,
