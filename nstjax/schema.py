@@ -135,6 +135,8 @@ class Setting:
             "group": self.group,
             "unit": self.unit,
         }
+        if self.default is not None:
+            field["default"] = self.default
         if self.widget not in ("log-range",):  # a log slider's min/max are exponents, set in look
             field.update({k: v for k, v in (("min", self.minimum), ("max", self.maximum)) if v is not None})
         field.update(self.look)

@@ -56,6 +56,12 @@ def serve(
     root: Annotated[
         Path | None, typer.Option(help="Where jobs and results are kept (default: <nstjax cache>/serve).")
     ] = None,
+    fast_run: Annotated[
+        Path | None, typer.Option(help="A `fast train` run: adds the Fast style mode (one painting, ~1 s).")
+    ] = None,
+    adain_run: Annotated[
+        Path | None, typer.Option(help="An `adain train` run: adds the AdaIN mode (any painting, ~1 s).")
+    ] = None,
 ) -> None:
     """Serve a local web page for style transfer: choose a photo and paintings, watch the image change.
 
@@ -77,9 +83,19 @@ def serve(
             known = name in ("auto", "random", *sources()) or imported_path(weights.strip()).is_file()
             if not known and not Path(weights).expanduser().exists():
                 raise NstjaxError("no such weights file, and not a weights name (nstjax weights list)", weights)
+        from ..serve import KINDS
+        from ..serve.feedforward import AdaINKind, FastKind
+
+        kinds = dict(KINDS)
+        for run, make in ((fast_run, FastKind), (adain_run, AdaINKind)):
+            if run is not None:
+                kind = make(run)
+                kind.model()  # a run that does not load is an error now, not at the first job
+                kinds[kind.name] = kind
         local = host in LOOPBACK
         limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_size=max_size)
-        app = create_app(root=root, weights=weights, limits=limits, allowed_hosts=LOCAL_HOSTS if local else None)
+        app = create_app(root=root, weights=weights, limits=limits, allowed_hosts=LOCAL_HOSTS if local else None,
+                         kinds=kinds)
         sock = bind(host, port)
         bound = sock.getsockname()[1]
         if not local:

@@ -74,9 +74,12 @@ function presetValues() {
 
 function fieldDefault(field) {
   if (field.key === "preset") return "auto";
-  const v = presetValues()[field.key];
+  let v = presetValues()[field.key];
+  if (v === undefined || v === null) v = field.default; // modes without presets declare their defaults
   return v === undefined || v === null ? "" : String(v);
 }
+
+function hasPresets() { return state.mode.fields.some((f) => f.key === "preset"); }
 
 function buildForm() {
   const basic = $("fields-basic"), advanced = $("fields-advanced");
@@ -88,6 +91,10 @@ function buildForm() {
     (field.group === "basic" ? basic : advanced).append(node);
   }
   $("mode-help").textContent = state.mode.description;
+  // A mode that takes no style images (a network trained for one painting) hides their drop zone.
+  const noStyles = state.mode.inputs.styles.max === 0;
+  $("styles-drop").hidden = noStyles;
+  if (noStyles) { state.styles.forEach((s) => URL.revokeObjectURL(s.url)); state.styles = []; drawPictures(); }
   resetValues();
 }
 
@@ -108,7 +115,7 @@ function buildField(field) {
 
   if (field.widget === "select" || field.type === "choice") {
     const select = el("select", { id, name: field.key, "aria-describedby": helpId });
-    if (field.key !== "preset" && !(field.key in (state.mode.presets.auto || {}))) {
+    if (field.key !== "preset" && !(field.key in (state.mode.presets.auto || {})) && field.default === undefined) {
       const label = field.key === "weights" ? `server default (${state.info.default_weights})` : "default";
       select.append(el("option", { value: "", text: label }));
     }
@@ -189,7 +196,7 @@ function resetValues(keepPreset = false) {
 
 // The settings a job is sent with: the preset, and only what the user changed.
 function collectSettings() {
-  const settings = { preset: state.values.preset || "auto" };
+  const settings = hasPresets() ? { preset: state.values.preset || "auto" } : {};
   for (const key of state.edited) {
     const field = state.mode.fields.find((f) => f.key === key);
     const raw = String(state.values[key] ?? "").trim();
@@ -286,7 +293,7 @@ function setError(text) { $("form-error").textContent = text; }
 async function submit(event) {
   event.preventDefault();
   if (!state.content) return setError("Choose a content photo first.");
-  if (!state.styles.length) return setError("Choose at least one style image.");
+  if (state.styles.length < state.mode.inputs.styles.min) return setError("Choose at least one style image.");
   const size = state.content.file.size + state.styles.reduce((a, s) => a + s.file.size, 0);
   const limit = state.info.limits.max_upload_bytes;
   if (size > limit) return setError(`These pictures are ${bytes(size)}; this server takes ${bytes(limit)} at most.`);
