@@ -441,3 +441,16 @@ def test_cli_round_trip_and_bad_input(domains, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, result.stderr)
+
+
+def test_translate_o_is_a_file_for_one_image_and_a_folder_for_several(domains, straight_run, tmp_path):
+    # The one -o rule of every command that writes an output per input (nstjax.io.media.output_targets).
+    run = straight_run[1]
+    one = sorted(domains["test_a"].iterdir())[0]
+    (written,) = translate(run, [one], tmp_path / "cat_cg.jpg")
+    assert written == tmp_path / "cat_cg.jpg" and written.is_file() and Image.open(written).format == "JPEG"
+    several = translate(run, [domains["test_a"]], tmp_path / "folder")
+    assert all(p.parent == tmp_path / "folder" for p in several) and len(several) == 4
+    with pytest.raises(NstjaxError, match="outputs need a folder for -o, but this names a file"):
+        translate(run, [domains["test_a"]], tmp_path / "many.png")
+    assert not (tmp_path / "many.png").exists()

@@ -357,3 +357,16 @@ def test_image_input_pairs_for_pix2pix(tmp_path):
     assert dict(data.fields) == {"input": "image", "image": "image"} and decoders == {}
     batch = sample_batch(data, decoders, config, count=2)
     assert batch["input"].shape == batch["image"].shape == (2, 32, 32, 3)
+
+
+def test_render_o_is_a_file_for_one_sketch_and_a_folder_for_several(pix2pix_run, tmp_path):
+    # The one -o rule (nstjax.io.media.output_targets), as fast apply, adain apply and cyclegan translate.
+    sketches = tmp_path / "sketches"
+    sketches.mkdir()
+    for seed in (3, 4):
+        save_label_map(sketches / f"s{seed}.png", synth_landscape(seed, 32)[0], "landscape")
+    (written,) = render(pix2pix_run, [sketches / "s3.png"], tmp_path / "wild_photo.png")
+    assert written == tmp_path / "wild_photo.png" and written.is_file() and not written.is_dir()
+    assert [p.name for p in render(pix2pix_run, [sketches], tmp_path / "photos")] == ["s3.png", "s4.png"]
+    with pytest.raises(NstjaxError, match="2 outputs need a folder for -o, but this names a file"):
+        render(pix2pix_run, [sketches], tmp_path / "both.png")

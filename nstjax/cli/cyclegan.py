@@ -49,7 +49,7 @@ def train_command(
 def translate_command(
     run_dir: Annotated[Path, typer.Argument(help="A CycleGAN run directory (or its export/ folder).")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (one <name>.png per input).")],
+    out: Annotated[Path, typer.Option("-o", "--output", "--out", help="Output file for one input image, else a folder (one <name>.png per input).")],
     direction: Annotated[DirectionName, typer.Option(help="a2b: domain A to B (G_AB); b2a: B to A.")] = "a2b",
     size: Annotated[Optional[int], typer.Option(help="Resize each input so its longest side is this first.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

@@ -61,7 +61,7 @@ def train_command(
 def render_command(
     run_dir: Annotated[Path, typer.Argument(help="A sketch2photo run directory (or its export/ folder).")],
     sketches: Annotated[list[Path], typer.Argument(help="Sketch files (colour PNGs or index PNGs) and/or folders.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (one <name>.png per sketch).")],
+    out: Annotated[Path, typer.Option("-o", "--output", "--out", help="Output file for one sketch, else a folder (one <name>.png per sketch).")],
     style_image: Annotated[
         Optional[Path], typer.Option(help="A photo whose look the result takes (SPADE trained with --vae).")
     ] = None,

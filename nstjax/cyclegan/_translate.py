@@ -13,7 +13,8 @@ import jax
 import numpy as np
 
 from ..errors import NstjaxError
-from ..io.images import SUPPORTED_SUFFIXES, fit_longest_side, load_image, output_folder, resize_image, save_image
+from ..io.images import SUPPORTED_SUFFIXES, check_output_path, fit_longest_side, load_image, resize_image, save_image
+from ..io.media import output_targets
 from ..runtime import enable_compilation_cache
 from ..train import image_files, image_to_unit, load_export, unit_to_image
 from ._config import DtypeName, ModelConfig, make_generator
@@ -137,8 +138,9 @@ def translate(
     Args:
       run_dir: a training run directory with an export (or the ``export/`` folder).
       inputs: image files and/or folders (their images, not recursively).
-      out_dir: where ``<stem><suffix>`` is written for each input (created if needed;
-        each file written atomically).
+      out_dir: ``-o``: for one input file, an image path with an extension is the output itself;
+        otherwise a folder (created if needed) where ``<stem><suffix>`` is written for each input
+        (:func:`nstjax.io.media.output_targets`). Each file is written atomically.
       direction: ``"a2b"`` (G_AB) or ``"b2a"`` (G_BA).
       size: resize each image so its longest side is this many pixels first (default:
         keep its size; any size works).
@@ -157,14 +159,10 @@ def translate(
         raise NstjaxError(f"size must be a positive number of pixels, got {size}")
     translator = Translator.load(run_dir, direction, dtype)
     files = _inputs(inputs)
-    out_dir = Path(out_dir)
-    outputs: dict[Path, Path] = {}
-    for f in files:
-        target = out_dir / f"{f.stem}{suffix}"
-        if target in outputs:
-            raise NstjaxError(f"two inputs would both be written to {target.name}: {outputs[target]} and {f}")
-        outputs[target] = f
-    output_folder(out_dir)
+    targets = output_targets(inputs, files, out_dir, suffix)
+    if len(targets) == 1 and targets[0] == Path(out_dir):
+        check_output_path(out_dir)  # one input to the image file -o names
+    outputs = dict(zip(targets, files, strict=True))
     enable_compilation_cache()
     written = []
     for done, (target, source) in enumerate(outputs.items(), 1):

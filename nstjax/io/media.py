@@ -6,13 +6,16 @@ before any model is loaded; :func:`run_jobs` stylises each with a batch
 function, images one by one and videos in batches of frames
 (:func:`nstjax.io.video.transform_video`).
 
-Output rules:
+Output rules (:func:`output_targets`, the one ``-o`` rule of every command that writes one output per
+input: ``fast apply``, ``adain apply``, ``cyclegan translate``, ``sketch2photo render``):
 
 * one input *file* and an ``-o`` with a file extension (and not an existing
   folder): that file. An image gives an image (any extension ``save_image``
   writes), a video a video of the same kind (``.mp4`` -> ``.mp4``);
 * otherwise ``-o`` is a folder (created if missing), and each output keeps its
-  input's file name. An output may never overwrite one of the inputs.
+  input's file name. Several inputs with an ``-o`` that names a file (an image
+  or video extension, not an existing folder) is an error, not a folder named
+  like a file. An output may never overwrite one of the inputs.
 
 Folders are read flat (not recursively): their images and videos, sorted by name.
 """
@@ -39,7 +42,7 @@ from .images import (
 )
 from .video import VIDEO_SUFFIXES, VideoProgress, VideoResult, is_video, require_video_extra, transform_video
 
-__all__ = ["MediaJob", "MediaProgress", "MediaResult", "expand_inputs", "plan_jobs", "run_jobs"]
+__all__ = ["MediaJob", "MediaProgress", "MediaResult", "expand_inputs", "output_targets", "plan_jobs", "run_jobs"]
 
 Stylizer = Callable[[np.ndarray], np.ndarray]
 """Float32 ``[B, H, W, 3]`` RGB in [0, 1] -> stylised images of the same shape."""
@@ -119,6 +122,36 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[tuple[Path, str]]
     return found
 
 
+def output_targets(
+    inputs: Sequence[str | os.PathLike], files: Sequence[Path], output: str | os.PathLike, suffix: str | None = None
+) -> list[Path]:
+    """Where each of ``files`` (the inputs expanded) is written, by the ``-o`` rule of the module docstring.
+
+    ``suffix`` (e.g. ``".png"``) replaces each input's extension in a folder; None keeps the input's name.
+    Nothing is created but the output folder. Raises NstjaxError (one line naming ``output``) for a file
+    name where a folder is needed, two outputs of the same name, or an output that is one of the inputs.
+    """
+    output = Path(output)
+    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if single_file and output.suffix and not output.is_dir():
+        targets = [output]
+    else:
+        if output.suffix.lower() in (*SUPPORTED_SUFFIXES, *VIDEO_SUFFIXES) and not output.is_dir():
+            raise NstjaxError(f"{len(files)} outputs need a folder for -o, but this names a file", output)
+        output_folder(output, not_a_folder="several outputs need a folder here, but this is a file")
+        targets = [output / (f.name if suffix is None else f"{f.stem}{suffix}") for f in files]
+        seen: dict[Path, Path] = {}
+        for source, target in zip(files, targets, strict=True):
+            if target in seen:
+                raise NstjaxError(f"two inputs would both be written to {target.name} in {output}: {seen[target]} and {source}")
+            seen[target] = source
+    sources = {Path(f).resolve() for f in files}
+    for target in targets:
+        if target.resolve() in sources:
+            raise NstjaxError("the output would overwrite an input; choose another -o", target)
+    return targets
+
+
 def plan_jobs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) -> list[MediaJob]:
     """The (source, destination) pairs for ``inputs`` and ``-o output`` (see the module docstring).
 
@@ -129,8 +162,8 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) ->
     """
     files = expand_inputs(inputs)
     output = Path(output)
-    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single_file and output.suffix and not output.is_dir():
+    targets = output_targets(inputs, [f for f, _ in files], output)
+    if len(targets) == 1 and targets[0] == output:  # one input file to the file -o names
         (source, kind), = files
         if kind == "video":
             if output.suffix.lower() != source.suffix.lower():
@@ -142,21 +175,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike) ->
             if is_video(output):
                 raise NstjaxError("the output of an image must be an image file", output)
             check_output_path(output)
-        jobs = [MediaJob(source, output, kind)]
-    else:
-        output_folder(output, not_a_folder="several outputs need a folder here, but this is a file")
-        jobs = [MediaJob(source, output / source.name, kind) for source, kind in files]
-        names: dict[Path, Path] = {}
-        for job in jobs:
-            if job.dest in names:
-                raise NstjaxError(
-                    f"two inputs would both be written to {job.dest} ({names[job.dest]} and {job.source})"
-                )
-            names[job.dest] = job.source
-    sources = {job.source.resolve() for job in jobs}
-    for job in jobs:
-        if job.dest.resolve() in sources:
-            raise NstjaxError("the output would overwrite an input; choose another -o", job.dest)
+    jobs = [MediaJob(source, target, kind) for (source, kind), target in zip(files, targets, strict=True)]
     if any(job.kind == "video" for job in jobs):
         require_video_extra()
     return jobs

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import NstjaxError
-from ..io.images import image_array, output_folder, resize_image, save_image
+from ..io.images import check_output_path, image_array, resize_image, save_image
+from ..io.media import output_targets
 from ..labels import Palette, colorize, load_palette, one_hot, read_label_map, resize_labels
 from ..runtime import enable_compilation_cache
 from ..train import image_files, load_export, unit_to_image
@@ -210,6 +211,9 @@ def render(
 ) -> list[Path]:
     """Render sketch files (and folders of them) into ``out/<stem>.png``; return the written paths.
 
+    ``out`` follows the one ``-o`` rule (:func:`nstjax.io.media.output_targets`): one sketch file and a path
+    with an image extension writes that file; otherwise ``out`` is a folder.
+
     Each sketch is read with :func:`nstjax.labels.read_label_map` in the run's palette
     (a colour sketch or an index PNG) and rendered at its own size; with pix2pix's RGB
     input it is read as an image. Every sketch is read and checked before anything is
@@ -223,17 +227,17 @@ def render(
         inputs = [read_label_map(f, renderer.palette) for f in files]
     else:
         inputs = [image_array(f, "sketch") for f in files]
-    stems = [f.stem for f in files]
-    if len(set(stems)) != len(stems):
-        raise NstjaxError("two sketches have the same name; their outputs would overwrite each other", out)
-    out = output_folder(out)
+    targets = output_targets(sketches if not isinstance(sketches, str | os.PathLike) else [sketches], files, out,
+                             ".png")  # fmt: skip
+    if len(targets) == 1 and targets[0] == Path(out):
+        check_output_path(out)  # one sketch to the image file -o names
     written = []
     for i, (source, x) in enumerate(zip(files, inputs)):
         if renderer.config.input_kind == "labels":
             photo = renderer.labels(x, style_image=style_image, seed=seed)
         else:
             photo = renderer.image(x, seed=seed)
-        target = save_image(out / f"{source.stem}.png", photo)
+        target = save_image(targets[i], photo)
         written.append(target)
         if progress is not None:
             progress(RenderProgress(i + 1, len(files), source, target))
