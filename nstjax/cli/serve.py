@@ -62,6 +62,18 @@ def serve(
     adain_run: Annotated[
         Path | None, typer.Option(help="An `adain train` run: adds the AdaIN mode (any painting, ~1 s).")
     ] = None,
+    photo_model: Annotated[
+        Path | None,
+        typer.Option(help="Recreate mode, stage 1: a trained SPADE/pix2pix run (default: exemplar-guided NST)."),
+    ] = None,
+    exemplars: Annotated[
+        Path | None,
+        typer.Option(help="Recreate mode, stage 1: exemplar pairs DIR/labels/*.png + DIR/photos/*.png (default: "
+                     "synthetic pairs written once into --root)."),
+    ] = None,
+    cyclegan_run: Annotated[
+        Path | None, typer.Option(help="Recreate mode: a CycleGAN run, offered as the `cyclegan` painter.")
+    ] = None,
 ) -> None:
     """Serve a local web page for style transfer: choose a photo and paintings, watch the image change.
 
@@ -83,8 +95,17 @@ def serve(
             known = name in ("auto", "random", *sources()) or imported_path(weights.strip()).is_file()
             if not known and not Path(weights).expanduser().exists():
                 raise NstjaxError("no such weights file, and not a weights name (nstjax weights list)", weights)
+        from ..hub import cache_dir
         from ..serve import KINDS
         from ..serve.feedforward import AdaINKind, FastKind
+        from ..serve.recreate_kind import RecreateKind
+
+        if photo_model is not None and exemplars is not None:
+            raise NstjaxError("give --photo-model or --exemplars, not both")
+        for folder in (photo_model, exemplars, cyclegan_run):
+            if folder is not None and not folder.is_dir():
+                raise NstjaxError("no such folder", folder)
+        root = root if root is not None else cache_dir() / "serve"
 
         kinds = dict(KINDS)
         for run, make in ((fast_run, FastKind), (adain_run, AdaINKind)):
@@ -92,6 +113,9 @@ def serve(
                 kind = make(run)
                 kind.model()  # a run that does not load is an error now, not at the first job
                 kinds[kind.name] = kind
+        recreate = RecreateKind(photo_model=photo_model, exemplars=exemplars, synthetic_root=root,
+                                cyclegan_run=cyclegan_run)  # fmt: skip
+        kinds[recreate.name] = recreate
         local = host in LOOPBACK
         limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_size=max_size)
         app = create_app(root=root, weights=weights, limits=limits, allowed_hosts=LOCAL_HOSTS if local else None,

@@ -9,7 +9,10 @@ Endpoints (documented at ``/docs``, served offline)::
     GET    /api/jobs/{id}             one job: status, step, loss terms, ETA, result
     GET    /api/jobs/{id}/image       the current best image (PNG); ?download=true to save it
     GET    /api/jobs/{id}/inputs/{i}  a thumbnail of input i (0 = content, 1.. = styles)
+    GET    /api/jobs/{id}/stages/{s}  a recreate job's stage image (sketch, photo, plain, semantic, cyclegan, final)
+    GET    /api/jobs/{id}/sheet       a recreate job's contact sheet of its stages
     DELETE /api/jobs/{id}             stop the job and keep its best image
+    POST   /api/label-maps            read a sketch or label map (multipart: file) as class ids of the palette
     GET    /api/events                server-sent events: jobs whose state changed, a few times a second at most
 """
 
@@ -29,6 +32,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .jobs import JobQueue, is_job_id
 from .kinds import ServeLimits, SettingsError
+from .recreate_kind import STAGE_NAMES, read_label_upload
 from .uploads import BodyLimit, UploadError, display_name, store_image
 
 __all__ = ["EVENT_INTERVAL", "LOCAL_HOSTS", "create_app"]
@@ -55,6 +59,11 @@ Style transfer jobs for the nstjax web page, and for scripts.
 * **Follow**: `GET /api/jobs/{id}` (status `queued`, `running`, `done`, `stopped` or `failed`; step, loss
   terms, ETA), `GET /api/jobs/{id}/image` (PNG of the best image so far), or the event stream `GET /api/events`.
 * **Stop**: `DELETE /api/jobs/{id}` stops at the next progress report (about a second) and keeps the best image.
+
+* **Recreate** (`mode=recreate`, when the server offers it): `content` is the sketch (a colour sketch or index
+  PNG in the `landscape` palette), `styles` the painting and, optionally, its label map as a second file. A
+  sketch colour outside the palette is refused (422) at once. Each stage's image is at
+  `GET /api/jobs/{id}/stages/{name}` as soon as it is done, the contact sheet at `GET /api/jobs/{id}/sheet`.
 
 Jobs run one at a time, in the order they came. Uploads over the server's limit get 413; files that are not
 images get 415 with the reason.
@@ -273,10 +282,16 @@ def create_app(
                 label = display_name(style.filename, f"style {i}")
                 stored.append(store_image(style.file, inputs, f"style-{i}", label, limits.max_pixels))
             labels = {"content": stored[0].label, "styles": [s.label for s in stored[1:]]}
+            check_inputs = getattr(kind, "check_inputs", None)  # a kind that reads its inputs before queueing
+            if check_inputs is not None:
+                check_inputs(prepared, stored[0].path, [s.path for s in stored[1:]], labels)
             job = job_queue.submit(job_id, directory, mode, prepared, getattr(prepared, "settings", given), labels)
         except UploadError as e:
             job_queue.remove_directory(directory)
             raise HTTPException(e.status, e.message) from None
+        except SettingsError as e:
+            job_queue.remove_directory(directory)
+            raise HTTPException(422, str(e)) from None
         except BaseException:
             job_queue.remove_directory(directory)
             raise
@@ -323,6 +338,48 @@ def create_app(
         if path is None:
             raise HTTPException(404, "no such input")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+
+    def stage_response(job_id: str, name: str, download: bool) -> FileResponse:
+        from .recreate_kind import stage_file
+
+        job = find(job_id)
+        path = stage_file(job.directory, name)  # a fixed name -> a fixed file; None for any other name
+        if path is None:
+            raise HTTPException(404, f"no stage {name[:40]!r}; stages: {', '.join(STAGE_NAMES)}")
+        if name not in job.stages or not path.is_file():
+            raise HTTPException(404, f"this job has no {name} image (yet)")
+        headers = {"Cache-Control": "no-store"}
+        if download:
+            headers["Content-Disposition"] = f'attachment; filename="nstjax-{job.mode}-{job.id[:8]}-{name}.png"'
+        return FileResponse(path, media_type="image/png", headers=headers)
+
+    Download = Annotated[bool, Query(description="Send as an attachment (a file to save).")]
+    png_only = {200: {"content": {"image/png": {}}}, 404: {"description": "no such job or stage, or not done yet"}}
+
+    @app.get("/api/jobs/{job_id}/stages/{stage}", summary="A recreate job's stage image (PNG), once it is done",
+             response_class=Response, responses=png_only)  # fmt: skip
+    def job_stage(
+        job_id: JobId,
+        stage: Annotated[str, PathParam(description=f"One of {', '.join(STAGE_NAMES)}.", max_length=40)],
+        download: Download = False,
+    ) -> Response:
+        return stage_response(job_id, stage, download)
+
+    @app.get("/api/jobs/{job_id}/sheet", summary="A recreate job's contact sheet (PNG)", response_class=Response,
+             responses=png_only)  # fmt: skip
+    def job_sheet(job_id: JobId, download: Download = False) -> Response:
+        return stage_response(job_id, "sheet", download)
+
+    @app.post("/api/label-maps", summary="Read a sketch or label map as class ids of the landscape palette")
+    def read_labels(file: Annotated[UploadFile, File(description="A colour sketch or an index PNG.")]) -> dict:
+        """``{"width", "height", "ids" (base64 of uint8 class ids, row by row), "classes"}``; a colour outside
+        the palette is refused (422) with one line. A longest side over 1024 px is scaled down
+        (nearest neighbour). Nothing is kept."""
+        try:
+            return read_label_upload(file.file, display_name(file.filename, "label map"), job_queue.root,
+                                     limits.max_pixels)  # fmt: skip
+        except UploadError as e:
+            raise HTTPException(e.status, e.message) from None
 
     @app.delete("/api/jobs/{job_id}", summary="Stop a job; it keeps its best image")
     def stop_job(job_id: JobId) -> dict[str, Any]:

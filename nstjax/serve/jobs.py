@@ -9,6 +9,7 @@ Each job lives in its own directory ``<root>/<id>`` (``root`` defaults to
     inputs/style-1.jpg
     inputs/*.thumb.png   their thumbnails
     result.png           the finished (or stopped) image
+    stages/              a recreate job's stage images and sheet, each written as it is done
 
 Every file is written atomically. Ids come from :func:`secrets.token_urlsafe`
 and are the only names a request can use to reach a job; they are looked up
@@ -100,6 +101,8 @@ class Job:
     plan: dict[str, Any] | None = None
     progress: dict[str, Any] = dataclasses.field(default_factory=dict)
     result: dict[str, Any] | None = None
+    stages: list[str] = dataclasses.field(default_factory=list)
+    """Names of the finished stages whose images the job wrote (recreate: ``sketch``, ``photo``, ..., ``sheet``)."""
     has_result: bool = False
     preview: int = 0
     """Counts image updates: clients refetch the image when it changes."""
@@ -146,6 +149,8 @@ class Job:
             "steps": progress.get("steps", sum(self.plan["steps"]) if self.plan else None),
             "scale": progress.get("scale"),
             "scales": progress.get("scales"),
+            "stage": progress.get("stage") if self.status == "running" else None,
+            "stages": list(self.stages),
             "loss": progress.get("loss"),
             "terms": progress.get("terms", {}),
             "eta_seconds": progress.get("eta_seconds") if self.status == "running" else None,
@@ -165,6 +170,17 @@ class _Context:
 
     def __init__(self, owner: JobQueue, job: Job):
         self.owner, self.job = owner, job
+
+    @property
+    def directory(self) -> Path:
+        """The job's own directory: a kind writes its extra images there (recreate: ``stages/``)."""
+        return self.job.directory
+
+    def stage(self, name: str) -> None:
+        """Record that stage ``name``'s image is written (shown by the page, served by fixed name)."""
+        with self.owner.changed(self.job):
+            if name not in self.job.stages:
+                self.job.stages.append(name)
 
     def should_stop(self) -> bool:
         return self.job.stop_requested.is_set() or self.owner.closing.is_set()
@@ -478,6 +494,7 @@ class JobQueue:
                     notes=list(data.get("notes") or []),
                     plan=data.get("plan"),
                     result=data.get("result"),
+                    stages=[str(n) for n in data.get("stages") or []],
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not one of ours, or half-made: leave it alone

@@ -89,6 +89,13 @@ class JobContext(Protocol):
     def warn(self, message: str) -> None:
         """A one-line note shown with the job (e.g. random weights were used)."""
 
+    @property
+    def directory(self) -> Path:
+        """The job's own directory, where a kind may write images beside the result (recreate: ``stages/``)."""
+
+    def stage(self, name: str) -> None:
+        """Record that the stage image ``name`` is written in :attr:`directory` and may be downloaded."""
+
     def weights(self, spec: str | None, seed: int) -> Any:
         """VGG weights for ``spec`` (a source name, ``random``, ``auto`` or ``None`` for the server's default).
 

@@ -79,6 +79,8 @@ function fieldDefault(field) {
   return v === undefined || v === null ? "" : String(v);
 }
 
+function isRecreate() { return !!state.mode && state.mode.name === "recreate"; }
+
 function hasPresets() { return state.mode.fields.some((f) => f.key === "preset"); }
 
 function buildForm() {
@@ -95,6 +97,14 @@ function buildForm() {
   const noStyles = state.mode.inputs.styles.max === 0;
   $("styles-drop").hidden = noStyles;
   if (noStyles) { state.styles.forEach((s) => URL.revokeObjectURL(s.url)); state.styles = []; drawPictures(); }
+  // Recreate: the sketch is drawn on the board (no content upload), one painting, its label map optional.
+  const recreate = isRecreate();
+  $("content-drop").hidden = recreate;
+  document.querySelector("#styles-drop .drop-title").textContent = recreate ? "Painting" : "Style images";
+  $("styles-hint").textContent = recreate ? "Drop the painting whose style to take, or choose it" : "Drop one or more paintings, or choose them";
+  $("styles-input").multiple = !recreate;
+  if (recreate && state.styles.length > 1) { state.styles.splice(1).forEach((s) => URL.revokeObjectURL(s.url)); drawPictures(); }
+  Recreate.activate(recreate ? state.mode : null);
   resetValues();
 }
 
@@ -222,7 +232,7 @@ function addFiles(role, files) {
     if (state.content) URL.revokeObjectURL(state.content.url);
     state.content = { file: images[0], url: URL.createObjectURL(images[0]) };
   } else {
-    const max = state.mode ? state.mode.inputs.styles.max : 8;
+    const max = state.mode ? (isRecreate() ? 1 : state.mode.inputs.styles.max) : 8;
     for (const file of images) {
       if (state.styles.length >= max) { setError(`At most ${max} style images.`); break; }
       state.styles.push({ file, url: URL.createObjectURL(file), share: 50 });
@@ -273,6 +283,7 @@ function drawPictures() {
   });
   $("blend-hint").hidden = !several;
   $("styles-drop").classList.toggle("has-files", state.styles.length > 0);
+  if (isRecreate()) Recreate.paintingChanged(state.styles[0] || null);
 }
 
 function wireDrop(zone, input, role) {
@@ -290,18 +301,32 @@ function wireDrop(zone, input, role) {
 
 function setError(text) { $("form-error").textContent = text; }
 
+// What a job uploads: [role, file or blob, name]; recreate sends the board's sketch (and label map) as PNGs.
+async function uploads() {
+  if (isRecreate()) {
+    if (!state.styles.length) return { error: "Choose the painting first." };
+    const drawn = await Recreate.files();
+    if (drawn.error) return drawn;
+    const list = [["content", drawn.sketch, "sketch.png"], ["styles", state.styles[0].file, state.styles[0].file.name]];
+    if (drawn.labels) list.push(["styles", drawn.labels, "painting_labels.png"]);
+    return { list };
+  }
+  if (!state.content) return { error: "Choose a content photo first." };
+  if (state.styles.length < state.mode.inputs.styles.min) return { error: "Choose at least one style image." };
+  return { list: [["content", state.content.file, state.content.file.name], ...state.styles.map((s) => ["styles", s.file, s.file.name])] };
+}
+
 async function submit(event) {
   event.preventDefault();
-  if (!state.content) return setError("Choose a content photo first.");
-  if (state.styles.length < state.mode.inputs.styles.min) return setError("Choose at least one style image.");
-  const size = state.content.file.size + state.styles.reduce((a, s) => a + s.file.size, 0);
+  const chosen = await uploads();
+  if (chosen.error) return setError(chosen.error);
+  const size = chosen.list.reduce((a, [, f]) => a + f.size, 0);
   const limit = state.info.limits.max_upload_bytes;
   if (size > limit) return setError(`These pictures are ${bytes(size)}; this server takes ${bytes(limit)} at most.`);
   setError("");
   const body = new FormData();
   body.append("mode", state.mode.name);
-  body.append("content", state.content.file, state.content.file.name);
-  for (const s of state.styles) body.append("styles", s.file, s.file.name);
+  for (const [role, file, name] of chosen.list) body.append(role, file, name);
   body.append("settings", JSON.stringify(collectSettings()));
   const button = $("start");
   button.disabled = true;
@@ -365,8 +390,10 @@ function renderStage() {
   if (!job) {
     badge.dataset.status = "idle"; badge.textContent = "idle";
     $("stop").disabled = true; $("download").hidden = true;
+    Recreate.renderStages(null);
     return;
   }
+  Recreate.renderStages(job);
   badge.dataset.status = job.status;
   badge.textContent = job.status;
 
@@ -409,6 +436,7 @@ function renderStage() {
   const sep = () => el("span", { class: "sep", "aria-hidden": "true", text: "·" });
   const bits = [el("span", { text: describeStatus(job) })];
   if (job.steps && job.status !== "queued") bits.push(el("span", {}, el("span", { class: "k", text: "step " }), `${job.step} / ${job.steps}`));
+  if (job.stage) bits.push(el("span", {}, el("span", { class: "k", text: "stage " }), job.stage));
   if (job.scales > 1) bits.push(el("span", {}, el("span", { class: "k", text: "scale " }), `${job.scale}/${job.scales}`));
   if (job.loss !== null && job.loss !== undefined) bits.push(el("span", {}, el("span", { class: "k", text: "loss " }), num(job.loss)));
   for (const [k, v] of Object.entries(job.terms || {})) bits.push(el("span", {}, el("span", { class: "k", text: `${k} ` }), num(v)));
@@ -479,7 +507,8 @@ function card(job) {
     ...(job.notes || []).map((n) => el("p", { class: "note", text: n })),
     job.has_image ? el("p", { class: "links" },
       el("a", { href: `/api/jobs/${job.id}/image?download=true`, download: `nstjax-${job.mode}-${job.id.slice(0, 8)}.png`, text: "Download PNG" }),
-      el("a", { href: `/api/jobs/${job.id}/image`, target: "_blank", rel: "noopener", text: "Open" })) : null);
+      el("a", { href: `/api/jobs/${job.id}/image`, target: "_blank", rel: "noopener", text: "Open" }),
+      (job.stages || []).includes("sheet") ? el("a", { href: `/api/jobs/${job.id}/sheet?download=true`, text: "Sheet" }) : null) : null);
   return el("li", { class: "card", "data-job": job.id, "data-status": job.status }, art, body);
 }
 
