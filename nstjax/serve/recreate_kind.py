@@ -87,21 +87,16 @@ def read_label_upload(source: IO[bytes], label: str, root: Path, max_pixels: int
 
     import numpy as np
 
-    from ..io.images import fit_longest_side, probe_image_shape
+    from ..io.images import fit_longest_side
     from ..labels import load_palette, read_label_map, resize_labels
-    from .uploads import UploadError
+    from .uploads import UploadError, checked_shape
 
     palette = load_palette("landscape")
     with tempfile.TemporaryDirectory(dir=root, prefix="label-map.") as folder:  # a dot: never a job's name
         path = Path(folder) / "upload"
         with open(path, "wb") as out:
             shutil.copyfileobj(source, out, length=1 << 20)
-        try:
-            h, w = probe_image_shape(path)
-        except NstjaxError as e:
-            raise UploadError(415, f"{label}: {e.problem}") from None
-        if h * w > max_pixels:
-            raise UploadError(413, f"{label}: {w}x{h} pixels is more than this server accepts ({max_pixels} pixels)")
+        checked_shape(path, label, max_pixels)
         try:
             ids = read_label_map(path, palette)
         except NstjaxError as e:

@@ -23,7 +23,7 @@ from ..errors import NstjaxError
 from ..io.atomic import atomic_path
 from ..io.images import fit_longest_side, load_image, probe_image_shape, resize_image, save_image
 
-__all__ = ["BodyLimit", "StoredImage", "UploadError", "display_name", "store_image"]
+__all__ = ["BodyLimit", "StoredImage", "UploadError", "checked_shape", "display_name", "store_image"]
 
 THUMB_SIZE = 256
 """Longest side of the thumbnails kept beside each input, in pixels."""
@@ -130,6 +130,22 @@ class StoredImage:
         self.path, self.thumb, self.label, self.shape = path, thumb, label, shape
 
 
+def checked_shape(path: Path, label: str, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of the uploaded image at ``path``, read from its header only.
+
+    Raises:
+      UploadError: 415 when Pillow cannot read it as an image, 413 over ``max_pixels`` pixels (a
+        decompression bomb is refused before it is decoded). Messages start with ``label``.
+    """
+    try:
+        h, w = probe_image_shape(path)
+    except NstjaxError as e:
+        raise UploadError(415, f"{label}: {e.problem}") from None
+    if h * w > max_pixels:
+        raise UploadError(413, f"{label}: {w}x{h} pixels is more than this server accepts ({max_pixels} pixels)")
+    return h, w
+
+
 def store_image(source: IO[bytes], directory: Path, role: str, label: str, max_pixels: int) -> StoredImage:
     """Copy an uploaded file into ``directory`` as ``<role><ext>`` and check that it is a readable image.
 
@@ -146,12 +162,7 @@ def store_image(source: IO[bytes], directory: Path, role: str, label: str, max_p
     with atomic_path(raw) as tmp, open(tmp, "wb") as out:
         shutil.copyfileobj(source, out, length=1 << 20)
     try:
-        try:
-            h, w = probe_image_shape(raw)
-        except NstjaxError as e:
-            raise UploadError(415, f"{label}: {e.problem}") from None
-        if h * w > max_pixels:
-            raise UploadError(413, f"{label}: {w}x{h} pixels is more than this server accepts ({max_pixels} pixels)")
+        checked_shape(raw, label, max_pixels)
         try:
             image = load_image(raw, max_pixels=max_pixels)
         except NstjaxError as e:
