@@ -29,11 +29,16 @@ FLAGS = [
 
 
 def start_server(root: Path) -> tuple[str, uvicorn.Server, threading.Thread]:
+    return start_server_with(root, None)
+
+
+def start_server_with(root: Path, kinds: dict | None) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """(base URL, server, thread): the app with ``kinds`` (None: the registered ones) on a free localhost port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(create_app(root=root, allowed_hosts=LOCAL_HOSTS), log_level="warning",
-                                           timeout_graceful_shutdown=1))  # fmt: skip
+    app = create_app(root=root, allowed_hosts=LOCAL_HOSTS, kinds=kinds)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:

@@ -402,3 +402,19 @@ def test_command_refuses_a_busy_port_and_a_missing_weights_file(tmp_path):
     for flag in ("--host", "--port", "--weights", "--max-upload-mb"):
         assert flag in help_text
     assert Path(tmp_path).is_dir()
+
+
+def test_a_full_queue_answers_429_with_retry_after_and_keeps_nothing(tmp_path):
+    # Load shedding: with room for one job, a second request while it runs is refused before its uploads are
+    # stored (no job directory appears), with Retry-After; once the queue drains, jobs are accepted again.
+    with TestClient(create_app(root=tmp_path, limits=ServeLimits(max_queue=1))) as c:
+        first = post(c, {"steps": 5000})
+        assert first.status_code == 201, first.text
+        before = sorted(p.name for p in tmp_path.iterdir())
+        refused = post(c, {"steps": 5})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+        assert refused.json()["detail"].startswith("the queue is full (1 jobs waiting or running)")
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        c.delete(f"/api/jobs/{first.json()['id']}")
+        wait(c, first.json()["id"], finished)
+        assert post(c, {"steps": 2}).status_code == 201

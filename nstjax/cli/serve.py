@@ -56,6 +56,9 @@ def serve(
     root: Annotated[
         Path | None, typer.Option(help="Where jobs and results are kept (default: <nstjax cache>/serve).")
     ] = None,
+    max_queue: Annotated[
+        int, typer.Option(help="Jobs waiting or running at once; more are refused with 429 and Retry-After.", min=1)
+    ] = 16,
     fast_run: Annotated[
         Path | None, typer.Option(help="A `fast train` run: adds the Fast style mode (one painting, ~1 s).")
     ] = None,
@@ -117,7 +120,7 @@ def serve(
                                 cyclegan_run=cyclegan_run)  # fmt: skip
         kinds[recreate.name] = recreate
         local = host in LOOPBACK
-        limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_size=max_size)
+        limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_size=max_size, max_queue=max_queue)
         app = create_app(root=root, weights=weights, limits=limits, allowed_hosts=LOCAL_HOSTS if local else None,
                          kinds=kinds)
         sock = bind(host, port)

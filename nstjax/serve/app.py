@@ -30,7 +30,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from .jobs import JobQueue, is_job_id
+from .jobs import JobQueue, QueueFull, is_job_id
 from .kinds import ServeLimits, SettingsError
 from .recreate_kind import STAGE_NAMES, read_label_upload
 from .uploads import BodyLimit, UploadError, display_name, store_image
@@ -39,6 +39,9 @@ __all__ = ["EVENT_INTERVAL", "LOCAL_HOSTS", "create_app"]
 
 EVENT_INTERVAL = 0.25
 """Seconds between checks for changes on an event stream (so 4 updates a second at most)."""
+
+RETRY_AFTER_SECONDS = 30
+"""What a 429 (queue full) tells a client to wait before it tries again."""
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Host names a loopback-only server answers to (a guard against DNS rebinding)."""
@@ -273,6 +276,9 @@ def create_app(
             prepared = kind.prepare(given, len(styles), limits)
         except SettingsError as e:
             raise HTTPException(422, str(e)) from None
+        if job_queue.waiting() >= limits.max_queue:  # shed load before the uploads are stored
+            raise HTTPException(429, f"the queue is full ({limits.max_queue} jobs waiting or running); try again "
+                                     "later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})  # fmt: skip
         job_id, directory = job_queue.new_directory()
         try:
             inputs = directory / "inputs"
@@ -286,6 +292,9 @@ def create_app(
             if check_inputs is not None:
                 check_inputs(prepared, stored[0].path, [s.path for s in stored[1:]], labels)
             job = job_queue.submit(job_id, directory, mode, prepared, getattr(prepared, "settings", given), labels)
+        except QueueFull as e:  # filled while this request stored its uploads
+            job_queue.remove_directory(directory)
+            raise HTTPException(429, str(e), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         except UploadError as e:
             job_queue.remove_directory(directory)
             raise HTTPException(e.status, e.message) from None

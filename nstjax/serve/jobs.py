@@ -209,6 +209,10 @@ class _Context:
         return self.owner.weights(self.job, spec, seed)
 
 
+class QueueFull(RuntimeError):
+    """The queue holds :attr:`ServeLimits.max_queue` jobs already; the request should come back later."""
+
+
 class JobQueue:
     """Runs jobs one at a time in a worker thread, keeps their state, and writes their directories.
 
@@ -276,6 +280,11 @@ class JobQueue:
                 jobs = [j for j in jobs if since.get(j.id) != j.version]
             return [j.public(self._position(j)) for j in jobs]
 
+    def waiting(self) -> int:
+        """Jobs queued or running."""
+        with self.lock:
+            return sum(j.status in ("queued", "running") for j in self._jobs.values())
+
     def _position(self, job: Job) -> int | None:
         if job.status != "queued":
             return None
@@ -314,6 +323,8 @@ class JobQueue:
         """Queue a job whose inputs are already stored in ``directory/inputs``."""
         if self.closing.is_set():
             raise RuntimeError("the server is shutting down")
+        if self.waiting() >= self.limits.max_queue:
+            raise QueueFull(f"the queue is full ({self.limits.max_queue} jobs waiting or running); try again later")
         job = Job(
             id=job_id,
             mode=mode,

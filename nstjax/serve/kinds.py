@@ -47,12 +47,15 @@ class ServeLimits:
     max_pixels: width * height of any one uploaded image (decompression-bomb guard).
     max_size: the longest side of an output, in pixels.
     max_styles: style images per job.
+    max_queue: jobs waiting or running at once; a request beyond gets 429 with ``Retry-After`` (load shedding:
+      each queued job keeps its uploads on disk until it runs).
     """
 
     max_upload_bytes: int = 20 * 2**20
     max_pixels: int = 50_000_000
     max_size: int = 2048
     max_styles: int = 8
+    max_queue: int = 16
 
 
 @dataclasses.dataclass
