@@ -224,6 +224,8 @@ class TrainBar(Bars):
         info += f" {p.steps_per_second:.2f} steps/s" if p.steps_per_second else ""
         if p.skipped_files:
             info += f" ({p.skipped_files} unreadable files skipped)"
+        if p.event == "start":  # the first step compiles (tens of seconds on a CPU): say so, not a frozen bar
+            info = "compiling step 1"
         if getattr(p, "resumed_from", None) is not None and not self._tasks:
             self.log(f"resumed from step {p.resumed_from}")
         return Row(self.label, self.label, p.step, p.total, info)

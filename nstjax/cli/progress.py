@@ -99,9 +99,14 @@ class Bars:
         task = self._tasks.get(row.key)
         if task is None:
             task = self._tasks[row.key] = self._progress.add_task(row.label, total=row.total, info=row.info)
+            fresh = True
+        else:
+            fresh = False
         total = row.total if row.total is not None else self._progress.tasks[self._index(task)].total
         done = total if row.done is None else row.done
         self._progress.update(task, description=row.label, completed=done, total=total, info=row.info)
+        if fresh:  # a bar's first state (e.g. "compiling") is drawn at once, not at the next refresh tick
+            self._progress.refresh()
 
     def log(self, message: str) -> None:
         """A line above the bars (they stay drawn below it)."""
