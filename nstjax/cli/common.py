@@ -233,15 +233,36 @@ class TrainBar(Bars):
 
 @contextlib.contextmanager
 def training_job(run_dir: Path) -> Iterator[None]:
-    """Errors of a training command: one-line errors (exit 2), divergence (exit 1), Ctrl-C (exit 130)."""
+    """Errors of a training command: one-line errors (exit 2), divergence (exit 1), Ctrl-C (exit 130).
+
+    With ``--resume --quiet`` (no bar to say it) the run also ends with one ``resumed from step N``
+    line: N is the newest complete checkpoint when the command started, the one the run continued from.
+    """
+    from typer.main import get_current_context  # typer's bundled click: the command's parsed flags
+
+    from ..train.checkpoint import latest_checkpoint
     from ..train.loop import TrainingDiverged, TrainingInterrupted
+
+    context = get_current_context(silent=True)
+    params = context.params if context is not None else {}
+    resumed = None
+    if params.get("resume") and params.get("quiet"):
+        with contextlib.suppress(OSError, ValueError):
+            step = latest_checkpoint(run_dir)
+            resumed = "resumed from step 0 (no checkpoint yet)" if step is None else f"resumed from step {step}"
 
     with cli_errors():
         try:
             yield
         except TrainingDiverged as e:
+            if resumed:
+                say(resumed)
             say(f"error: {e}")
             raise typer.Exit(1) from None
         except TrainingInterrupted as e:
+            if resumed:
+                say(resumed)
             say(f"interrupted after step {e.step}: checkpoint saved in {run_dir}; add --resume to continue")
             raise typer.Exit(130) from None
+        if resumed:
+            say(resumed)

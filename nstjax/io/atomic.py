@@ -3,18 +3,24 @@
 Readers never see a half-written file, and a crash or Ctrl-C leaves the old
 file (or nothing) in place. Files get the permissions a plain ``open()``
 would give them (``0o666`` minus the umask), not ``mkstemp``'s private 0600.
+A full file system ends the write with :class:`NoSpaceLeft`, a one-line error
+naming the destination, and no file left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "new_file_mode"]
+from .. import faults
+from ..errors import NstjaxError
+
+__all__ = ["NoSpaceLeft", "atomic_path", "new_file_mode", "no_space_left"]
 
 _UMASK_LOCK = threading.Lock()
 
@@ -30,6 +36,18 @@ def _umask() -> int:
         mask = os.umask(0o022)
         os.umask(mask)
     return mask
+
+
+class NoSpaceLeft(NstjaxError):
+    """A write failed because the file system is full (ENOSPC) or over quota (EDQUOT)."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__("no space left on device; nothing was written", path)
+
+
+def no_space_left(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OSError of a full file system or an exhausted quota."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def new_file_mode() -> int:
@@ -52,7 +70,8 @@ def atomic_path(destination: str | os.PathLike, *, mode: int | None = None) -> I
     """Yield a temporary path beside ``destination``; on success fsync it and rename it over.
 
     On any exception (Ctrl-C included) the temporary file is removed and
-    ``destination`` is left untouched. The suffix of the destination is kept so
+    ``destination`` is left untouched; a full file system raises :class:`NoSpaceLeft`
+    (an :class:`~nstjax.errors.NstjaxError` naming ``destination``) instead of the OSError. The suffix of the destination is kept so
     that writers which pick a format from the extension (Pillow, NumPy) behave
     the same.
 
@@ -61,9 +80,14 @@ def atomic_path(destination: str | os.PathLike, *, mode: int | None = None) -> I
       mode: permission bits of the result; default :func:`new_file_mode`.
     """
     destination = Path(destination)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{destination.name}.", suffix=f".tmp{destination.suffix}", dir=destination.parent
+        )
+    except OSError as exc:
+        if no_space_left(exc):
+            raise NoSpaceLeft(destination) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -71,9 +95,16 @@ def atomic_path(destination: str | os.PathLike, *, mode: int | None = None) -> I
         os.chmod(tmp_path, new_file_mode() if mode is None else mode)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
+        faults.point("atomic-write")
         os.replace(tmp_path, destination)
         _fsync_directory(destination.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        # Writers wrap errors (Pillow, NumPy): look down the chain for the file system's ENOSPC.
+        cause: BaseException | None = exc
+        while cause is not None and not no_space_left(cause):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise NoSpaceLeft(destination) from None
         raise

@@ -18,7 +18,9 @@ it on its local devices; processes never wait for each other.
 
 **Resuming.** See :mod:`nstjax.nst.batch_manifest`: a rerun skips every output
 whose latest manifest record says it is done with the same settings and input,
-and whose file still matches; a crash loses at most the batch in flight.
+and whose file still matches; a crash loses at most the batch in flight. A full disk
+stops the job with one line (:class:`~nstjax.io.atomic.NoSpaceLeft`); the outputs
+finished before stay complete.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 from ..errors import NstjaxError
 from ..hub import sha256_file
 from ..io import images as _images
+from ..io.atomic import NoSpaceLeft
 from ..runtime import enable_compilation_cache, init_distributed
 from ..weights import resolve_weights
 # The engine's names stay reachable here too (tests and scripts/bench_scale.py use nst.batch.X).
@@ -316,6 +319,8 @@ def stylize_batch(
         try:
             _images.save_image(item.output, result.image, quality=quality)
             data = item.output.read_bytes()
+        except NoSpaceLeft:
+            raise  # the job's problem, not this image's: stop with one line; finished outputs stay
         except (NstjaxError, OSError) as exc:
             reason = exc.problem if isinstance(exc, NstjaxError) else f"cannot write output: {exc}"
             fail(item.input, item.output, reason, record)

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import faults
 from ..hub import sha256_file
+from ..io.atomic import NoSpaceLeft, no_space_left
 from .config import StylizeConfig
 
 __all__ = [
@@ -100,9 +102,18 @@ class ManifestWriter:
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Write ``record`` stamped with ``timestamp`` (UTC now, ISO 8601); returns the stamped record."""
         stamped = {**record, "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")}
-        self.file.write((json.dumps(stamped, sort_keys=True) + "\n").encode())
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        line = (json.dumps(stamped, sort_keys=True) + "\n").encode()
+        try:
+            self.file.write(line[: len(line) // 2])
+            self.file.flush()
+            faults.point("manifest")  # a torn line: read_manifest skips it and the output is redone
+            self.file.write(line[len(line) // 2 :])
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as exc:
+            if no_space_left(exc):
+                raise NoSpaceLeft(self.path) from None
+            raise
         return stamped
 
     def close(self) -> None:

@@ -15,27 +15,33 @@ directory must be on a filesystem all hosts share.
 
 Checkpoints and the export are written by orbax, which writes into a temporary
 folder and renames it when complete, so a crash never leaves a half checkpoint
-under a final name. JSON and PNG files are written atomically
-(:func:`nstjax.io.atomic.atomic_path`).
+under a final name (the temporary folders a crash leaves are removed when the run
+is opened again). JSON and PNG files are written atomically
+(:func:`nstjax.io.atomic.atomic_path`). A full disk ends a write with one line
+naming the file (:class:`~nstjax.io.atomic.NoSpaceLeft`); the checkpoints before stay.
+A checkpoint that is damaged on disk (truncated, edited) is refused on restore with
+one line naming its step and file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 
+from .. import faults
 from ..errors import NstjaxError
-from ..io.atomic import atomic_path
+from ..io.atomic import NoSpaceLeft, atomic_path, no_space_left
 from .hosts import barrier, is_primary, multi_process, to_host
 from .plots import read_metrics
 
-__all__ = ["CONFIG_NAME", "RunDir", "load_export", "read_json", "write_json"]
+__all__ = ["CONFIG_NAME", "RunDir", "latest_checkpoint", "load_export", "read_json", "write_json"]
 
 CONFIG_NAME = "config.json"
 
@@ -57,6 +63,65 @@ def read_json(path: str | os.PathLike) -> Any:
         raise NstjaxError("no such file", path) from None
     except (OSError, ValueError) as exc:
         raise NstjaxError(f"unreadable JSON ({exc})", path) from None
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> int | None:
+    """Step of the newest complete checkpoint in ``run_dir`` (what ``--resume`` starts from), or None.
+
+    Reads the directory only (no JAX, no devices); orbax's temporary folders of a save
+    that never finished do not count.
+    """
+    import orbax.checkpoint as ocp
+
+    steps = ocp.utils.checkpoint_steps(Path(run_dir).expanduser() / "checkpoints")
+    return max(steps) if steps else None
+
+
+@contextlib.contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    """A full disk under ``path`` (orbax and tensorstore wrap the OSError, or only quote it) -> NoSpaceLeft."""
+    try:
+        yield
+    except NoSpaceLeft:
+        raise
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if no_space_left(cause) or "no space left" in str(cause).lower():
+                raise NoSpaceLeft(path) from None
+            cause = cause.__cause__ or cause.__context__
+        raise
+
+
+def _chain_text(exc: BaseException) -> str:
+    """The messages of ``exc`` and of every exception it was raised from, on one line."""
+    texts, seen = [], set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        texts.append(" ".join(str(cause).split()))
+        cause = cause.__cause__ or cause.__context__
+    return " | ".join(texts)
+
+
+def _damaged_file(step_dir: Path, error_text: str) -> Path | None:
+    """The file of checkpoint folder ``step_dir`` that is damaged, or None if none is found.
+
+    A metadata file that is empty or not JSON (orbax's ``_METADATA``, ``_CHECKPOINT_METADATA``,
+    ``_sharding``, ``array_metadatas/*``), else a file that orbax's or tensorstore's ``error_text`` names.
+    """
+    with contextlib.suppress(OSError):
+        files = sorted((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: (-len(p.parts), p))
+        for path in files:
+            if path.name.startswith("_") or path.parent.name == "array_metadatas":
+                try:
+                    json.loads(path.read_bytes() or b"?")
+                except ValueError:
+                    return path
+        for path in files:  # deepest first: "d/0a1b…" before a folder's "_METADATA"
+            if path.name in error_text:
+                return path
+    return None
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -160,7 +225,8 @@ class RunDir:
         if self._manager is None:
             import orbax.checkpoint as ocp
 
-            options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True)
+            # cleanup_tmp_directories: a save that a crash cut short leaves a temporary folder; remove it.
+            options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True, cleanup_tmp_directories=True)
             self._manager = ocp.CheckpointManager(self.checkpoints, options=options)
         return self._manager
 
@@ -177,9 +243,11 @@ class RunDir:
         manager = self._checkpoint_manager()
         if step in manager.all_steps():
             return
-        manager.save(step, args=ocp.args.StandardSave(state), force=True)
-        if wait:
-            manager.wait_until_finished()
+        with _disk_errors(self.checkpoints / str(step)):  # also the previous save's error, reported now
+            manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            faults.point("checkpoint-save")  # the write is in flight, in orbax's temporary folder
+            if wait:
+                manager.wait_until_finished()
 
     def restore(self, like: Any, step: int | None = None) -> Any:
         """The train state of checkpoint ``step`` (default: the latest), shaped and placed like ``like``."""
@@ -189,11 +257,18 @@ class RunDir:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise NstjaxError("holds no checkpoint to resume from", self.checkpoints)
+        step_dir = self.checkpoints / str(step)
         try:
             return manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise NstjaxError(f"checkpoint {step} does not fit this model ({' '.join(str(exc).split())[:300]})",
-                              self.checkpoints / str(step)) from None
+        except Exception as exc:  # noqa: BLE001 - orbax and tensorstore raise many kinds for a bad folder
+            text = _chain_text(exc)
+            damaged = _damaged_file(step_dir, text)
+            if damaged is None and isinstance(exc, ValueError | KeyError | TypeError):
+                raise NstjaxError(f"checkpoint {step} does not fit this model ({text[:300]})", step_dir) from None
+            raise NstjaxError(
+                f"checkpoint of step {step} is damaged ({text[:160]}); delete {step_dir} to resume from the "
+                "checkpoint before it", damaged or step_dir,
+            ) from None
 
     def resume(self, like: Any) -> Any:
         """The latest checkpoint's train state (shaped and placed like ``like``), ready to continue.
@@ -208,13 +283,17 @@ class RunDir:
     def wait(self) -> None:
         """Block until every asynchronous checkpoint save has finished."""
         if self._manager is not None:
-            self._manager.wait_until_finished()
+            with _disk_errors(self.checkpoints):
+                self._manager.wait_until_finished()
 
     def close(self) -> None:
         if self._manager is not None:
-            self._manager.wait_until_finished()
-            self._manager.close()
-            self._manager = None
+            manager, self._manager = self._manager, None
+            try:
+                with _disk_errors(self.checkpoints):
+                    manager.wait_until_finished()
+            finally:
+                manager.close()
 
     # ----------------------------------------------------------------- export
 
@@ -240,9 +319,15 @@ class RunDir:
         ) if multi_process() else ocp.StandardCheckpointer()
         staging = self.path / ".export.new"
         shutil.rmtree(staging, ignore_errors=True)
-        checkpointer.save(staging / "params", params)
-        checkpointer.wait_until_finished()
-        write_json(staging / CONFIG_NAME, dict(config))
+        try:
+            with _disk_errors(target):
+                checkpointer.save(staging / "params", params)
+                checkpointer.wait_until_finished()
+                write_json(staging / CONFIG_NAME, dict(config))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves the previous one alone
+            raise
+        faults.point("export")  # complete but not in place: the previous export is still the one
         # Two renames: the complete new export replaces the old one, which is removed last.
         old = self.path / ".export.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -262,9 +347,15 @@ class RunDir:
         """Append one metrics record (a JSON line, flushed; by the primary process)."""
         if not self.primary:
             return
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(dict(record), sort_keys=True) + "\n")
-            f.flush()
+        # A line torn by a crash or a full disk is skipped by read_metrics, and a resume rewrites the file.
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(dict(record), sort_keys=True) + "\n")
+                f.flush()
+        except OSError as exc:
+            if no_space_left(exc):
+                raise NoSpaceLeft(self.metrics_path) from None
+            raise
 
     def drop_metrics_after(self, step: int) -> None:
         """Forget records logged after ``step`` (a resumed run replays those steps)."""

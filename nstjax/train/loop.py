@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .. import faults
 from ..errors import NstjaxError
 from .checkpoint import RunDir
 from .data import BatchLoader
@@ -207,6 +208,7 @@ def fit(
     with _StopFlag() as flag, contextlib.closing(batches):
         for step, local in batches:
             state, step_metrics = train_step(state, shard_batch(local, mesh))
+            faults.point("train-step")  # a crash here loses the steps since the last checkpoint
             pending.append(step_metrics)
             done = step + 1
             final = done == total_steps
