@@ -39,7 +39,7 @@ def train_command(
     from ..adain.train import train_adain
 
     o = options
-    with training_job(o["run"]):
+    with training_job(o["run"], resume=o["resume"], quiet=o["quiet"]):
         settings = train_settings_from_options(o, steps=160_000, decay_fraction=0.0)
         config = AdaINConfig(size=o["size"], load_size=o["load_size"], content_weight=o["content_weight"],
                              style_weight=o["style_weight"], learning_rate=o["lr"], lr_decay=o["lr_decay"],

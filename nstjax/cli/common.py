@@ -232,21 +232,17 @@ class TrainBar(Bars):
 
 
 @contextlib.contextmanager
-def training_job(run_dir: Path) -> Iterator[None]:
+def training_job(run_dir: Path, *, resume: bool = False, quiet: bool = False) -> Iterator[None]:
     """Errors of a training command: one-line errors (exit 2), divergence (exit 1), Ctrl-C (exit 130).
 
-    With ``--resume --quiet`` (no bar to say it) the run also ends with one ``resumed from step N``
+    With ``resume`` and ``quiet`` (no bar to say it) the run also ends with one ``resumed from step N``
     line: N is the newest complete checkpoint when the command started, the one the run continued from.
     """
-    from typer.main import get_current_context  # typer's bundled click: the command's parsed flags
-
     from ..train.checkpoint import latest_checkpoint
     from ..train.loop import TrainingDiverged, TrainingInterrupted
 
-    context = get_current_context(silent=True)
-    params = context.params if context is not None else {}
     resumed = None
-    if params.get("resume") and params.get("quiet"):
+    if resume and quiet:
         with contextlib.suppress(OSError, ValueError):
             step = latest_checkpoint(run_dir)
             resumed = "resumed from step 0 (no checkpoint yet)" if step is None else f"resumed from step {step}"

@@ -30,7 +30,7 @@ def train_command(
 
     o = options
     run_dir: Path = o["run"]
-    with training_job(run_dir), TrainBar("cyclegan") as bar:
+    with training_job(run_dir, resume=o["resume"], quiet=o["quiet"]), TrainBar("cyclegan") as bar:
         config = CycleGANConfig(
             model=ModelConfig(generator=o["generator"], ngf=o["ngf"], ndf=o["ndf"], blocks=o["blocks"],
                               upsample=o["upsample"], size=o["size"]),

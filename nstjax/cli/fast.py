@@ -78,7 +78,7 @@ def train_command(
     from ..nst.config import parse_layer_weights
 
     o = options
-    with training_job(o["run"]):
+    with training_job(o["run"], resume=o["resume"], quiet=o["quiet"]):
         settings = train_settings_from_options(o, epochs=2, decay_fraction=0.0)
         style_layers = o["style_layers"]
         config = FastConfig(

@@ -41,7 +41,7 @@ def train_command(
 
     o = options
     run_dir: Path = o["run"]
-    with training_job(run_dir), TrainBar(o["model"]) as bar:
+    with training_job(run_dir, resume=o["resume"], quiet=o["quiet"]), TrainBar(o["model"]) as bar:
         config = Sketch2PhotoConfig(
             model=o["model"],
             size=o["size"],
