@@ -119,7 +119,9 @@ def check_two_data_parallel_steps(initial: dict, one_step, two_steps, other, *, 
             name = f"{what}{net}{jax.tree_util.keystr(path)}"
             for x, y, k, label in ((mine_mu, their_mu, 1, "mu"), (mine_nu, their_nu, 2, "nu")):
                 a, b = np.asarray(x[path], np.float64), np.asarray(y[path], np.float64)
-                assert np.abs(a - b).max() <= k * GRAD_TOL * np.abs(a).max(), f"{name} {label}"
+                assert np.abs(a - b).max() <= k * GRAD_TOL * np.abs(a).max(), (
+                    f"{name} {label}: differs by {np.abs(a - b).max() / max(np.abs(a).max(), 1e-30):.2e} of its largest"
+                )
             g1 = np.asarray(g1, np.float64) / (1 - b1)
             undo = {}
             for label, p2, mu, nu in (("one", p2_mine, mine_mu, mine_nu), ("other", p2_theirs, their_mu, their_nu)):

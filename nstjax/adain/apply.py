@@ -12,6 +12,8 @@ the style images' relu4_1 features. Options, as in the reference:
   "coral"). For a video the colours of its first frame are used throughout, so
   the style stays fixed from frame to frame.
 
+Contents and styles are resized so their *short* side is ``size`` / ``style_size`` (512),
+torchvision's ``Resize(512)`` in the reference's ``test.py``: a 4:3 photo becomes 683x512.
 Images of any size are padded by reflection to multiples of 8 and cropped back.
 """
 
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..errors import NstjaxError
 from ..io.color import match_color
-from ..io.images import fit_longest_side, image_array, resize_image
+from ..io.images import fit_shortest_side, image_array, resize_image
 from ..models.adain import (
     ENCODER_LAYER,
     SIZE_MULTIPLE,
@@ -196,8 +198,8 @@ def apply_adain(
       model: a loaded :class:`AdaINModel` or a run directory / export folder.
       inputs: content files and folders; ``styles``: style image files or arrays.
       alpha, blend, preserve_color: see the module docstring.
-      style_size: longest side of the styles (None: as they are); ``size``: of the
-        contents (512 in the reference; None: as they are).
+      style_size: short side of the styles (None: as they are); ``size``: of the
+        contents (512 in the reference, its ``Resize(512)``; None: as they are).
       batch_size, blend_frames, motion, quality, video_quality, progress: see
         :func:`nstjax.io.media.run_jobs` (``blend_frames`` is its ``blend``).
       weights: VGG weights, when not the export's own source.
@@ -212,7 +214,7 @@ def apply_adain(
     for i, style in enumerate(styles, 1):
         image = image_array(style, f"style image {i}")
         if style_size is not None:
-            image = resize_image(image, fit_longest_side(image.shape[:2], style_size))
+            image = resize_image(image, fit_shortest_side(image.shape[:2], style_size))
         style_images.append(image)
     if not isinstance(model, AdaINModel):
         model = load_adain_model(model, weights=weights)
@@ -226,5 +228,5 @@ def apply_adain(
     def for_job(job) -> Callable[[np.ndarray], np.ndarray]:
         return shared or new_stylizer()
 
-    return run_jobs(jobs, for_job, size=size, batch_size=batch_size, blend=blend_frames, motion=motion,
+    return run_jobs(jobs, for_job, size=size, side="shortest", batch_size=batch_size, blend=blend_frames, motion=motion,
                     quality=quality, video_quality=video_quality, progress=progress)

@@ -17,8 +17,8 @@ class AdaINConfig:
     """What the decoder is trained with (hashable: static under jit).
 
     size: side of the square training crops (256).
-    load_size: short side content and style images are resized to before cropping (512;
-      the reference resizes to 512x512).
+    load_size: side of the square content and style images are squashed to before
+      cropping (512, the reference's ``Resize((512, 512))``).
     content_weight, style_weight: the paper's λ = 10 weighs the style loss (content 1).
     learning_rate, lr_decay: Adam at ``lr / (1 + lr_decay · step)`` (1e-4, 5e-5).
     dtype: compute dtype of encoder and decoder.

@@ -28,7 +28,7 @@ ADAIN_TRAIN_SETTINGS = Schema(
     (
         Setting("size", int, "Side of the square training crops (a multiple of 8).", default=_DEFAULT.size,
                 unit="px", minimum=16, label="Crop size", group="basic", widget="number", look={"step": 8}),
-        Setting("load_size", int, "Short side images are resized to before cropping.", default=_DEFAULT.load_size,
+        Setting("load_size", int, "Side of the square images are squashed to before cropping (the reference's 512x512).", default=_DEFAULT.load_size,
                 unit="px", minimum=16, label="Load size", widget="number", look={"step": 32}),
         Setting("content_weight", float, "Weight of the content loss.", default=_DEFAULT.content_weight,
                 minimum=0.0, label="Content weight", group="basic", widget="number", look={"step": 0.1}),
@@ -52,7 +52,7 @@ ADAIN_TRAIN_SETTINGS = Schema(
 
 _SIZE = dataclasses.replace(
     MEDIA_APPLY_SETTINGS["size"],
-    help="Longest side contents (images, frames) are resized to; 0 keeps their size.",
+    help="Short side contents (images, frames) are resized to (the reference's); 0 keeps their size.",
     default=512,
     minimum=0,
 )  # AdaIN works at the reference's 512 px unless told otherwise
@@ -66,7 +66,7 @@ ADAIN_APPLY_SETTINGS = Schema(
                 widget="style-weights"),
         Setting("preserve_color", bool, "Keep the content's colours.", default=False, flags=("--preserve-color",),
                 label="Keep the content's colours", group="basic", widget="checkbox"),
-        Setting("style_size", int, "Longest side of the style images; 0 keeps their size.", default=512, unit="px",
+        Setting("style_size", int, "Short side of the style images (the reference's); 0 keeps their size.", default=512, unit="px",
                 minimum=0, label="Style image size", widget="number", look={"step": 32}),
         Setting("weights", str, "VGG-19 weights (default: those the decoder was trained on).", label="VGG weights",
                 widget="select"),

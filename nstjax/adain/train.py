@@ -3,8 +3,10 @@
 :func:`train_system` describes the run and :func:`train` (also :func:`train_adain`)
 runs it with :func:`nstjax.train.run`, as every trained model is run. The two
 folders are paired at random (:func:`~nstjax.train.unpaired`: every step draws a
-batch of contents and an independent batch of styles), both cropped to ``size``
-after resizing their short side to ``load_size``. The encoder (nstjax's VGG-19
+batch of contents and an independent batch of styles), both squashed to
+``load_size x load_size`` (bilinear) and cropped at random to ``size``, never
+flipped: the reference's ``Resize((512, 512))``, ``RandomCrop(256)``
+(:func:`adain_augment`). The encoder (nstjax's VGG-19
 to relu4_1) stays frozen; only the decoder learns. The export records which VGG
 weights the decoder was trained on (source, convention and a digest of the
 arrays), since it only works with those.
@@ -51,6 +53,7 @@ __all__ = [
     "SYSTEM",
     "AdaINState",
     "AdaINTrainResult",
+    "adain_augment",
     "adain_tx",
     "init_state",
     "train",
@@ -131,6 +134,11 @@ AdaINTrainResult = TrainResult
 total_steps, params (the decoder's, NumPy), config, vgg_source, metrics; and the final ``state``."""
 
 
+def adain_augment(config: AdaINConfig) -> Augment:
+    """The reference's ``train_transform``: squash to ``load_size`` square (bilinear), random ``size`` crop, no flip."""
+    return Augment(load_size=config.load_size, crop_size=config.size, flip=False, resize="squash", filter="bilinear")
+
+
 def train_system(
     contents: str | os.PathLike,
     styles: str | os.PathLike,
@@ -187,7 +195,7 @@ def train_system(
         settings=settings,
         may_change_on_resume=("train.steps", "train.epochs"),
         dataset=dataset,
-        augment=Augment(load_size=config.load_size, crop_size=config.size),
+        augment=adain_augment(config),
         init_state=lambda total_steps, decay_steps: init_state(config, settings.seed),  # its own decay: adain_tx
         make_step=make_step,
         make_sampler=make_sampler,

@@ -50,8 +50,8 @@ class ModelConfig:
       resize for unet (GDL_code's).
     n_layers_d: stride-2 layers of the PatchGAN discriminators (3: 70x70 patches).
     size: side of the square training crops in pixels; ``load_size``: images are
-      resized so their short side is this before cropping (default ``size * 286 / 256``,
-      the paper's 286 for 256).
+      squashed to ``load_size x load_size`` (bicubic) before the random crop, junyanz's
+      ``resize_and_crop`` (default ``size * 286 / 256``, the paper's 286 for 256).
     """
 
     generator: GeneratorName = "resnet"

@@ -67,7 +67,8 @@ class FastConfig:
     """What a feed-forward style network is trained with (hashable: it is static under jit).
 
     size: side of the square training crops in pixels (256 in the paper).
-    style_size: longest side the style image is resized to (None = ``size``).
+    style_size: longest side the style image is resized to (None: its own size, as the
+      PyTorch example's ``--style-size`` default).
     content_weight, style_weight, tv_weight: loss weights (``style_weight`` None = by
       weights convention, :func:`default_style_weight`).
     content_layer: VGG layer of the content (feature reconstruction) loss; relu2_2 as in the paper.
@@ -114,8 +115,9 @@ class FastConfig:
                 raise NstjaxError(f"{field} must be one of {', '.join(choices)}, got {value!r}")
 
     @property
-    def style_side(self) -> int:
-        return self.style_size or self.size
+    def style_side(self) -> int | None:
+        """Longest side of the style image in training (None: as it is)."""
+        return self.style_size
 
     def replace(self, **changes: Any) -> FastConfig:
         return dataclasses.replace(self, **changes)

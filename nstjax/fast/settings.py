@@ -29,7 +29,7 @@ FAST_TRAIN_SETTINGS = Schema(
     (
         Setting("size", int, "Side of the square training crops.", default=256, unit="px", minimum=16,
                 label="Crop size", group="basic", widget="number", look={"step": 32}),
-        Setting("style_size", int, "Longest side of the style image (default: --size).", unit="px", minimum=16,
+        Setting("style_size", int, "Longest side of the style image (default: its own size, as the PyTorch example).", unit="px", minimum=16,
                 label="Style image size", group="basic", widget="number", look={"step": 32}),
         Setting("content_weight", float, "Weight of the content (feature) loss.", default=1.0, minimum=0.0,
                 label="Content weight", group="basic", widget="log-range", look={"min": -2, "max": 3, "zero": True}),

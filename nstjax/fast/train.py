@@ -9,8 +9,10 @@ arguments, so nothing large is baked into the compiled program, and donates the
 state.
 
 Training is as in the paper and the PyTorch example: Adam at a constant rate
-(1e-3), batches of 4 square crops (256 px), content photos resized so the short
-side is the crop size, then cropped at random and flipped.
+(1e-3), batches of 4 square crops (256 px), content photos resized (bilinear) so
+the short side is the crop size, then centre-cropped, never flipped
+(:func:`content_augment`); the style image at its own size unless
+``config.style_size`` is given (the example's ``--style-size`` None).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "SYSTEM",
     "FastState",
     "FastTrainResult",
+    "content_augment",
     "evaluate_style_loss",
     "export_config",
     "fast_tx",
@@ -145,11 +148,18 @@ def file_digest(path: str | os.PathLike) -> str:
     return sha256_file(path)
 
 
-def load_style(style: str | os.PathLike | np.ndarray, side: int) -> np.ndarray:
-    """The style image as float32 [1, h, w, 3] in [0, 1], longest side ``side``."""
+def load_style(style: str | os.PathLike | np.ndarray, side: int | None) -> np.ndarray:
+    """The style image as float32 [1, h, w, 3] in [0, 1], longest side ``side`` (None: as it is)."""
     image = load_image(style) if isinstance(style, str | os.PathLike) else np.asarray(style, np.float32)
-    image = resize_image(image, fit_longest_side(image.shape[:2], side))
+    if side is not None:
+        image = resize_image(image, fit_longest_side(image.shape[:2], side))
     return image[None]
+
+
+def content_augment(size: int) -> Augment:
+    """The PyTorch example's content transform: ``Resize(size)`` (short side, bilinear), ``CenterCrop(size)``,
+    no flip. ``Augment(size, size, resize="short_side", filter="lanczos")`` is nstjax's earlier random crop and flip."""
+    return Augment(load_size=size, crop_size=size, flip=False, resize="short_side", filter="bilinear", crop="center")
 
 
 def export_config(config: FastConfig, *, style_name: str, step: int, vgg: dict[str, Any]) -> dict[str, Any]:
@@ -237,7 +247,7 @@ def train_system(
         settings=settings,
         may_change_on_resume=("train.steps", "train.epochs"),
         dataset=dataset,
-        augment=Augment(load_size=config.size, crop_size=config.size),
+        augment=content_augment(config.size),
         init_state=lambda total_steps, decay_steps: init_state(config, settings.seed),  # Adam at a constant rate
         make_step=make_step,
         make_sampler=make_sampler,

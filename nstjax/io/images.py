@@ -44,6 +44,8 @@ __all__ = [
     "output_folder",
     "resize_image",
     "fit_longest_side",
+    "fit_shortest_side",
+    "fit_side",
 ]
 
 
@@ -474,6 +476,26 @@ def fit_longest_side(hw: tuple[int, int], size: int) -> tuple[int, int]:
 
     return scale(h), scale(w)
 
+
+
+def fit_shortest_side(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """Scale ``(height, width)`` so the shorter side equals ``size``, keeping the aspect ratio.
+
+    torchvision's ``Resize(size)`` rule (the AdaIN reference's ``test.py``): the longer side
+    is rounded to the nearest integer (halves up). Example: ``fit_shortest_side((600, 800), 512) == (512, 683)``.
+    """
+    h, w = (int(v) for v in hw)
+    if h < 1 or w < 1:
+        raise ValueError(f"image shape must be positive, got {hw}")
+    if isinstance(size, bool) or int(size) != size or size < 1:
+        raise NstjaxError(f"image size must be a positive number of pixels, got {size!r}")
+    short = min(h, w)
+    return tuple(max(1, (2 * v * int(size) + short) // (2 * short)) for v in (h, w))
+
+
+def fit_side(hw: tuple[int, int], size: int, side: str) -> tuple[int, int]:
+    """:func:`fit_shortest_side` for ``side="shortest"``, else :func:`fit_longest_side`."""
+    return fit_shortest_side(hw, size) if side == "shortest" else fit_longest_side(hw, size)
 
 def resize_image(image: Any, shape: tuple[int, int]) -> np.ndarray:
     """Resample a ``[H, W, 3]`` float image to ``shape = (height, width)``.

@@ -22,6 +22,7 @@ Folders are read flat (not recursively): their images and videos, sorted by name
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -34,15 +35,31 @@ from ..errors import NstjaxError
 from .images import (
     SUPPORTED_SUFFIXES,
     check_output_path,
-    fit_longest_side,
+    fit_side,
     load_image,
     output_folder,
     resize_image,
     save_image,
 )
-from .video import VIDEO_SUFFIXES, VideoProgress, VideoResult, is_video, require_video_extra, transform_video
+from .video import (
+    VIDEO_SUFFIXES,
+    VideoProgress,
+    VideoResult,
+    is_video,
+    read_frames,
+    require_video_extra,
+    transform_video,
+)
 
-__all__ = ["MediaJob", "MediaProgress", "MediaResult", "expand_inputs", "output_targets", "plan_jobs", "run_jobs"]
+__all__ = [
+    "MediaJob",
+    "MediaProgress",
+    "MediaResult",
+    "expand_inputs",
+    "output_targets",
+    "plan_jobs",
+    "run_jobs",
+]
 
 Stylizer = Callable[[np.ndarray], np.ndarray]
 """Float32 ``[B, H, W, 3]`` RGB in [0, 1] -> stylised images of the same shape."""
@@ -186,6 +203,7 @@ def run_jobs(
     stylizer_for: Callable[[MediaJob], Stylizer],
     *,
     size: int | None = None,
+    side: str = "longest",
     batch_size: int = 4,
     blend: float = 0.0,
     motion: float = 0.1,
@@ -198,12 +216,16 @@ def run_jobs(
     Args:
       stylizer_for: gives the batch function for a file (AdaIN recolours its style
         per file when preserving colour; a fixed network returns the same function).
-      size: longest side images and frames are resized to first (None: as they are).
+      size: side images and frames are resized to first (None: as they are).
+      side: which side ``size`` is: ``"longest"`` (``fast apply``) or ``"shortest"`` (``adain apply``,
+        torchvision's ``Resize(size)`` as in the AdaIN reference).
       batch_size: video frames per batch.
       blend, motion: temporal blending of video frames (:class:`nstjax.io.video.TemporalBlend`).
       quality: JPEG/WebP quality of images; ``video_quality``: CRF of videos.
       progress: receives :class:`MediaProgress` after each image and each batch of frames.
     """
+    if side not in ("longest", "shortest"):
+        raise NstjaxError(f"side must be 'longest' or 'shortest', got {side!r}")
     results = []
     for index, job in enumerate(jobs, 1):
         start = time.perf_counter()
@@ -214,13 +236,17 @@ def run_jobs(
                 if progress is not None:
                     progress(MediaProgress(job.source, job.dest, index, len(jobs), p.done, p.total))
 
-            video = transform_video(job.source, job.dest, fn, size=size, batch_size=batch_size, blend=blend,
+            video_size = size
+            if size is not None and side == "shortest":  # transform_video takes the longest side
+                with contextlib.closing(read_frames(job.source, 1)) as frames:
+                    video_size = max(fit_side(next(frames).shape[1:3], size, side))
+            video = transform_video(job.source, job.dest, fn, size=video_size, batch_size=batch_size, blend=blend,
                                     motion=motion, quality=video_quality, progress=frames_done)
             results.append(MediaResult(job, video.shape, time.perf_counter() - start, video))
             continue
         image = load_image(job.source)
         if size is not None:
-            image = resize_image(image, fit_longest_side(image.shape[:2], size))
+            image = resize_image(image, fit_side(image.shape[:2], size, side))
         out = np.asarray(fn(image[None]), np.float32)[0]
         save_image(job.dest, out, quality=quality)
         results.append(MediaResult(job, image.shape[:2], time.perf_counter() - start))

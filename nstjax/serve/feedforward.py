@@ -38,6 +38,7 @@ class _TrainedRunKind:
 
     name = ""
     styles = (0, 0)  # (min, max) style images; max None = the server's limit
+    side = "longest"  # which side `size` sets: the longest (fast apply) or the shortest (AdaIN, as upstream)
 
     def __init__(self, run_dir: str | Path, schema: Schema):
         self.run_dir = Path(run_dir)
@@ -88,14 +89,14 @@ class _TrainedRunKind:
         raise NotImplementedError
 
     def run(self, prepared: FeedForwardJob, content: Path, styles: Sequence[Path], context: JobContext) -> Outcome:
-        from ..io.images import fit_longest_side, load_image, resize_image
+        from ..io.images import fit_side, load_image, resize_image
 
         if context.should_stop():
             return Outcome(image=None, stopped=True)
         values = prepared.values
         image = load_image(content)
         if values.get("size"):
-            image = resize_image(image, fit_longest_side(image.shape[:2], values["size"]))
+            image = resize_image(image, fit_side(image.shape[:2], values["size"], self.side))
         style_images = [load_image(s) for s in styles]
         context.plan({"shapes": [list(image.shape[:2])], "steps": [1], "device": "", "weights": self.run_dir.name,
                       "estimate_seconds": None})  # fmt: skip
@@ -141,6 +142,7 @@ class AdaINKind(_TrainedRunKind):
     title = "AdaIN (any style, one pass)"
     description = "A decoder trained on many paintings re-colours the photo's features with any painting's statistics."
     styles = (1, None)
+    side = "shortest"
 
     def __init__(self, run_dir: str | Path, weights: Any = None):
         from ..adain.settings import ADAIN_APPLY_SETTINGS
@@ -155,11 +157,11 @@ class AdaINKind(_TrainedRunKind):
 
     def stylise(self, values, content, styles):
         from ..adain.apply import stylizer
-        from ..io.images import fit_longest_side, resize_image
+        from ..io.images import fit_side, resize_image
         from ..nst.config import parse_floats
 
         if values.get("style_size"):
-            styles = [resize_image(s, fit_longest_side(s.shape[:2], values["style_size"])) for s in styles]
+            styles = [resize_image(s, fit_side(s.shape[:2], values["style_size"], "shortest")) for s in styles]
         blend = None if values.get("style_blend") is None else parse_floats(values["style_blend"], "style_blend")
         run = stylizer(self.model(), styles, alpha=values["alpha"], blend=blend,
                        preserve_color=bool(values.get("preserve_color")), dtype=values.get("dtype") or "float32")  # fmt: skip

@@ -25,6 +25,7 @@ __all__ = [
     "Pix2PixConfig",
     "Sketch2PhotoConfig",
     "SpadeConfig",
+    "UPSTREAM_DECAY",
     "VGG_LAYERS",
     "make_networks",
 ]
@@ -39,6 +40,10 @@ VGG_LAYERS: tuple[tuple[str, float], ...] = (
     ("relu1_1", 1 / 32), ("relu2_1", 1 / 16), ("relu3_1", 1 / 8), ("relu4_1", 1 / 4), ("relu5_1", 1.0),
 )  # fmt: skip
 """SPADE's (pix2pixHD's) perceptual loss: VGG-19 layers and their weights."""
+
+UPSTREAM_DECAY = {"spade": 0.0, "pix2pix": 0.5}
+"""Share of a run with linearly decaying learning rates in the authors' defaults: NVlabs'
+``--niter 50 --niter_decay 0`` (none), junyanz's ``--n_epochs 100 --n_epochs_decay 100`` (the second half)."""
 
 
 def _positive(name: str, value: Any) -> None:
@@ -167,10 +172,14 @@ class Sketch2PhotoConfig:
 
     model: ``"spade"`` or ``"pix2pix"`` (whose settings are ``spade`` / ``pix2pix``;
       the other's are stored but unused).
-    size: side of the square training crops; ``load_size``: images are resized so
-      their short side is this before cropping (default ``size * 286 / 256``).
+    size: side of the square training crops; ``load_size``: pairs are squashed to
+      ``load_size x load_size`` (bicubic photos, nearest labels) before the random crop,
+      NVlabs' ``resize_and_crop`` for ADE20K and junyanz's (default ``size * 286 / 256``).
     palette: the label maps' palette (a shipped name or a JSON path).
     dtype: compute dtype of the networks (parameters, losses, optimiser: float32).
+    decay: share of the run over which the learning rates decay linearly to 0; None: the
+      authors' default per model: SPADE 0 (NVlabs' ``--niter 50 --niter_decay 0``), pix2pix
+      0.5 (junyanz's ``--n_epochs 100 --n_epochs_decay 100``). It sets ``train.decay_fraction``.
 
     ``None`` sizes of the networks (``spade.n_up``, ``spade.enc_size``,
     ``pix2pix.depth``) are resolved from ``size`` on construction.
@@ -184,10 +193,16 @@ class Sketch2PhotoConfig:
     pix2pix: Pix2PixConfig = Pix2PixConfig()
     train: TrainSettings = TrainSettings(epochs=200)
     dtype: DtypeName = "float32"
+    decay: float | None = None
 
     def __post_init__(self):
         if self.model not in ("spade", "pix2pix"):
             raise NstjaxError(f"unknown model {self.model!r} (spade or pix2pix)")
+        if self.decay is None:
+            object.__setattr__(self, "decay", UPSTREAM_DECAY[self.model])
+        if self.train.decay_fraction != self.decay:
+            # TrainSettings checks the range [0, 1].
+            object.__setattr__(self, "train", dataclasses.replace(self.train, decay_fraction=float(self.decay)))
         if self.dtype not in DTYPES:
             raise NstjaxError(f"unknown dtype {self.dtype!r} (float32 or bfloat16)")
         _positive("size", self.size)
@@ -245,6 +260,8 @@ class Sketch2PhotoConfig:
         data = dict(data)
         data.pop("system", None)
         data.pop("data", None)
+        if "decay" not in data and "train" in data:  # a run from before ``decay``: keep its schedule
+            data["decay"] = data["train"].get("decay_fraction", 0.5)
         try:
             return cls(
                 spade=SpadeConfig(**data.pop("spade", {})),
