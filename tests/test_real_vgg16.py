@@ -255,28 +255,41 @@ def test_fast_training_on_real_vgg16_uses_the_papers_layers_and_learns_the_style
 
 def test_adain_trains_on_the_real_vgg16_encoder(real_vgg16, tmp_path):
     # AdaIN's encoder stops at relu4_1, which VGG-16 has (conv4_1 follows pool3 in both networks): a decoder
-    # trains on it, its export records the network, and the exported model applies with those weights.
-    import json
-
+    # trains on it, and its objective on the training images, measured the same way before and after (the
+    # losses logged per step come from different random crops and are too noisy to compare), falls; the
+    # export applies with those weights.
+    import jax
+    import jax.numpy as jnp
     from PIL import Image
 
     from nstjax.adain import AdaINConfig, adain_transfer, load_adain_model, style_statistics, train_adain
+    from nstjax.adain.losses import adain_terms
+    from nstjax.adain.train import init_state
     from nstjax.train import TrainSettings
 
     rng = np.random.default_rng(0)
+    arrays = {}
     for folder in ("photos", "styles"):
         (tmp_path / folder).mkdir()
+        arrays[folder] = []
         for i in range(2):
-            small = rng.random((4, 4, 3))
-            Image.fromarray((small * 255).astype(np.uint8)).resize((40, 40), Image.BILINEAR).save(
-                tmp_path / folder / f"{i}.png"
-            )
-    settings = TrainSettings(steps=4, batch_size=2, log_every=1, sample_every=0, checkpoint_every=4)
+            small = Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8)).resize((32, 32), Image.BILINEAR)
+            small.save(tmp_path / folder / f"{i}.png")
+            arrays[folder].append(np.asarray(small, np.float32) / 255.0)
+    config = AdaINConfig(size=32, load_size=32, learning_rate=1e-4)
+    settings = TrainSettings(steps=16, batch_size=2, log_every=1, sample_every=0, checkpoint_every=16)
     result = train_adain(tmp_path / "photos", tmp_path / "styles", tmp_path / "run", settings=settings,
-                         weights=real_vgg16, config=AdaINConfig(size=32, load_size=40))  # fmt: skip
-    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    losses = [json.loads(line)["loss"] for line in records]
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+                         weights=real_vgg16, config=config)  # fmt: skip
+    vgg = jax.tree.map(jnp.asarray, real_vgg16.params)
+    contents, styles = (jnp.asarray(np.stack(arrays[k])) for k in ("photos", "styles"))
+
+    def objective(decoder) -> float:
+        terms, _ = adain_terms(decoder, vgg, contents, styles, preprocessing="caffe")
+        return float(jnp.mean(terms["content"] + config.style_weight * terms["style"]))
+
+    before, after = objective(init_state(config, 0).net.params), objective(result.params)
+    # 16 steps at the reference's lr 1e-4 (1e-3 overshoots on these caffe-scale features): measured 3.5x lower.
+    assert np.isfinite(after) and after * 2 < before, (before, after)
     model = load_adain_model(tmp_path / "run", weights=real_vgg16)
     mean, std = style_statistics(model, rng.random((32, 32, 3)).astype(np.float32))
     out = adain_transfer(model, rng.random((1, 24, 32, 3)).astype(np.float32), mean, std, 1.0)
