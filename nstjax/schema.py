@@ -22,7 +22,7 @@ from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Schema", "Setting", "SettingsError", "WIDGETS", "form_text"]
+__all__ = ["Schema", "Setting", "SettingsError", "WIDGETS", "form_text", "setting_name"]
 
 WIDGETS = ("select", "range", "log-range", "number", "text", "checkbox", "style-weights")
 """How the page shows a setting: a drop-down, a slider (linear or over powers of ten: ``min``/``max``
@@ -198,7 +198,7 @@ class Schema:
         for key, value in given.items():
             if not isinstance(key, str):
                 raise SettingsError(f"setting names must be strings, got {key!r}")
-            name = key.strip().lstrip("-").replace("-", "_")
+            name = setting_name(key)
             if name in named:
                 raise SettingsError(f"setting {name!r} given twice")
             named[name] = value
@@ -208,6 +208,11 @@ class Schema:
         for name, value in named.items():
             values[name] = self[name].check(value, (choices or {}).get(name))
         return values
+
+
+def setting_name(key: str) -> str:
+    """A request's key as a setting name: ``style_weight``, ``style-weight`` and ``--style-weight`` are one."""
+    return str(key).strip().lstrip("-").replace("-", "_")
 
 
 def form_text(value: Any) -> Any:

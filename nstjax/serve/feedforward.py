@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..schema import Schema, SettingsError
+from ..schema import Schema, SettingsError, setting_name
 from .kinds import JobContext, Outcome, ServeLimits
 
 __all__ = ["AdaINKind", "FastKind"]
@@ -62,7 +62,7 @@ class _TrainedRunKind:
         blend = values.get("style_blend")
         if blend is not None and len(str(blend).split(",")) != styles:
             raise SettingsError(f"style_blend has {len(str(blend).split(','))} values for {styles} style images")
-        given = {str(k).strip().lstrip("-").replace("-", "_") for k in settings}
+        given = {setting_name(k) for k in settings}
         return FeedForwardJob(values, {k: values[k] for k in self.schema.names if k in given})
 
     def describe(self, limits: ServeLimits) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import NstjaxError
-from ..schema import Schema, SettingsError
+from ..schema import Schema, SettingsError, setting_name
 
 __all__ = [
     "JobContext",
@@ -179,7 +179,7 @@ class StylizeKind:
     def prepare(self, settings: Mapping[str, Any], styles: int, limits: ServeLimits) -> StylizeJob:
         from ..nst.settings import config_from_settings
 
-        given = {str(k).strip().lstrip("-").replace("-", "_"): v for k, v in settings.items()}
+        given = {setting_name(k): v for k, v in settings.items()}
         unknown = sorted(set(given) - set(self.schema.names))
         if unknown:
             cli_only = {s.name for s in self.full_schema if not s.web}

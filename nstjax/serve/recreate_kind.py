@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import NstjaxError
-from ..schema import SettingsError
+from ..schema import SettingsError, setting_name
 from .kinds import JobContext, Outcome, ServeLimits, StylizeKind
 
 __all__ = ["MAX_LABEL_SIDE", "SHOWN_STAGES", "STAGE_NAMES", "RecreateKind", "read_label_upload", "stage_file",
@@ -173,7 +173,7 @@ class RecreateKind:
     def prepare(self, settings: Mapping[str, Any], styles: int, limits: ServeLimits) -> RecreateJob:
         from ..recreate import RecreateConfig
 
-        given = {str(k).strip().lstrip("-").replace("-", "_") for k in settings}
+        given = {setting_name(k) for k in settings}
         server_only = sorted(given & {s.name for s in self.full_schema if not s.web})
         if server_only:
             raise SettingsError(f"{', '.join(server_only)}: set by the server (nstjax serve --photo-model, "
