@@ -21,6 +21,19 @@ def random_weights():
     return random_weights_for(0)
 
 
+def write_photos_and_style(root):
+    """``root/photos/p0..p3.png`` (40x40 noise) and ``root/style.png`` (32x32 noise), seeded: the inputs of the
+    tests that run whole ``fast train`` / ``stylize-batch`` processes. Returns ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "photos").mkdir()
+    for i in range(4):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(root / "photos" / f"p{i}.png")
+    Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(root / "style.png")
+    return root
+
+
 def smooth_image(shape, seed):
     """A smooth random RGB image in [0, 1]: low-frequency noise, like a photo."""
     rng = np.random.default_rng(seed)

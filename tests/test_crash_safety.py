@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_photos_and_style
 from PIL import Image
 
 NSTJAX = [str(Path(sys.executable).with_name("nstjax"))]  # the console script of this environment
@@ -34,13 +35,7 @@ BATCH = ["--preset", "gatys", "--size", "16", "--steps", "3", "--optimizer", "ad
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash")
-    rng = np.random.default_rng(0)
-    (root / "photos").mkdir()
-    for i in range(4):
-        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(root / "photos" / f"p{i}.png")
-    Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(root / "style.png")
-    return root
+    return write_photos_and_style(tmp_path_factory.mktemp("crash"))
 
 
 def nstjax(files: Path, *args, kill_at: str | None = None) -> subprocess.CompletedProcess:

@@ -12,9 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from conftest import write_photos_and_style
 
 NSTJAX = str(Path(sys.executable).with_name("nstjax"))
 STYLIZE = ["--preset", "gatys", "--size", "16", "--steps", "3", "--optimizer", "adam", "--lr", "0.05",
@@ -56,13 +55,7 @@ def fill(directory: Path, leave: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("disk")
-    rng = np.random.default_rng(0)
-    (root / "photos").mkdir()
-    for i in range(4):
-        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(root / "photos" / f"p{i}.png")
-    Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(root / "style.png")
-    return root
+    return write_photos_and_style(tmp_path_factory.mktemp("disk"))
 
 
 def nstjax(files: Path, *args) -> subprocess.CompletedProcess:
