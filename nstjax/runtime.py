@@ -25,6 +25,7 @@ from .hub import cache_dir
 __all__ = [
     "FAST_BFLOAT16_FLAGS",
     "cpu_flags",
+    "cpu_model",
     "enable_compilation_cache",
     "fast_bfloat16",
     "init_distributed",
@@ -108,6 +109,22 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+@functools.cache
+def cpu_model() -> str:
+    """This machine's CPU model (``/proc/cpuinfo`` ``model name``; ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def fast_bfloat16(flags: Iterable[str] | None = None) -> bool:

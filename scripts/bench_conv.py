@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc  # noqa: E402
 
 
-def layers(size: int):
+def layer_shapes(size: int):
     out, c_in, h = [], 3, size
     for b, (c_out, count) in enumerate(bc.BLOCKS, 1):
         for n in range(1, count + 1):
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     rows = []
     for dtype_name in args.dtypes.split(","):
         dtype = jnp.dtype(dtype_name)
-        for name, hw, c_in, c_out in layers(args.size):
+        for name, hw, c_in, c_out in layer_shapes(args.size):
             if wanted and name not in wanted:
                 continue
             rng = np.random.default_rng(0)
@@ -100,6 +100,10 @@ def main(argv=None) -> int:
             kw, ktw = (jnp.asarray(layers.winograd_kernel(np.asarray(w, np.float32))) for w in (k, kt))
             jobs["winograd fwd"] = lambda f=f, kw=kw: f(x, kw).block_until_ready()
             jobs["winograd dx"] = lambda f=f, ktw=ktw: f(g, ktw).block_until_ready()
+            if dtype == jnp.bfloat16:  # Winograd with bfloat16 products (float32 accumulation)
+                f = jax.jit(lambda a, kw: layers.winograd_conv3x3(a, kw.astype(a.dtype), pad))
+                jobs["winograd-bf16 fwd"] = lambda f=f, kw=kw: f(x, kw).block_until_ready()
+                jobs["winograd-bf16 dx"] = lambda f=f, ktw=ktw: f(g, ktw).block_until_ready()
             if torch is not None:
                 tdt = torch.float32 if dtype == jnp.float32 else torch.bfloat16
                 tx = torch.from_numpy(np.array(x, np.float32)).permute(0, 3, 1, 2).contiguous().to(tdt)

@@ -112,6 +112,8 @@ def test_vgg_bfloat16_gemm_thresholds() -> None:
     # Winograd by the same two thresholds as the GAN layers', in float32.
     win = dict(winograd_min_channels=4, winograd_min_macs=9216)
     assert vgg_plan(8, 8, 4, 4, bf16, SLOW, **win) == ("winograd", "float32")
+    # With fast bfloat16, Winograd's products are bfloat16 (before the GEMM, which loses to it: benchmarks.md).
+    assert vgg_plan(8, 8, 4, 4, bf16, **win, **on) == ("winograd", "bfloat16")
     assert vgg_plan(8, 8, 4, 4, jnp.float32, **{**win, "winograd_min_macs": 9217}) == ("xla", "float32")
     # VGG never uses float32 products, whatever the GAN row says.
     assert vgg_plan(8, 8, 4, 4, jnp.float32, products_min_macs=0, tiny_output_pixels=10**6) == ("xla", "float32")
@@ -245,3 +247,105 @@ def test_vgg_conv3x3_equals_the_exact_convolution(method, given) -> None:
         forms = dict(kernel_t=kt, kernel_w=conv.winograd_kernel(w), kernel_t_w=conv.winograd_kernel(kt))
     check(lambda a, b: conv.conv3x3(a, b, pads, method=method, **forms), x, w, 1, pads,
           winograd_value=method == "winograd", winograd_dx=method == "winograd")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- choices measured on this machine
+# (bfloat16 VGG layers on CPUs with fast bfloat16; the timings are injected, never measured in a test)
+
+from nstjax.models import _tuning  # noqa: E402
+
+XLA32, WIN32, WIN16, GEMM16 = ("xla", "float32"), ("winograd", "float32"), ("winograd", "bfloat16"), ("gemm", "bfloat16")
+
+
+def test_fastest_prefers_earlier_candidates_within_the_margin() -> None:
+    order = (XLA32, WIN32, WIN16)
+    assert _tuning.fastest({XLA32: 1.0, WIN32: 0.5, WIN16: 0.3}, order) == WIN16
+    # 4 % faster is noise: the earlier (faster-compiling) candidate stays.
+    assert _tuning.fastest({XLA32: 1.0, WIN32: 0.96, WIN16: 2.0}, order) == XLA32
+    assert _tuning.fastest({XLA32: float("inf"), WIN32: 0.9}, order) == WIN32  # a failed candidate loses
+    with pytest.raises(ValueError):
+        _tuning.fastest({XLA32: float("inf")}, order)
+
+
+def test_shape_classes_round_pixels_to_a_power_of_two() -> None:
+    assert _tuning.shape_class(64, 64, 256, 256) == "256x256@p12"
+    assert _tuning.shape_class(48, 64, 256, 256) == "256x256@p12"  # 3072 px: log2 11.58 -> 12
+    assert _tuning.shape_class(32, 64, 256, 256) == "256x256@p11"
+    h, w, c_in, c_out = _tuning.class_shape("128x256@p11")
+    assert (h * w, c_in, c_out) == (2**11, 128, 256)
+
+
+def test_a_measured_choice_is_kept_per_machine(tmp_path) -> None:
+    calls = []
+
+    def timer(candidates):
+        calls.append(candidates)
+        return {c: {XLA32: 3.0, WIN32: 2.0, WIN16: 1.0, GEMM16: 0.5}[c] for c in candidates}
+
+    path = tmp_path / "choices.json"
+    cache = _tuning.ChoiceCache(path, key="machine A")
+    # 64x64 px: the GEMM is a candidate (bf16_gemm_max_pixels) and wins; 128x128 px: it is not tried.
+    assert conv.measured_vgg_choice(64, 64, 256, 256, cache=cache, timer=timer) == GEMM16
+    assert conv.measured_vgg_choice(128, 128, 128, 128, cache=cache, timer=timer) == WIN16
+    assert calls[0] == (XLA32, WIN32, WIN16, GEMM16) and calls[1] == (XLA32, WIN32, WIN16)
+    # Same class again (a 4:3 neighbour), and a new process on the same machine: no measuring.
+    assert conv.measured_vgg_choice(48, 64, 256, 256, cache=cache, timer=timer) == GEMM16
+    again = _tuning.ChoiceCache(path, key="machine A")
+    assert conv.measured_vgg_choice(64, 64, 256, 256, cache=again, timer=timer) == GEMM16
+    assert len(calls) == 2
+    # Another machine (CPU model, flags, jax) measures for itself, and both are kept in the file.
+    other = _tuning.ChoiceCache(path, key="machine B")
+    assert conv.measured_vgg_choice(64, 64, 256, 256, cache=other, timer=lambda c: {XLA32: 1.0}) == XLA32
+    assert len(_tuning.ChoiceCache(path, key="machine A")._load()) == 2
+    assert _tuning.ChoiceCache(path, key="machine B").get("256x256@p12") == XLA32
+
+
+def test_a_damaged_choice_file_is_measured_anew(tmp_path) -> None:
+    path = tmp_path / "choices.json"
+    path.write_text("{not json", encoding="utf-8")
+    cache = _tuning.ChoiceCache(path, key="m")
+    assert conv.measured_vgg_choice(64, 64, 256, 256, cache=cache, timer=lambda c: {WIN16: 1.0}) == WIN16
+    assert _tuning.ChoiceCache(path, key="m").get("256x256@p12") == WIN16
+
+
+def test_plan_takes_the_measured_choice_on_this_machine_only(tmp_path, monkeypatch) -> None:
+    cache = _tuning.ChoiceCache(tmp_path / "c.json", key="m")
+    cache.put("256x256@p12", XLA32, {XLA32: 1.0})
+    monkeypatch.setattr(conv, "_CHOICES", cache)
+    monkeypatch.setattr(conv.runtime, "fast_bfloat16", lambda flags=None: True)
+    assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu").method == "xla"
+    assert jnp.dtype(vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu").compute_dtype) == jnp.float32
+    # Asked about another CPU (explicit flags), or with tuning off: the fixed rule (bfloat16 Winograd here).
+    assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu", cpu_flags=FAST_BF16).method == "winograd"
+    monkeypatch.setenv("NSTJAX_CONV_TUNING", "0")
+    assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu").method == "winograd"
+    # float32 never measures: 64 channels at 64x64 px is below the Winograd floor (151 M MACs < 250 M).
+    monkeypatch.delenv("NSTJAX_CONV_TUNING")
+    assert vgg.conv_plan(64, 64, 64, 64, jnp.float32, platform="cpu").method == "xla"
+
+
+def test_timing_works_while_the_caller_traces() -> None:
+    import time
+
+    def run(candidate):
+        pause = {XLA32: 0.02, WIN16: 0.002}[candidate]
+        if candidate == GEMM16:
+            raise RuntimeError("cannot compile")
+
+        def call():
+            (jnp.ones(3) * 2).block_until_ready()  # eager JAX work: would fail if it joined the caller's trace
+            time.sleep(pause)
+
+        return call
+
+    seen = {}
+
+    @jax.jit
+    def traced(x):
+        # plan() runs inside traces like this one; the timing runs eagerly in a worker thread.
+        seen.update(_tuning.time_candidates(run, (XLA32, WIN16, GEMM16), repeats=2))
+        return x + 1
+
+    assert float(traced(jnp.zeros(()))) == 1.0
+    assert seen[GEMM16] == float("inf") and seen[WIN16] < seen[XLA32]
+    assert _tuning.fastest(seen, (XLA32, WIN16, GEMM16)) == WIN16

@@ -1,8 +1,8 @@
 """Code paths chosen by the CPU, for every flag set the tests can inject, whatever this machine has.
 
 ``/proc/cpuinfo`` flags decide one thing in nstjax: whether bfloat16 convolutions of
-the VGG network run as bfloat16 GEMMs (:func:`nstjax.runtime.fast_bfloat16`, read by
-:func:`nstjax.models.vgg.conv_plan`). The GAN layers' :func:`~nstjax.models.layers.conv_method`
+the VGG network run with bfloat16 products, by Winograd or GEMMs, and are measured on
+first use (:func:`nstjax.runtime.fast_bfloat16`, read by :func:`nstjax.models.vgg.conv_plan`). The GAN layers' :func:`~nstjax.models.layers.conv_method`
 and the console script's huge pages (:mod:`nstjax.launch`: the kernel's THP mode, not a
 CPU flag) must not depend on them. The flag sets: AVX2 only (the AMD EPYC most numbers
 were measured on), AVX-512 without bfloat16, AVX512-BF16, and AMX.
@@ -36,18 +36,22 @@ F32, BF16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)
 
 @pytest.fixture(params=sorted(FLAG_SETS), ids=str)
 def flags(request, monkeypatch):
-    """(name, flags), with nstjax.runtime.cpu_flags() answering them for the test's duration."""
+    """(name, flags), with nstjax.runtime.cpu_flags() answering them for the test's duration, and the
+    fixed rules in force (no measuring: test_measured_choices_only_where_bfloat16_is_fast covers that)."""
     monkeypatch.setattr(runtime, "cpu_flags", lambda: FLAG_SETS[request.param])
+    monkeypatch.setenv("NSTJAX_CONV_TUNING", "0")
     return request.param, FLAG_SETS[request.param]
 
 
 def expected_plan(h: int, w: int, c_in: int, c_out: int, dtype, fast_bf16: bool) -> tuple[str, jnp.dtype]:
-    """conv_plan's "auto" rule on CPU as its docstring states it, written out independently."""
+    """conv_plan's fixed "auto" rule on CPU as its docstring states it, written out independently."""
     macs = h * w * 9 * c_in * c_out
+    winograd = min(c_in, c_out) >= layers.WINOGRAD_MIN_CHANNELS and macs >= layers.WINOGRAD_MIN_MACS
+    if dtype == BF16 and fast_bf16 and winograd:
+        return "winograd", BF16
     if (dtype == BF16 and fast_bf16 and c_in >= vgg.GEMM_MIN_CHANNELS and macs >= vgg.GEMM_MIN_MACS
             and h * w <= vgg.BF16_GEMM_MAX_PIXELS):  # fmt: skip
         return "gemm", BF16
-    winograd = min(c_in, c_out) >= layers.WINOGRAD_MIN_CHANNELS and macs >= layers.WINOGRAD_MIN_MACS
     return ("winograd" if winograd else "xla"), F32
 
 
@@ -130,11 +134,11 @@ def _ops(jaxpr) -> dict[str, set]:
 
 
 def test_traced_bfloat16_network_follows_the_plan(flags) -> None:
-    """The image gradient of a 128 px bfloat16 VGG (to relu4_2) as traced with the flags injected: exactly the
+    """The image gradient of a 128 px bfloat16 VGG (to relu5_1) as traced with the flags injected: exactly the
     GEMM layers' products (forward and input gradient) as bfloat16 GEMMs accumulated in float32, exactly the
-    Winograd layers' as float32 products, float32 convolutions for the rest."""
+    Winograd layers' as bfloat16 products (fast bfloat16) or float32 ones, float32 convolutions for the rest."""
     name, _ = flags
-    size, deepest = 128, "conv4_2"
+    size, deepest = 128, "conv5_1"  # conv5_1 (8x8 px) is the one GEMM layer; Winograd's from conv1_2
     convs = list(vgg.CONV_CHANNELS)[: list(vgg.CONV_CHANNELS).index(deepest) + 1]
     want = {"gemm": set(), "winograd": set()}
     for n in convs:
@@ -144,14 +148,15 @@ def test_traced_bfloat16_network_follows_the_plan(flags) -> None:
             if method == "gemm":
                 want["gemm"].add((h * w, a, b, ("bfloat16", "bfloat16"), "float32"))
             elif method == "winograd":
-                want["winograd"].add((a, b, ("float32", "float32"), "float32"))
-    assert bool(want["gemm"]) is FAST_BF16[name] and want["winograd"]  # conv2_1 .. conv4_2; conv1_2 at least
+                operands = "bfloat16" if FAST_BF16[name] else "float32"
+                want["winograd"].add((a, b, (operands, operands), "float32"))
+    assert bool(want["gemm"]) is FAST_BF16[name] and want["winograd"]
     params = jax.eval_shape(lambda: vgg.with_transposed_kernels(vgg.init_params(0)))
     image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
 
     def grad(p, x):
         def loss(x):
-            f = vgg.features(p, x, ("relu4_2",), dtype=jnp.bfloat16)["relu4_2"]
+            f = vgg.features(p, x, ("relu5_1",), dtype=jnp.bfloat16)["relu5_1"]
             return jnp.mean(jnp.square(f.astype(jnp.float32)))
 
         return jax.grad(loss)(x)
@@ -160,7 +165,8 @@ def test_traced_bfloat16_network_follows_the_plan(flags) -> None:
         ops = _ops(jax.make_jaxpr(grad)(params, image).jaxpr)
     assert ops["gemm"] == want["gemm"]
     assert ops["winograd"] == want["winograd"]
-    assert ops["conv"] == {("float32", "float32")}  # conv1_1, and the kernel gradients XLA drops
+    # conv1_1, and the kernel gradients XLA drops (in bfloat16 for the layers with bfloat16 products).
+    assert ops["conv"] == {("float32", "float32")} | ({("bfloat16", "bfloat16")} if FAST_BF16[name] else set())
 
 
 GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
@@ -181,3 +187,29 @@ def test_huge_pages_by_thp_mode(mode, expect) -> None:
     # The decision is the pure function's, and CPU flags play no part in it.
     assert launch.huge_page_environment({}, system="Linux", libc="glibc", mode=mode) == (
         None if expect is None else {"GLIBC_TUNABLES": expect})
+
+
+def test_measured_choices_only_where_bfloat16_is_fast(monkeypatch, tmp_path) -> None:
+    """With measuring on (the default): on CPUs with fast bfloat16 the large bfloat16 layers take the
+    measured choice (injected here: XLA's, float32), on the others nothing is ever measured."""
+    from nstjax.models import _tuning, conv
+
+    timed = []
+    monkeypatch.setattr(conv, "time_candidates", lambda run, candidates: timed.append(candidates) or
+                        {c: (0.5 if c == ("xla", "float32") else 1.0) for c in candidates})  # fmt: skip
+    for name, given in sorted(FLAG_SETS.items()):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda given=given: given)
+        monkeypatch.setattr(conv, "_CHOICES", _tuning.ChoiceCache(tmp_path / f"{name}.json", key=name))
+        timed.clear()
+        for h, w, c_in, c_out in vgg_layer_shapes(sizes=(64, 256)):
+            plan = vgg.conv_plan(h, w, c_in, c_out, BF16, "auto", platform="cpu")
+            fixed = expected_plan(h, w, c_in, c_out, BF16, FAST_BF16[name])
+            measured = (FAST_BF16[name] and min(c_in, c_out) >= layers.WINOGRAD_MIN_CHANNELS
+                        and h * w * 9 * c_in * c_out >= conv.THRESHOLDS.tuning_min_macs)  # fmt: skip
+            assert (plan.method, jnp.dtype(plan.compute_dtype)) == (("xla", F32) if measured else fixed)
+            # float32 layers follow the fixed rule everywhere.
+            plan32 = vgg.conv_plan(h, w, c_in, c_out, F32, "auto", platform="cpu")
+            assert (plan32.method, jnp.dtype(plan32.compute_dtype)) == expected_plan(h, w, c_in, c_out, F32, False)
+        assert bool(timed) is FAST_BF16[name], name
+        # Each shape class is measured once (the forward and input-gradient shapes of 3_2 .. 3_4 share one).
+        assert len(timed) == len(set(conv._CHOICES._load())), name

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from ._gemm import (
     shift_conv_forward,
     tap_kernel_gradient,
 )
+from ._tuning import Candidate, ChoiceCache, class_shape, fastest, shape_class, time_candidates
 from ._winograd import transposed_kernel, winograd_conv3x3, winograd_kernel
 from .vgg_layers import CONV_IMPLS  # declared where configs read it without importing JAX
 
@@ -57,9 +59,12 @@ __all__ = [
     "convolve",
     "explicit_padding",
     "gemm_conv_forward",
+    "measured_vgg_choice",
+    "vgg_candidates",
     "plan",
     "tap_kernel_gradient",
     "transposed_kernel",
+    "tuning_enabled",
     "winograd_conv3x3",
     "winograd_kernel",
     "winograd_possible",
@@ -122,7 +127,10 @@ class ConvThresholds:
     bf16_gemm_min_macs: int = 100_000_000
     """MACs: smaller layers take milliseconds either way; the im2col costs ~0.4 s more compile time per layer."""
     bf16_gemm_max_pixels: int = 64 * 64
-    """Pixels: the GEMM's 9x copy of the input grows with the image; larger layers compute in float32."""
+    """Pixels: the GEMM's 9x copy of the input grows with the image; larger layers do not use (or try) it."""
+    tuning_min_macs: int = 250_000_000
+    """MACs: bfloat16 VGG layers this large (on CPUs with fast bfloat16) take the measured choice
+    (:func:`measured_vgg_choice`); smaller ones take milliseconds either way and follow the fixed rule."""
 
 
 THRESHOLDS = ConvThresholds()
@@ -179,12 +187,21 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
 
     ``use="vgg"`` (3x3, stride 1):
 
-    1. bfloat16 on a CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16`` in
-       ``cpu_flags``, default :func:`nstjax.runtime.cpu_flags`), with
-       ``t.bf16_gemm_min_channels`` input channels, ``t.bf16_gemm_min_macs`` and at most
-       ``t.bf16_gemm_max_pixels``: a bfloat16 GEMM accumulated in float32;
-    2. Winograd as rule 3 above, else XLA's, both computed in float32 (XLA:CPU has no
+    1. bfloat16 on this machine's CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16``,
+       :func:`nstjax.runtime.fast_bfloat16`), layers of ``t.tuning_min_macs`` and
+       ``t.winograd_min_channels`` on both sides: the fastest of XLA's and Winograd in
+       float32, Winograd and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16
+       products, as measured on this machine (:func:`measured_vgg_choice`; off with
+       ``NSTJAX_CONV_TUNING=0``, and when ``cpu_flags`` or ``thresholds`` are given:
+       they describe another machine);
+    2. otherwise bfloat16 with fast bfloat16 (``cpu_flags``, default this CPU's):
+       Winograd with bfloat16 products where rule 3 above says Winograd, else a bfloat16
+       GEMM with ``t.bf16_gemm_min_channels`` input channels, ``t.bf16_gemm_min_macs``
+       and at most ``t.bf16_gemm_max_pixels``;
+    3. Winograd as rule 3 above, else XLA's, both computed in float32 (XLA:CPU has no
        faster bfloat16 convolution; without fast bfloat16 its arithmetic is emulated).
+
+    Every product accumulates in float32.
     """
     if impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
@@ -205,8 +222,15 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     macs = pixels * kernel * kernel * in_channels * out_channels
     winograd = kernel == 3 and stride == 1 and _winograd_pays(pixels, in_channels, out_channels, t)
     if use == "vgg":
-        if (dtype == jnp.bfloat16 and in_channels >= t.bf16_gemm_min_channels and macs >= t.bf16_gemm_min_macs
-                and pixels <= t.bf16_gemm_max_pixels and runtime.fast_bfloat16(cpu_flags)):  # fmt: skip
+        fast_bf16 = dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags)
+        if (fast_bf16 and cpu_flags is None and thresholds is None and macs >= t.tuning_min_macs
+                and min(in_channels, out_channels) >= t.winograd_min_channels and tuning_enabled()):  # fmt: skip
+            method, compute = measured_vgg_choice(height, width, in_channels, out_channels)
+            return ConvPlan(method, jnp.dtype(compute))
+        if fast_bf16 and winograd:
+            return ConvPlan("winograd", dtype)
+        if (fast_bf16 and in_channels >= t.bf16_gemm_min_channels and macs >= t.bf16_gemm_min_macs
+                and pixels <= t.bf16_gemm_max_pixels):  # fmt: skip
             return ConvPlan("gemm", dtype)
         return ConvPlan("winograd" if winograd else "xla", jnp.dtype(jnp.float32))
     generic_path = pixels <= t.tiny_output_pixels or (out_channels == 1 and stride == 1)
@@ -236,6 +260,82 @@ def winograd_possible(in_channels: int, out_channels: int, impl: str = "auto", *
     t = THRESHOLDS if thresholds is None else thresholds
     platform = jax.default_backend() if platform is None else platform
     return platform == "cpu" and min(in_channels, out_channels) >= t.winograd_min_channels
+
+
+# --------------------------------------------------------------------------- choices measured on this machine
+
+_CHOICES: ChoiceCache | None = None
+
+
+def tuning_enabled() -> bool:
+    """Whether :func:`plan` may measure (``NSTJAX_CONV_TUNING=0`` turns it off: the fixed rules apply)."""
+    return os.environ.get("NSTJAX_CONV_TUNING", "1") != "0"
+
+
+def vgg_candidates(height: int, width: int, thresholds: ConvThresholds | None = None) -> tuple[Candidate, ...]:
+    """What :func:`measured_vgg_choice` times for a bfloat16 VGG layer with a ``height`` x ``width`` output,
+    in order of preference on a tie (float32 and XLA's first: they compile fastest)."""
+    t = THRESHOLDS if thresholds is None else thresholds
+    candidates: list[Candidate] = [("xla", "float32"), ("winograd", "float32"), ("winograd", "bfloat16")]
+    if height * width <= t.bf16_gemm_max_pixels:
+        candidates.append(("gemm", "bfloat16"))
+    return tuple(candidates)
+
+
+def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels: int, *,
+                        cache: ChoiceCache | None = None,
+                        timer: Any = None) -> Candidate:  # fmt: skip
+    """The fastest way to compute a bfloat16 VGG layer (``(method, compute dtype)``) on this machine.
+
+    Looked up by :func:`~nstjax.models._tuning.shape_class` in ``cache`` (default: the
+    process's, ``<nstjax cache>/conv_choices.json``); on a miss, each of
+    :func:`vgg_candidates` is timed on random data of the class's shape, forward and
+    input gradient as :func:`conv3x3` computes them in VGG (about a second per candidate,
+    mostly compilation, once per machine and class), and the fastest kept.
+    ``timer(candidates) -> {candidate: seconds}`` replaces the measurement (tests).
+    """
+    global _CHOICES
+    if cache is None:
+        _CHOICES = _CHOICES if _CHOICES is not None else ChoiceCache()
+        cache = _CHOICES
+    key = shape_class(height, width, in_channels, out_channels)
+    choice = cache.get(key)
+    if choice is None:
+        h, w, c_in, c_out = class_shape(key)
+        candidates = vgg_candidates(h, w)
+        if timer is None:
+            seconds = time_candidates(functools.partial(_vgg_layer_call, (h, w, c_in, c_out)), candidates)
+        else:
+            seconds = timer(candidates)
+        choice = fastest(seconds, candidates)
+        cache.put(key, choice, seconds)
+    return choice
+
+
+def _vgg_layer_call(shape: tuple[int, int, int, int], candidate: Candidate):
+    """A compiled value-and-input-gradient of one VGG layer computed as ``candidate`` (bfloat16 activations,
+    float32 parameters with their transposed and Winograd forms given, as :class:`nstjax.models.vgg` has them)."""
+    import numpy as np
+
+    h, w, c_in, c_out = shape
+    method, compute = candidate
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((1, h, w, c_in)), jnp.bfloat16)
+    g = jnp.asarray(rng.standard_normal((1, h, w, c_out)), jnp.bfloat16)
+    k = np.asarray(rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / (9 * c_in)), np.float32)
+    kt = transposed_kernel(k)
+    forms = {"kernel": k, "kernel_t": kt, "kernel_w": winograd_kernel(k), "kernel_t_w": winograd_kernel(kt)}
+    forms = {name: jnp.asarray(v) for name, v in forms.items()}
+
+    def value(image, p):
+        c = jnp.dtype(compute)
+        given = {n: v.astype(c) for n, v in p.items()} if method == "winograd" else {}
+        y = conv3x3(image.astype(c), p["kernel"].astype(c), ((1, 1), (1, 1)), p["kernel_t"].astype(c), method,
+                    given.get("kernel_w"), given.get("kernel_t_w"))  # fmt: skip
+        return jnp.vdot(y.astype(jnp.float32), g.astype(jnp.float32))
+
+    step = jax.jit(jax.value_and_grad(value))
+    return lambda: jax.block_until_ready(step(x, forms))
 
 
 # --------------------------------------------------------------------------- XLA's convolution

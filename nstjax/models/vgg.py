@@ -177,11 +177,12 @@ def conv_plan(
 
     :func:`nstjax.models.conv.plan` with ``use="vgg"``, whose docstring states the rule:
     ``conv_impl="xla"``, ``"gemm"`` or ``"winograd"`` for every layer, in ``dtype``;
-    ``"auto"``: XLA's convolution in ``dtype`` on GPU/TPU; on CPU bfloat16 GEMMs for
-    bfloat16 layers up to 64x64 px where the CPU multiplies bfloat16 natively, else
-    Winograd for large layers with 64 or more channels on both sides, XLA's elsewhere,
-    in float32. ``platform`` defaults to JAX's default backend and ``cpu_flags`` to
-    :func:`nstjax.runtime.cpu_flags`: pass them to ask about another machine.
+    ``"auto"``: XLA's convolution in ``dtype`` on GPU/TPU; on CPU, in float32, Winograd
+    for large layers with 64 or more channels on both sides, XLA's elsewhere; in
+    bfloat16 where the CPU multiplies bfloat16 natively, the large layers as measured
+    fastest on this machine (Winograd or a GEMM with bfloat16 products, or float32),
+    float32 elsewhere. ``platform`` defaults to JAX's default backend and ``cpu_flags`` to
+    :func:`nstjax.runtime.cpu_flags`: pass them to ask about another machine (no measuring then).
     """
     return plan(height, width, in_channels, out_channels, 3, 1, dtype=dtype, impl=conv_impl, use="vgg",
                 platform=platform, cpu_flags=cpu_flags)
