@@ -1,7 +1,8 @@
-"""A local HTTP file server for download tests (127.0.0.1, ephemeral port, a thread).
+"""Local servers for tests: an HTTP file server for download tests, and a real `nstjax serve` process.
 
-It answers ``Range`` requests with 206, counts every request, and can hold a
-response until the test releases it (to make two clients overlap).
+The file server (:func:`serving`, 127.0.0.1, ephemeral port, a thread) answers ``Range`` requests with 206,
+counts every request, and can hold a response until the test releases it (to make two clients overlap).
+:func:`nstjax_serve` starts the ``nstjax serve`` command in a subprocess, for tests that kill it.
 """
 
 from __future__ import annotations
@@ -63,3 +64,52 @@ def serving() -> Iterator[tuple[str, State]]:
         httpd.state.release.set()
         httpd.shutdown()
         httpd.server_close()
+
+
+# ------------------------------------------------------------------ a real `nstjax serve` process
+
+
+@dataclass
+class ServeProcess:
+    """A running ``nstjax serve``: its base URL and its process (to kill or stop)."""
+
+    url: str
+    process: "subprocess.Popen[str]"
+
+
+@contextmanager
+def nstjax_serve(root, *args, timeout: float = 120.0, env: dict | None = None) -> Iterator[ServeProcess]:
+    """Start ``nstjax serve --port 0 --root ROOT ARGS`` on 127.0.0.1 and yield it once it listens.
+
+    The port is read from the line the command prints (``nstjax serve: http://127.0.0.1:PORT/``). The
+    process is killed afterwards if the test has not ended it.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).with_name("nstjax")), "serve", "--port", "0", "--root", str(root), *map(str, args)]
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    environment.pop("NSTJAX_TEST_KILL_AT", None)
+    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        url = None
+        seen = []
+        while url is None:
+            line = process.stderr.readline()
+            if not line and process.poll() is not None:
+                raise AssertionError(f"nstjax serve exited ({process.returncode}): {''.join(seen)[-2000:]}")
+            seen.append(line)
+            found = re.search(r"nstjax serve: (http://127\.0\.0\.1:\d+)/", line)
+            url = found.group(1) if found else None
+            assert time.monotonic() < deadline, f"nstjax serve did not start: {''.join(seen)[-2000:]}"
+        # stderr is not read any more: send it nowhere, so a chatty server can never block on a full pipe
+        threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+        yield ServeProcess(url, process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)

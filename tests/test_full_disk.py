@@ -1,4 +1,5 @@
-"""A full file system: one line naming the path and "no space left", exit non-zero, nothing partial.
+"""A full file system: one line naming the path and "no space left", exit non-zero, nothing partial;
+the web server fails the job (its partial files removed), answers 507 to uploads, and keeps serving.
 
 Each test mounts its own small tmpfs (root only; CI runs as root) and fills it. Skipped
 with the reason when not root or when the mount is refused (e.g. an unprivileged container).
@@ -102,3 +103,42 @@ def test_training_checkpoint_on_a_full_disk_keeps_the_earlier_ones(files, tmp_pa
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert "resumed from step 2" in resumed.stderr.splitlines()
         assert latest_checkpoint(run) == 4
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # the worker thread lives on
+def test_the_web_server_on_a_full_disk_fails_the_job_and_keeps_serving(tmp_path):
+    # The job root on a full 8 MB tmpfs: a running job that cannot write its result ends `failed` with the
+    # reason, its partial files removed and no server path shown; a new upload gets 507 and leaves nothing;
+    # once there is room again, jobs run as before.
+    import time
+
+    from fastapi.testclient import TestClient
+    from test_serve_api import finished, post, wait
+
+    from nstjax.serve import create_app
+
+    with tmpfs(tmp_path / "disk", "8m") as disk, TestClient(create_app(root=disk / "jobs")) as client:
+        long = post(client, {"steps": 100_000}).json()
+        wait(client, long["id"], lambda j: j["status"] == "running" and j["step"] > 0)
+        filler = fill(disk)
+        client.delete(f"/api/jobs/{long['id']}")  # stop: the best image is written now, onto a full disk
+        failed = wait(client, long["id"], finished)
+        assert failed["status"] == "failed" and not failed["has_image"], failed
+        assert failed["error"] == "no space left on the server's disk; the job's partial files were removed"
+        directory = disk / "jobs" / long["id"]
+        left = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+        assert left == ["inputs/content.png", "inputs/content.thumb.png", "inputs/style-1.png",
+                        "inputs/style-1.thumb.png", "job.json", "settings.json"]  # fmt: skip
+
+        before = sorted(p.name for p in (disk / "jobs").iterdir())
+        refused = post(client, {"steps": 2})
+        assert refused.status_code == 507, refused.text
+        assert refused.json()["detail"] == "no space left on the server's disk for the uploads; try again later"
+        assert sorted(p.name for p in (disk / "jobs").iterdir()) == before
+        assert client.get("/api/jobs").status_code == 200 and client.get(f"/api/jobs/{long['id']}").json() == failed
+
+        filler.unlink()
+        time.sleep(0.1)
+        again = post(client, {"steps": 2})
+        assert again.status_code == 201, again.text
+        assert wait(client, again.json()["id"], finished)["status"] == "done"

@@ -182,6 +182,25 @@ def test_a_crash_inside_a_job_is_reported_and_the_server_keeps_serving(client, m
     assert client.get("/api/jobs").status_code == 200
 
 
+def test_nothing_the_api_shows_names_a_server_path(client, root, monkeypatch):
+    # A warning naming the weights cache and an error naming a file of the server reach the page as their last
+    # parts only; a URL stays whole.
+    def leaky(self, prepared, content, styles, context):
+        context.warn("no ImageNet weights in /root/.cache/nstjax/weights (https://example.com/vgg/vgg16.npz: "
+                     "[Errno -2] Name or service not known); using random weights")  # fmt: skip
+        raise RuntimeError(f"cannot open {root}/cache/x.npz or C:\\Users\\me\\y.npz")
+
+    monkeypatch.setattr(StylizeKind, "run", leaky)
+    job = post(client, {"steps": 3}).json()
+    failed = wait(client, job["id"], finished)
+    monkeypatch.undo()
+    assert failed["error"] == "RuntimeError: cannot open x.npz or y.npz"
+    assert failed["notes"] == ["no ImageNet weights in weights (https://example.com/vgg/vgg16.npz: [Errno -2] Name "
+                               "or service not known); using random weights"]  # fmt: skip
+    for response in (client.get("/api/jobs"), client.get("/api/modes"), client.get(f"/api/jobs/{job['id']}")):
+        assert str(root) not in response.text and "/root/" not in response.text and ".cache" not in response.text
+
+
 @pytest.fixture(scope="module")
 def done_job(client):
     """A job of this module's server that finished, whichever tests ran before."""
@@ -193,19 +212,26 @@ def test_the_gallery_survives_a_restart(client, root, done_job):
     assert done_job["status"] == "done" and done_job["has_image"]
     done = [j for j in client.get("/api/jobs").json()["jobs"] if j["status"] == "done"]
     assert done_job["id"] in {j["id"] for j in done}
-    # A job that was running when its server died comes back as failed.
+    # A job that was running when its server died comes back as lost, with the reason; its temporary files go.
     ghost = root / ("G" * 22)
     ghost.mkdir()
     (ghost / "job.json").write_text(json.dumps({**done_job, "id": ghost.name, "status": "running"}))
+    (ghost / ".result.png.abc123.tmp.png").write_bytes(b"half")
     (root / "not-a-job").mkdir()
+    unaccepted = root / ("U" * 22)  # killed while its request stored the uploads: no job.json, no 201 went out
+    (unaccepted / "inputs").mkdir(parents=True)
+    (unaccepted / "inputs" / "content.upload").write_bytes(b"half")
 
     again = TestClient(create_app(root=root))  # not started: only reads the directory
     listed = {j["id"]: j for j in again.get("/api/jobs").json()["jobs"]}
     assert {j["id"] for j in done} <= set(listed)
     assert listed[done_job["id"]]["has_image"]
     assert again.get(f"/api/jobs/{done_job['id']}/image").status_code == 200
-    assert listed[ghost.name]["status"] == "failed" and "stopped before" in listed[ghost.name]["error"]
-    assert "not-a-job" not in listed
+    assert listed[ghost.name]["status"] == "lost" and "stopped before" in listed[ghost.name]["error"]
+    assert not listed[ghost.name]["has_image"] and not list(ghost.glob(".*.tmp*"))
+    assert json.loads((ghost / "job.json").read_text())["status"] == "lost"  # and stays lost at the next start
+    assert "not-a-job" not in listed and (root / "not-a-job").is_dir()  # not ours: left alone
+    assert unaccepted.name not in listed and not unaccepted.exists()
 
 
 # ------------------------------------------------------------------ refusals
@@ -418,3 +444,20 @@ def test_a_full_queue_answers_429_with_retry_after_and_keeps_nothing(tmp_path):
         c.delete(f"/api/jobs/{first.json()['id']}")
         wait(c, first.json()["id"], finished)
         assert post(c, {"steps": 2}).status_code == 201
+
+
+def test_ten_times_the_queue_every_accepted_job_ends(tmp_path):
+    # --max-queue 2 and 20 submissions while a long job holds its place: exactly one more is accepted, the 18
+    # others get 429 (from the middleware, their bodies unread: no directory appears for them); every accepted
+    # job then ends, with its reason.
+    with TestClient(create_app(root=tmp_path, limits=ServeLimits(max_queue=2))) as c:
+        long = post(c, {"steps": 100_000}).json()
+        answers = [post(c, {"steps": 2}) for _ in range(19)]
+        accepted = [r.json()["id"] for r in answers if r.status_code == 201]
+        assert len(accepted) == 1 and sum(r.status_code == 429 for r in answers) == 18
+        assert all(r.headers["retry-after"] == "30" for r in answers if r.status_code == 429)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long["id"], *accepted])
+        wait(c, long["id"], lambda j: j["status"] == "running")
+        c.delete(f"/api/jobs/{long['id']}")
+        ends = {job_id: wait(c, job_id, finished)["status"] for job_id in (long["id"], *accepted)}
+        assert ends == {long["id"]: "stopped", accepted[0]: "done"}

@@ -1,8 +1,10 @@
 """The page in a real browser: Debian's headless Chromium, driven by Playwright, against uvicorn on localhost.
 
 Uploads a photo and a painting, starts a 64 px job, watches the preview change while the job runs, finds the
-result in the gallery and downloads it; the API docs render offline too. Skipped only when the browser
-(``/usr/bin/chromium``, Debian's ``chromium`` package) or Playwright is absent; CI installs both.
+result in the gallery and downloads it; the API docs render offline too. The page is usable before
+``/api/modes`` answers (a loading state, then a retry), and a finished job's preview is its result.
+Skipped only when the browser (``/usr/bin/chromium``, Debian's ``chromium`` package) or Playwright is absent;
+CI installs both.
 """
 
 from __future__ import annotations
@@ -122,8 +124,27 @@ def test_page_runs_a_job_with_a_live_preview(server, tmp_path):
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
 
+            # Before /api/modes answers (here: its first try gets 503), the page says it is loading and retries.
+            modes_calls: list[int] = []
+
+            def slow_modes(route):
+                modes_calls.append(1)
+                if len(modes_calls) == 1:
+                    route.fulfill(status=503, body='{"detail": "starting"}', content_type="application/json")
+                else:
+                    route.continue_()
+
+            page.route("**/api/modes", slow_modes)
             page.goto(f"{base}/")
+            page.wait_for_function("() => document.querySelector('#modes-status').textContent.length > 0")
+            assert page.locator("#mode option").all_inner_texts() == ["Loading…"]
+            assert page.locator("#start").is_disabled() and page.locator("#start").inner_text() == "Loading…"
+            waiting = page.locator("#modes-status").inner_text()
+            assert waiting.startswith("Waiting for the server (the server said 503)")
             page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+            assert len(modes_calls) == 2 and page.locator("#modes-status").inner_text() == ""
+            assert page.locator("#start").is_enabled() and page.locator("#start").inner_text() == "Start"
+            errors.remove("Failed to load resource: the server responded with a status of 503 (Service Unavailable)")
             assert page.locator("#mode option").all_inner_texts() == ["Style transfer (Gatys, optimisation)"]
 
             # Pictures: chosen through the (keyboard-reachable) file inputs; thumbnails appear.
@@ -183,6 +204,10 @@ def test_page_runs_a_job_with_a_live_preview(server, tmp_path):
             assert download.ok and download.headers["content-type"] == "image/png"
             assert Image.open(io.BytesIO(download.body())).size == (64, 48)
             page.wait_for_function("() => document.querySelector('#announce').textContent.startsWith('Done in')")
+            # Under the DONE badge the stage shows the result, never the placeholder.
+            page.wait_for_function("() => !document.querySelector('#preview').hidden", timeout=10_000)
+            assert page.locator("#stage-status").inner_text().lower() == "done"
+            assert page.locator("#empty").is_hidden()
             assert page.locator("#gallery li.card").count() == 2  # newest first
             assert page.locator("#gallery li.card").first.get_attribute("data-status") == "done"
             page.screenshot(path=str(tmp_path / "done.png"), full_page=True)

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import adain, cyclegan, data, fast, nst, serve, sketch2photo, weights
+from . import adain, check, cyclegan, data, fast, nst, serve, sketch2photo, weights
 from . import recreate as recreate_cli
 from .common import new_typer
 
@@ -47,6 +47,7 @@ app.add_typer(fast.app, name="fast")
 app.add_typer(adain.app, name="adain")
 app.add_typer(sketch2photo.app, name="sketch2photo")
 app.command("serve")(serve.serve)
+app.command("check")(check.check)
 
 
 def main() -> None:

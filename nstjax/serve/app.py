@@ -14,6 +14,11 @@ Endpoints (documented at ``/docs``, served offline)::
     DELETE /api/jobs/{id}             stop the job and keep its best image
     POST   /api/label-maps            read a sketch or label map (multipart: file) as class ids of the palette
     GET    /api/events                server-sent events: jobs whose state changed, a few times a second at most
+
+Under load: a submission while the queue is full is answered 429 (``Retry-After``) before its body is read;
+the state endpoints (``/api/jobs``, ``/api/jobs/{id}``, its image, the event stream) run on the event loop
+and only read memory under a short lock, so they answer while uploads, image decoding and file writes (in
+the thread pool) and the running job (in the worker thread) go on.
 """
 
 import asyncio
@@ -30,7 +35,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from .jobs import JobQueue, QueueFull, is_job_id
+from .jobs import JobQueue, QueueFull, disk_full, is_job_id
 from .kinds import ServeLimits, SettingsError
 from .recreate_kind import STAGE_NAMES, read_label_upload
 from .uploads import BodyLimit, UploadError, display_name, store_image
@@ -42,6 +47,8 @@ EVENT_INTERVAL = 0.25
 
 RETRY_AFTER_SECONDS = 30
 """What a 429 (queue full) tells a client to wait before it tries again."""
+
+DISK_FULL_UPLOAD = "no space left on the server's disk for the uploads; try again later"
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Host names a loopback-only server answers to (a guard against DNS rebinding)."""
@@ -59,8 +66,9 @@ Style transfer jobs for the nstjax web page, and for scripts.
   `{"size": 512, "steps": 300, "weights": "auto"}`; `content-weight` and `content_weight` both work) and
   `mode` (default `stylize`). Unknown settings are refused (422) by name; `weights` and `init` take names
   only, never a file.
-* **Follow**: `GET /api/jobs/{id}` (status `queued`, `running`, `done`, `stopped` or `failed`; step, loss
-  terms, ETA), `GET /api/jobs/{id}/image` (PNG of the best image so far), or the event stream `GET /api/events`.
+* **Follow**: `GET /api/jobs/{id}` (status `queued`, `running`, `done`, `stopped`, `failed`, or `lost`: it was
+  queued or running when the server died; step, loss terms, ETA), `GET /api/jobs/{id}/image` (PNG of the best
+  image so far), or the event stream `GET /api/events`.
 * **Stop**: `DELETE /api/jobs/{id}` stops at the next progress report (about a second) and keeps the best image.
 
 * **Recreate** (`mode=recreate`, when the server offers it): `content` is the sketch (a colour sketch or index
@@ -68,8 +76,8 @@ Style transfer jobs for the nstjax web page, and for scripts.
   sketch colour outside the palette is refused (422) at once. Each stage's image is at
   `GET /api/jobs/{id}/stages/{name}` as soon as it is done, the contact sheet at `GET /api/jobs/{id}/sheet`.
 
-Jobs run one at a time, in the order they came. Uploads over the server's limit get 413; files that are not
-images get 415 with the reason.
+Jobs run one at a time, in the order they came; when the queue is full a new one gets 429 with `Retry-After`.
+Uploads over the server's limit get 413; files that are not images get 415 with the reason; a full disk 507.
 """
 
 
@@ -115,9 +123,24 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-async def _plain(send: Any, status: int, detail: str) -> None:
+class _ShedLoad:
+    """ASGI middleware: a job submission while the queue is full gets 429 at once, its body never read."""
+
+    def __init__(self, app: Any, jobs: JobQueue):
+        self.app, self.jobs = app, jobs
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/api/jobs":
+            reason = self.jobs.full()
+            if reason is not None:
+                await _plain(send, 429, reason, [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
+                return
+        await self.app(scope, receive, send)
+
+
+async def _plain(send: Any, status: int, detail: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -205,6 +228,7 @@ def create_app(
     app.add_middleware(
         BodyLimit, limit=limits.max_upload_bytes, describe=f"{_megabytes(limits.max_upload_bytes)} in all"
     )
+    app.add_middleware(_ShedLoad, jobs=job_queue)  # before the body is read
     app.add_middleware(_Guard, hosts=allowed_hosts)  # outermost: checked before anything is read
     app.mount("/static", StaticFiles(packages=[(__package__, "static")]), name="static")
 
@@ -276,10 +300,15 @@ def create_app(
             prepared = kind.prepare(given, len(styles), limits)
         except SettingsError as e:
             raise HTTPException(422, str(e)) from None
-        if job_queue.waiting() >= limits.max_queue:  # shed load before the uploads are stored
-            raise HTTPException(429, f"the queue is full ({limits.max_queue} jobs waiting or running); try again "
-                                     "later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})  # fmt: skip
-        job_id, directory = job_queue.new_directory()
+        full = job_queue.full()
+        if full is not None:  # shed load before the uploads are stored (filled while this body was read)
+            raise HTTPException(429, full, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        try:
+            job_id, directory = job_queue.new_directory()
+        except OSError as e:
+            if disk_full(e):
+                raise HTTPException(507, DISK_FULL_UPLOAD) from None
+            raise
         try:
             inputs = directory / "inputs"
             stored = [store_image(content.file, inputs, "content", display_name(content.filename, "content"),
@@ -301,17 +330,20 @@ def create_app(
         except SettingsError as e:
             job_queue.remove_directory(directory)
             raise HTTPException(422, str(e)) from None
-        except BaseException:
+        except BaseException as e:
             job_queue.remove_directory(directory)
+            if disk_full(e):  # nothing of this job is kept; the server goes on
+                raise HTTPException(507, DISK_FULL_UPLOAD) from None
             raise
         return JSONResponse(job_queue.view(job), status_code=201, headers={"Location": f"/api/jobs/{job.id}"})
 
+    # The state endpoints are coroutines: they read memory under a short lock, never wait for a thread.
     @app.get("/api/jobs", summary="Every job, oldest first")
-    def list_jobs() -> dict[str, Any]:
+    async def list_jobs() -> dict[str, Any]:
         return {"jobs": job_queue.views()}
 
     @app.get("/api/jobs/{job_id}", summary="One job: status, step, loss terms, ETA, result")
-    def get_job(job_id: JobId) -> dict[str, Any]:
+    async def get_job(job_id: JobId) -> dict[str, Any]:
         return job_queue.view(find(job_id))
 
     @app.get(
@@ -320,7 +352,7 @@ def create_app(
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such job, or no image yet"}},
     )
-    def job_image(
+    async def job_image(
         job_id: JobId,
         download: Annotated[bool, Query(description="Send as an attachment (a file to save).")] = False,
     ) -> Response:

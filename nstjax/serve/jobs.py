@@ -13,8 +13,13 @@ Each job lives in its own directory ``<root>/<id>`` (``root`` defaults to
 
 Every file is written atomically. Ids come from :func:`secrets.token_urlsafe`
 and are the only names a request can use to reach a job; they are looked up
-in memory, never joined to a path. Finished jobs are read back from ``root``
-when the server starts, so the gallery survives a restart.
+in memory, never joined to a path. Jobs are read back from ``root`` when the
+server starts, so the gallery survives a restart: a job that was queued or
+running when the server died (``job.json`` says so) comes back ``lost``, with
+the reason, its temporary files removed and no image; a directory without a
+``job.json`` is a submission that was never accepted (no 201 went out) and is
+removed. A job that fails because the disk is full loses its partial files
+(stage images, temporary files); its inputs and ``job.json`` stay.
 """
 
 from __future__ import annotations
@@ -38,14 +43,30 @@ import numpy as np
 from PIL import Image
 
 from ..errors import NstjaxError
-from ..io.atomic import atomic_path
+from ..io.atomic import NoSpaceLeft, atomic_path, no_space_left
 from ..io.images import save_image
 from .kinds import KINDS, Outcome, ServeLimits
+from .public import one_line, public_text
 
-__all__ = ["FINAL", "Job", "JobQueue", "STATUSES", "is_job_id", "new_job_id"]
+__all__ = [
+    "DISK_FULL",
+    "FINAL",
+    "LOST",
+    "STATUSES",
+    "Job",
+    "JobQueue",
+    "QueueFull",
+    "disk_full",
+    "is_job_id",
+    "new_job_id",
+]
 
-STATUSES = ("queued", "running", "done", "stopped", "failed")
-FINAL = ("done", "stopped", "failed")
+STATUSES = ("queued", "running", "done", "stopped", "failed", "lost")
+FINAL = ("done", "stopped", "failed", "lost")
+"""``lost``: queued or running when the server died (read back at the next start); it never runs again."""
+
+LOST = "the server stopped before this job finished; submit it again"
+DISK_FULL = "no space left on the server's disk; the job's partial files were removed"
 
 PREVIEW_INTERVAL = 0.25
 """Seconds between preview frames of a running job: a few frames a second at most."""
@@ -67,11 +88,14 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    if not isinstance(error, NstjaxError):
-        text = f"{type(error).__name__}: {text}"
-    return text[:500]
+def disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or one it was raised from) is a full file system."""
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, NoSpaceLeft) or no_space_left(error):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -203,7 +227,7 @@ class _Context:
 
     def warn(self, message: str) -> None:
         with self.owner.changed(self.job):
-            self.job.notes.append(" ".join(str(message).split()))
+            self.job.notes.append(public_text(message))
 
     def weights(self, spec: str | None, seed: int) -> Any:
         return self.owner.weights(self.job, spec, seed)
@@ -280,6 +304,12 @@ class JobQueue:
                 jobs = [j for j in jobs if since.get(j.id) != j.version]
             return [j.public(self._position(j)) for j in jobs]
 
+    def full(self) -> str | None:
+        """Why a new job is refused now (the queue holds ``limits.max_queue`` jobs), or None when there is room."""
+        if self.waiting() >= self.limits.max_queue:
+            return f"the queue is full ({self.limits.max_queue} jobs waiting or running); try again later"
+        return None
+
     def waiting(self) -> int:
         """Jobs queued or running."""
         with self.lock:
@@ -323,8 +353,9 @@ class JobQueue:
         """Queue a job whose inputs are already stored in ``directory/inputs``."""
         if self.closing.is_set():
             raise RuntimeError("the server is shutting down")
-        if self.waiting() >= self.limits.max_queue:
-            raise QueueFull(f"the queue is full ({self.limits.max_queue} jobs waiting or running); try again later")
+        reason = self.full()
+        if reason is not None:
+            raise QueueFull(reason)
         job = Job(
             id=job_id,
             mode=mode,
@@ -388,7 +419,14 @@ class JobQueue:
             job = self._jobs.get(job_id)
             if job is None or job.status != "queued" or self.closing.is_set():
                 continue
-            self._run(job)
+            try:
+                self._run(job)
+            except BaseException as e:  # noqa: BLE001 - the job ends with a reason; the worker goes on
+                with self.changed(job):
+                    if job.status not in FINAL:
+                        job.status, job.error, job.finished = "failed", one_line(e), _now()
+                        job.preview_png, job.prepared = None, None
+                self._save(job)
 
     def _run(self, job: Job) -> None:
         with self.lock:
@@ -397,26 +435,31 @@ class JobQueue:
             with self.changed(job):
                 job.status, job.started, job.started_at = "running", _now(), time.time()
         self._save(job)
-        kind = self.kinds[job.mode]
         content = job.input_path(0)
         styles = [job.input_path(i) for i in range(1, len(job.inputs.get("styles", ())) + 1)]
         outcome: Outcome | None = None
         error: str | None = None
+        full = False
         try:
             if content is None or any(s is None for s in styles):
                 raise NstjaxError("an input file of this job is missing")
-            outcome = kind.run(job.prepared, content, styles, _Context(self, job))
+            outcome = self.kinds[job.mode].run(job.prepared, content, styles, _Context(self, job))
         except NstjaxError as e:
-            error = self._label_paths(job, e)
+            error, full = self._label_paths(job, e), disk_full(e)
         except Exception as e:  # noqa: BLE001 - a crashed job is reported; the server keeps serving
-            error = _one_line(e)
+            error, full = one_line(e), disk_full(e)
         saved = False
-        if outcome is not None and outcome.image is not None:
+        if outcome is not None and outcome.image is not None and not full:
             try:
                 save_image(job.result_path, outcome.image)
                 saved = True
             except (NstjaxError, OSError, ValueError) as e:
-                error = error or f"could not save the image: {_one_line(e)}"
+                error, full = error or f"could not save the image: {one_line(e)}", disk_full(e)
+        if full:  # the disk is full: what the job wrote is partial; free it, keep the inputs
+            self._remove_partial_files(job)
+            error = DISK_FULL
+        elif outcome is not None and outcome.error:
+            outcome.error = public_text(outcome.error)
         with self.changed(job):
             job.finished = _now()
             job.has_result = saved
@@ -437,14 +480,23 @@ class JobQueue:
     def _label_paths(self, job: Job, error: NstjaxError) -> str:
         """An error about one of the job's files names the upload ("style image 1 (a.jpg)"), not a server path."""
         if error.path is None:
-            return str(error)
+            return public_text(str(error))
         labels = {0: f"content image ({job.inputs.get('content')})"}
         for i, name in enumerate(job.inputs.get("styles", ()), start=1):
             labels[i] = f"style image {i} ({name})"
         for index, label in labels.items():
             if str(job.input_path(index)) == error.path:
-                return f"{label}: {error.problem}"
-        return error.problem
+                return public_text(f"{label}: {error.problem}")
+        return public_text(error.problem)
+
+    def _remove_partial_files(self, job: Job) -> None:
+        """Delete what a job wrote besides its inputs and state: stage images, the result, temporary files."""
+        shutil.rmtree(job.directory / "stages", ignore_errors=True)
+        job.result_path.unlink(missing_ok=True)
+        for leftover in job.directory.rglob(".*.tmp*"):  # atomic_path's temporary files, should any be left
+            leftover.unlink(missing_ok=True)
+        with self.changed(job):
+            job.stages = []
 
     def weights(self, job: Job, spec: str | None, seed: int) -> Any:
         """Weights for ``spec`` (``None`` = the server's default), loaded once and kept.
@@ -480,14 +532,20 @@ class JobQueue:
     def _save(self, job: Job) -> None:
         with self.lock:
             data = job.public()
-        with contextlib.suppress(OSError):  # the state in memory stays right; the file is for restarts
+        # The state in memory stays right (a full disk included); the file is for restarts.
+        with contextlib.suppress(OSError, NstjaxError):
             self._write_json(job.directory / "job.json", data)
 
     def _load(self) -> None:
-        found = []
+        found, lost = [], []
         for directory in self.root.iterdir():
             if not (directory.is_dir() and is_job_id(directory.name)):
                 continue
+            if not (directory / "job.json").exists():  # killed while its request stored the uploads: never accepted
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            for leftover in [*directory.rglob(".*.tmp*"), *directory.glob("inputs/*.upload")]:
+                leftover.unlink(missing_ok=True)  # files a killed write left behind
             try:
                 data = json.loads((directory / "job.json").read_text(encoding="utf-8"))
                 mode = data["mode"]
@@ -509,15 +567,21 @@ class JobQueue:
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not one of ours, or half-made: leave it alone
-            if job.status not in FINAL:
-                job.status, job.error = "failed", "the server stopped before this job finished"
+            if job.status not in STATUSES:
+                continue
+            if job.status not in FINAL:  # queued or running when the server died
+                job.status, job.error = "lost", LOST
                 job.finished = job.finished or job.created
-            job.has_result = job.result_path.is_file()
+                lost.append(job)
+            # A lost job shows no image: a result written just before the kill was never reported done.
+            job.has_result = job.status != "lost" and job.result_path.is_file()
             job.preview = int(job.has_result)
             found.append(job)
         for job in sorted(found, key=lambda j: j.created):
             with self.changed(job):
                 self._jobs[job.id] = job
+        for job in lost:
+            self._save(job)  # so the next start reads it as lost too
 
     def remove_directory(self, directory: Path) -> None:
         """Delete a directory this queue made for a job that was refused before it was queued."""

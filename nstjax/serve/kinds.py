@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -138,6 +139,12 @@ def register_kind(kind: JobKind) -> JobKind:
 
 # --------------------------------------------------------------------------- stylize (Gatys)
 
+WEIGHT_NAMES_SECONDS = 5.0
+"""How long the list of weight names a request may give is kept (weights imported meanwhile appear after)."""
+
+_WEIGHT_NAMES: list = [0.0, ()]  # [time.monotonic() when read, the names]
+_WEIGHT_NAMES_LOCK = threading.Lock()
+
 
 @dataclasses.dataclass(frozen=True)
 class StylizeJob:
@@ -171,10 +178,19 @@ class StylizeKind:
 
     @staticmethod
     def weight_names() -> tuple[str, ...]:
-        """What ``weights`` may be in a request: names (sources and imported files), never a path."""
+        """What ``weights`` may be in a request: names (sources and imported files), never a path.
+
+        Read again at most every :data:`WEIGHT_NAMES_SECONDS`: listing the imported files checks each one
+        (a quarter of a second for a few VGG files), too slow for every request of a busy server.
+        """
         from ..weights import list_imported, sources
 
-        return ("auto", "random", *sources(), *(s.name for s in list_imported() if s.problem is None))
+        with _WEIGHT_NAMES_LOCK:
+            read_at, names = _WEIGHT_NAMES
+            if not names or time.monotonic() - read_at > WEIGHT_NAMES_SECONDS:
+                names = ("auto", "random", *sources(), *(s.name for s in list_imported() if s.problem is None))
+                _WEIGHT_NAMES[:] = [time.monotonic(), names]
+            return names
 
     def prepare(self, settings: Mapping[str, Any], styles: int, limits: ServeLimits) -> StylizeJob:
         from ..nst.settings import config_from_settings

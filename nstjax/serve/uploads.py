@@ -1,5 +1,12 @@
 """Uploads: a request-size limit enforced while reading, and images stored under generated names.
 
+Memory stays bounded however many uploads are in flight: the request body is
+counted as it arrives and cut off at the limit (:class:`BodyLimit`); the
+multipart parser (Starlette's) keeps at most 1 MB of each file in memory and
+spools the rest to a temporary file; :func:`store_image` copies that to the
+job's folder in 1 MB chunks and decodes at most :data:`MAX_DECODES` images at
+once (a decoded image may take ``max_pixels * 12`` bytes as float32).
+
 No name a client sends reaches the file system: an upload is written as
 ``<job dir>/inputs/<role><ext>``, where ``role`` is ``content`` or
 ``style-<n>`` and ``ext`` comes from the format Pillow detects in the bytes.
@@ -11,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import unicodedata
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +35,11 @@ __all__ = ["BodyLimit", "StoredImage", "UploadError", "checked_shape", "display_
 
 THUMB_SIZE = 256
 """Longest side of the thumbnails kept beside each input, in pixels."""
+
+MAX_DECODES = 2
+"""Uploads decoded at the same time (to check them and make their thumbnails); the others wait their turn."""
+
+_DECODING = threading.BoundedSemaphore(MAX_DECODES)
 
 _SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
 
@@ -163,10 +176,14 @@ def store_image(source: IO[bytes], directory: Path, role: str, label: str, max_p
         shutil.copyfileobj(source, out, length=1 << 20)
     try:
         checked_shape(raw, label, max_pixels)
-        try:
-            image = load_image(raw, max_pixels=max_pixels)
-        except NstjaxError as e:
-            raise UploadError(415, f"{label}: {e.problem}") from None
+        with _DECODING:
+            try:
+                image = load_image(raw, max_pixels=max_pixels)
+            except NstjaxError as e:
+                raise UploadError(415, f"{label}: {e.problem}") from None
+            shape = (int(image.shape[0]), int(image.shape[1]))
+            small = resize_image(image, fit_longest_side(shape, min(THUMB_SIZE, max(shape))))
+            del image
         with Image.open(raw) as im:
             suffix = _SUFFIXES.get(im.format or "", ".img")
     except BaseException:
@@ -175,6 +192,5 @@ def store_image(source: IO[bytes], directory: Path, role: str, label: str, max_p
     path = directory / f"{role}{suffix}"
     os.replace(raw, path)
     thumb = directory / f"{role}.thumb.png"
-    small = resize_image(image, fit_longest_side(image.shape[:2], min(THUMB_SIZE, max(image.shape[:2]))))
     save_image(thumb, np.clip(small, 0.0, 1.0))
-    return StoredImage(path, thumb, label, (int(image.shape[0]), int(image.shape[1])))
+    return StoredImage(path, thumb, label, shape)

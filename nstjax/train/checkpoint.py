@@ -20,13 +20,19 @@ is opened again). JSON and PNG files are written atomically
 (:func:`nstjax.io.atomic.atomic_path`). A full disk ends a write with one line
 naming the file (:class:`~nstjax.io.atomic.NoSpaceLeft`); the checkpoints before stay.
 A checkpoint that is damaged on disk (truncated, edited) is refused on restore with
-one line naming its step and file.
+one line naming its step and file: once a save has finished, the SHA-256 of each of
+its files is written beside them (``checkpoints/<N>/nstjax.sha256``, and
+``export/params.sha256`` for the export), since orbax's own files carry no checksum
+of the array bytes. :func:`verify_checkpoint` checks one checkpoint (digests, then
+every array read back); ``nstjax check RUN`` (:mod:`nstjax.train.check`) checks a run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,9 +47,23 @@ from ..io.atomic import NoSpaceLeft, atomic_path, no_space_left
 from .hosts import barrier, is_primary, multi_process, to_host
 from .plots import read_metrics
 
-__all__ = ["CONFIG_NAME", "RunDir", "latest_checkpoint", "load_export", "read_json", "write_json"]
+__all__ = [
+    "CONFIG_NAME",
+    "DIGESTS_NAME",
+    "RunDir",
+    "checkpoint_dirs",
+    "latest_checkpoint",
+    "load_export",
+    "read_json",
+    "verify_checkpoint",
+    "verify_digests",
+    "write_digests",
+    "write_json",
+]
 
 CONFIG_NAME = "config.json"
+DIGESTS_NAME = "nstjax.sha256"
+"""The digest list of a finished checkpoint, inside its folder: ``<sha256 hex>  <path relative to the folder>``."""
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
@@ -122,6 +142,98 @@ def _damaged_file(step_dir: Path, error_text: str) -> Path | None:
             if path.name in error_text:
                 return path
     return None
+
+
+def write_digests(folder: Path, listing: Path) -> Path:
+    """Write the SHA-256 of every file under ``folder`` to ``listing`` (atomically), one ``hex  path`` a line."""
+    lines = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p != listing):
+        with open(path, "rb") as f:
+            lines.append(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {path.relative_to(folder).as_posix()}\n")
+    with atomic_path(listing) as tmp:
+        tmp.write_text("".join(lines), encoding="utf-8")
+    return listing
+
+
+def verify_digests(folder: Path, listing: Path) -> tuple[Path, str] | None:
+    """The first file under ``folder`` that differs from ``listing`` (path, what is wrong), or None.
+
+    No ``listing`` (a save from before digests, or one cut short before them): nothing to compare, None.
+    """
+    try:
+        text = listing.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return listing, f"unreadable digest list ({exc})"
+    for number, line in enumerate(text.splitlines(), start=1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name or name.startswith("/") or ".." in Path(name).parts:
+            return listing, f"line {number} is not '<sha256>  <file>' (edited?)"
+        path = folder / name
+        try:
+            with open(path, "rb") as f:
+                actual = hashlib.file_digest(f, "sha256").hexdigest()
+        except FileNotFoundError:
+            return path, "missing"
+        except OSError as exc:
+            return path, f"unreadable ({exc.strerror or exc})"
+        if actual != digest:
+            return path, "does not match the digest written when it was saved (truncated or edited)"
+    return None
+
+
+def checkpoint_dirs(run_dir: str | os.PathLike) -> dict[int, Path]:
+    """Step -> folder of each complete checkpoint of ``run_dir`` (orbax's temporary folders left out)."""
+    import orbax.checkpoint as ocp
+
+    root = Path(run_dir).expanduser() / "checkpoints"
+    return {step: root / str(step) for step in sorted(ocp.utils.checkpoint_steps(root))} if root.is_dir() else {}
+
+
+def _damage(step: int, step_dir: Path, exc: BaseException) -> NstjaxError:
+    """orbax's or tensorstore's error on reading checkpoint ``step`` as one line naming the damaged file."""
+    text = _chain_text(exc)
+    damaged = _damaged_file(step_dir, text)
+    return NstjaxError(
+        f"checkpoint of step {step} is damaged ({text[:160]}); delete {step_dir} to resume from the "
+        "checkpoint before it", damaged or step_dir,
+    )  # fmt: skip
+
+
+def verify_checkpoint(run_dir: str | os.PathLike, step: int) -> int:
+    """Check checkpoint ``step`` of ``run_dir``: its digests, then every array read back (NumPy, on the host).
+
+    Returns the number of arrays read.
+
+    Raises:
+      NstjaxError: one line naming the step and the damaged file.
+    """
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    step_dir = Path(run_dir).expanduser().resolve() / "checkpoints" / str(step)
+    bad = verify_digests(step_dir, step_dir / DIGESTS_NAME)
+    if bad is not None:
+        raise NstjaxError(f"checkpoint of step {step}: {bad[1]}", bad[0])
+    item = step_dir / "default"
+    quiet = logging.getLogger("absl")  # orbax logs "Metadata file does not exist" for a sound checkpoint too
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        checkpointer = ocp.PyTreeCheckpointer()
+        meta = checkpointer.metadata(item)
+        tree = getattr(meta, "item_metadata", meta)
+        tree = getattr(tree, "tree", tree)
+        if tree is None:
+            raise ValueError("no readable _METADATA")
+        args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        arrays = jax.tree.leaves(checkpointer.restore(item, args=ocp.args.PyTreeRestore(restore_args=args)))
+    except Exception as exc:  # noqa: BLE001 - orbax and tensorstore raise many kinds for a bad folder
+        raise _damage(step, step_dir, exc) from None
+    finally:
+        quiet.setLevel(level)
+    return len(arrays)
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -244,6 +356,8 @@ class RunDir:
         if step in manager.all_steps():
             return
         with _disk_errors(self.checkpoints / str(step)):  # also the previous save's error, reported now
+            manager.wait_until_finished()  # (manager.save would wait for the previous save too)
+            self._seal()
             manager.save(step, args=ocp.args.StandardSave(state), force=True)
             faults.point("checkpoint-save")  # the write is in flight, in orbax's temporary folder
             if wait:
@@ -258,17 +372,17 @@ class RunDir:
         if step is None:
             raise NstjaxError("holds no checkpoint to resume from", self.checkpoints)
         step_dir = self.checkpoints / str(step)
+        bad = verify_digests(step_dir, step_dir / DIGESTS_NAME)
+        if bad is not None:
+            raise NstjaxError(f"checkpoint of step {step}: {bad[1]}; delete {step_dir} to resume from the "
+                              "checkpoint before it", bad[0])  # fmt: skip
         try:
             return manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
         except Exception as exc:  # noqa: BLE001 - orbax and tensorstore raise many kinds for a bad folder
             text = _chain_text(exc)
-            damaged = _damaged_file(step_dir, text)
-            if damaged is None and isinstance(exc, ValueError | KeyError | TypeError):
+            if _damaged_file(step_dir, text) is None and isinstance(exc, ValueError | KeyError | TypeError):
                 raise NstjaxError(f"checkpoint {step} does not fit this model ({text[:300]})", step_dir) from None
-            raise NstjaxError(
-                f"checkpoint of step {step} is damaged ({text[:160]}); delete {step_dir} to resume from the "
-                "checkpoint before it", damaged or step_dir,
-            ) from None
+            raise _damage(step, step_dir, exc) from None
 
     def resume(self, like: Any) -> Any:
         """The latest checkpoint's train state (shaped and placed like ``like``), ready to continue.
@@ -281,10 +395,19 @@ class RunDir:
         return state
 
     def wait(self) -> None:
-        """Block until every asynchronous checkpoint save has finished."""
+        """Block until every asynchronous checkpoint save has finished (and write their digests)."""
         if self._manager is not None:
             with _disk_errors(self.checkpoints):
                 self._manager.wait_until_finished()
+                self._seal()
+
+    def _seal(self) -> None:
+        """Write the digest list of each finished checkpoint that has none (the primary process; after a wait)."""
+        if not self.primary:
+            return
+        for step_dir in checkpoint_dirs(self.path).values():
+            if not (step_dir / DIGESTS_NAME).exists():
+                write_digests(step_dir, step_dir / DIGESTS_NAME)
 
     def close(self) -> None:
         if self._manager is not None:
@@ -292,6 +415,7 @@ class RunDir:
             try:
                 with _disk_errors(self.checkpoints):
                     manager.wait_until_finished()
+                    self._seal()
             finally:
                 manager.close()
 
@@ -323,6 +447,7 @@ class RunDir:
             with _disk_errors(target):
                 checkpointer.save(staging / "params", params)
                 checkpointer.wait_until_finished()
+                write_digests(staging / "params", staging / "params.sha256")
                 write_json(staging / CONFIG_NAME, dict(config))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves the previous one alone
@@ -395,6 +520,9 @@ def load_export(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     if not (path / CONFIG_NAME).exists() or not (path / "params").exists():
         raise NstjaxError("no trained model here (expected RUN_DIR/export/ with params and config.json)", run_dir)
     config = read_json(path / CONFIG_NAME)
+    bad = verify_digests(path / "params", path / "params.sha256")
+    if bad is not None:
+        raise NstjaxError(f"exported parameters: {bad[1]}", bad[0])
     try:
         params = ocp.StandardCheckpointer().restore(path / "params")
     except Exception as exc:  # noqa: BLE001 - orbax raises many kinds for a damaged folder

@@ -5,7 +5,8 @@
  */
 "use strict";
 
-const FINAL = new Set(["done", "stopped", "failed"]);
+const FINAL = new Set(["done", "stopped", "failed", "lost"]);
+const MODES_RETRY_MS = [500, 1000, 2000, 4000];  // waits between tries of GET /api/modes (then every 4 s)
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -378,6 +379,7 @@ function describeStatus(job) {
   if (job.status === "running") return job.step ? "Running" : "Starting (loading and compiling)…";
   if (job.status === "done") return `Done in ${duration(job.seconds)}`;
   if (job.status === "stopped") return job.has_image ? "Stopped: kept the best image" : "Stopped before it ran";
+  if (job.status === "lost") return "Lost: the server stopped before it finished";
   return `Failed: ${job.error}`;
 }
 
@@ -404,6 +406,8 @@ function renderStage() {
     if (before !== undefined || job.status !== "queued") announce(describeStatus(job));
   }
 
+  // The stage shows this job's image once it has one; until then (and while it loads) a line that matches the
+  // badge, never the placeholder of an earlier state (no "Starting…" under a DONE badge).
   const key = `${job.id}:${job.preview}`;
   if (job.has_image && state.shownPreview !== key) {
     state.shownPreview = key;
@@ -417,11 +421,18 @@ function renderStage() {
       img.dataset.job = job.id;
       $("empty").hidden = true;
     };
+    next.onerror = () => {  // e.g. the preview was replaced by the result meanwhile: try again shortly
+      if (state.shownPreview !== key) return;
+      state.shownPreview = null;
+      setTimeout(renderStage, 500);
+    };
     next.src = `/api/jobs/${job.id}/image?v=${job.preview}`;
-  } else if (!job.has_image && img.dataset.job !== job.id) {
+  }
+  if (img.dataset.job !== job.id || img.hidden) {
     img.hidden = true;
     $("empty").hidden = false;
-    $("empty").replaceChildren(el("p", { text: describeStatus(job) }));
+    const line = job.has_image ? (FINAL.has(job.status) ? "Loading the result…" : "Loading the preview…") : describeStatus(job);
+    if ($("empty").textContent !== line) $("empty").replaceChildren(el("p", { text: line }));
   }
   const names = [job.inputs.content, ...(job.inputs.styles || [])];
   img.alt = `${job.status === "running" ? "Current best image" : "Result"}: ${names[0]} in the style of ${names.slice(1).join(" and ")}`;
@@ -447,7 +458,9 @@ function renderStage() {
   $("plan").textContent = plan
     ? `${plan.shapes.map(([h, w]) => `${w}×${h}`).join(" → ")} px · ${plan.steps.join("+")} steps · ${plan.device} · weights: ${plan.weights}`
     : "";
-  $("notes").textContent = (job.notes || []).join(" ");
+  const notes = (job.notes || []).join(" ");
+  $("notes").textContent = notes;
+  $("notes").title = notes;  // the line is clamped by the style sheet; the whole text on hover
 
   $("stop").disabled = FINAL.has(job.status);
   $("stop").dataset.job = job.id;
@@ -493,7 +506,8 @@ function card(job) {
       alt: `Result: ${names[0]} in the style of ${names.slice(1).join(" and ")}`,
     }));
   } else {
-    art.append(el("p", { class: "failed", text: job.status === "failed" ? "No image: the job failed." : "No image: stopped before it ran." }));
+    const why = { failed: "No image: the job failed.", lost: "No image: the server stopped before the job finished." };
+    art.append(el("p", { class: "failed", text: why[job.status] || "No image: stopped before it ran." }));
   }
   const inputs = el("div", { class: "inputs", "aria-label": "Inputs" },
     el("img", { src: `/api/jobs/${job.id}/inputs/0`, alt: `Content: ${names[0]}`, title: names[0], loading: "lazy" }),
@@ -503,8 +517,8 @@ function card(job) {
     el("div", { class: "head" }, el("span", { class: "badge", "data-status": job.status, text: job.status }), el("span", { class: "when", text: when(job.finished || job.created) })),
     inputs,
     chips(job),
-    job.error ? el("p", { class: "err", text: job.error }) : null,
-    ...(job.notes || []).map((n) => el("p", { class: "note", text: n })),
+    job.error ? el("p", { class: "err", text: job.error, title: job.error }) : null,
+    ...(job.notes || []).map((n) => el("p", { class: "note", text: n, title: n })),
     job.has_image ? el("p", { class: "links" },
       el("a", { href: `/api/jobs/${job.id}/image?download=true`, download: `nstjax-${job.mode}-${job.id.slice(0, 8)}.png`, text: "Download PNG" }),
       el("a", { href: `/api/jobs/${job.id}/image`, target: "_blank", rel: "noopener", text: "Open" }),
@@ -548,24 +562,42 @@ function listen() {
 
 // ------------------------------------------------------------------ start
 
+// GET /api/modes until it answers; meanwhile the Mode list says "Loading…" and Start waits.
+async function loadModes() {
+  const status = $("modes-status");
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const response = await fetch("/api/modes", { cache: "no-store" });
+      if (!response.ok) throw new Error(`the server said ${response.status}`);
+      status.textContent = "";
+      return await response.json();
+    } catch (err) {
+      const wait = MODES_RETRY_MS[Math.min(attempt, MODES_RETRY_MS.length - 1)];
+      status.textContent = `Waiting for the server (${err.message}); trying again in ${Math.round(wait / 1000) || 1} s…`;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
 async function main() {
   wireDrop($("content-drop"), $("content-input"), "content");
   wireDrop($("styles-drop"), $("styles-input"), "styles");
   $("job-form").addEventListener("submit", submit);
-  $("reset").addEventListener("click", () => resetValues());
+  $("reset").addEventListener("click", () => { if (state.mode) resetValues(); });
   $("stop").addEventListener("click", () => { const id = $("stop").dataset.job; if (id) stop(id); });
+  listen();  // the jobs and the gallery do not wait for the form
 
-  const response = await fetch("/api/modes");
-  state.info = await response.json();
+  state.info = await loadModes();
   const select = $("mode");
-  for (const mode of state.info.modes) select.append(el("option", { value: mode.name, text: mode.title }));
+  select.replaceChildren(...state.info.modes.map((mode) => el("option", { value: mode.name, text: mode.title })));
   select.disabled = state.info.modes.length < 2;
   select.addEventListener("change", () => { state.mode = state.info.modes.find((m) => m.name === select.value); buildForm(); });
   state.mode = state.info.modes[0];
   $("device").textContent = state.info.device;
   buildForm();
+  $("start").disabled = false;
+  $("start").textContent = "Start";
   document.body.dataset.ready = "true";
-  listen();
 }
 
 main().catch((err) => setError(`The page could not start: ${err.message}`));
