@@ -279,7 +279,75 @@ def test_plan_line_says_what_will_run_and_how_long(files):
     assert result.exit_code == 0, (result.output, result.exception)
     plan = next(line for line in result.stderr.splitlines() if line.startswith("stylize "))
     assert "32x24 px" in plan and "L-BFGS 2 steps" in plan and "weights random" in plan and "cpu" in plan
-    assert re.search(r"about \d+:\d\d \(estimate", plan), plan
+    assert re.search(r"about \d+:\d\d \+ 1 compilation ~\d+:\d\d \(estimate", plan), plan
+
+
+def test_help_shows_no_type_tag_on_flags():
+    for command in (["stylize", "--help"], ["fast", "apply", "--help"], ["cyclegan", "train", "--help"]):
+        result = CliRunner().invoke(app, command, terminal_width=120)
+        assert result.exit_code == 0, result.output
+        assert "--quiet" in result.output and "<bool>" not in result.output, command
+    assert "<int>" in CliRunner().invoke(app, ["stylize", "--help"], terminal_width=120).output  # values keep theirs
+
+
+def test_every_train_command_prints_its_run_directory(tmp_path, monkeypatch):
+    """fast and adain train print RUN (as cyclegan and sketch2photo do), not RUN/export (library faked)."""
+    import types
+
+    import nstjax.adain.train
+    import nstjax.fast.train
+
+    def trained(*args, **kwargs):
+        return types.SimpleNamespace(step=1, metrics={}, vgg_source="random", run_dir=(tmp_path / "run").resolve())
+
+    monkeypatch.setattr(nstjax.fast.train, "train_fast", trained)
+    monkeypatch.setattr(nstjax.adain.train, "train_adain", trained)
+    (tmp_path / "s.png").touch()
+    for command in (["fast", "train", "--style", tmp_path / "s.png", "--data", tmp_path],
+                    ["adain", "train", "--styles", tmp_path, "--content", tmp_path]):
+        result = CliRunner().invoke(app, [*map(str, command), "--run", str(tmp_path / "run"), "--steps", "1", "--quiet"])
+        assert result.exit_code == 0, (command, result.output)
+        assert result.stdout.strip().splitlines()[-1] == str((tmp_path / "run").resolve()), command
+
+
+def test_a_still_image_is_one_image_not_one_frame():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from nstjax.cli.fast import MediaBar
+
+    bar = MediaBar(quiet=True)
+    still = bar.row(SimpleNamespace(index=1, count=2, source=Path("chelsea.png"), done=1, total=1))
+    video = bar.row(SimpleNamespace(index=2, count=2, source=Path("clip.mp4"), done=3, total=9))
+    assert still.info == "image" and video.info == "frames"
+
+
+def test_an_undertrained_fast_model_gets_one_short_warning(tmp_path):
+    """A network exported after 20 steps: `fast apply` warns in one line of at most 150 characters, and
+    still writes the image; a network trained long enough gets no warning."""
+    import jax
+
+    from nstjax.fast.apply import FEW_STEPS
+    from nstjax.models import johnson
+    from nstjax.train import RunDir
+
+    params = jax.tree.map(np.asarray, johnson.init_transformer())
+    photo = tmp_path / "p.png"
+    save(photo, smooth_image((16, 16), 0))
+    for steps, warned in ((20, True), (FEW_STEPS, False)):
+        run = tmp_path / f"a_rather_long_run_directory_name_{steps}"
+        directory = RunDir.open(run, {"system": "fast"}, resume=False)
+        try:
+            directory.export(params, {"system": "fast", "model": {"output": "linear", "pixel_scale": 255.0},
+                                      "style": "s", "step": steps})  # fmt: skip
+        finally:
+            directory.close()
+        result = CliRunner().invoke(app, ["fast", "apply", str(run), str(photo), "-o", str(tmp_path / "o.png"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(lines) == int(warned), result.stderr
+        if warned:
+            assert "trained for only 20 steps" in lines[0] and len(lines[0]) <= 150, lines[0]
 
 
 def test_auto_preset_is_per_platform():

@@ -195,7 +195,7 @@ def test_cli_train_apply_import_round_trip(files, tmp_path):
     result = invoke("fast", "train", "--style", files / "style.png", "--data", files / "photos", "--run", run,
                     "--steps", "4", *CLI_OPTIONS)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip().splitlines()[-1] == str(run.resolve() / "export")
+    assert result.stdout.strip().splitlines()[-1] == str(run.resolve())
     assert "trained 4 steps" in result.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["loss"]["style_layers"] == [["relu1_1", 1.0], ["relu2_1", 1.0]] and config["train"]["batch_size"] == 2

@@ -26,6 +26,7 @@ from nstjax.labels import colorize, load_palette, read_label_map, save_label_map
 from nstjax.nst.config import preset
 from nstjax.recreate import (
     RecreateConfig,
+    RecreateInterrupted,
     RecreateWarning,
     StageDone,
     StageProgress,
@@ -118,6 +119,7 @@ def run(tmp_path_factory, random_weights):
         )
     return types.SimpleNamespace(
         root=root, result=result, events=events, plans=plans, stages=stages, sketch=sketch, painting=painting,
+        random_weights=random_weights,
         painting_labels=painting_labels, warnings=[str(w.message) for w in caught if issubclass(w.category, RecreateWarning)],
     )  # fmt: skip
 
@@ -291,7 +293,8 @@ def test_a_models_bad_output_is_a_one_line_error(tmp_path, monkeypatch):
 
 
 def test_an_interrupt_keeps_the_finished_stages(tmp_path, monkeypatch):
-    # Wiring only (no optimisation): the photo stage finishes, the plain NST stage is interrupted.
+    # Wiring only (no optimisation): the photo stage finishes, the plain NST stage is interrupted before
+    # its first step (no best image of its own): the photo is the latest image, so it goes to -o.
     import nstjax.nst.run
 
     def interrupted(*args, **kwargs):
@@ -303,14 +306,88 @@ def test_an_interrupt_keeps_the_finished_stages(tmp_path, monkeypatch):
     stages = tmp_path / "stages"
     painting = np.full((16, 16, 3), 0.5, np.float32)
     done = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RecreateInterrupted) as info:
         recreate(two_class(SHAPE), painting, tmp_path / "out.png", photo_model=tmp_path / "run", painter="nst",
                  stages=stages, config=CONFIG, weights="random", progress=done.append)  # fmt: skip
+    stop = info.value
+    assert (stop.stage, stop.finished, stop.partial, stop.image_stage) == ("plain", ("photo",), None, "photo")
     assert [e.name for e in done if isinstance(e, StageDone)] == ["photo"]
-    assert {p.name for p in stages.iterdir()} == {"sketch.png", "photo.png"}  # written as each stage finished
+    assert {p.name for p in stages.iterdir()} == {"sketch.png", "photo.png", "recreate.json"}
     np.testing.assert_array_equal(read_label_map(stages / "sketch.png", PAL), two_class(SHAPE))
     assert np.asarray(Image.open(stages / "photo.png")).shape == (*SHAPE, 3)
-    assert not (tmp_path / "out.png").exists()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(stages / "photo.png")))
+    record = json.loads((stages / "recreate.json").read_text())
+    assert record["interrupted"] == {"stage": "plain", "finished": ["photo"], "partial": None, "output_from": "photo"}
+    assert record["outputs"]["files"] == {"sketch": "sketch.png", "photo": "photo.png"}
+
+
+def test_an_interrupt_keeps_the_running_stages_best_image(run, tmp_path):
+    """A stop in the plain NST stage after some steps (StopStylize from the progress callback, what Ctrl-C
+    does inside run_stylize): the finished photo stage stays, the plain stage's best image so far is kept
+    under its name and written to -o, and recreate.json says where it stopped."""
+    from nstjax.nst.run import StopStylize
+
+    def stop_in_plain(event):
+        if isinstance(event, StageProgress) and event.name == "plain":  # after its first chunk (one step)
+            raise StopStylize
+
+    stages = tmp_path / "stages"
+    with pytest.raises(RecreateInterrupted) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecreateWarning)  # the fixture's inputs' warnings, tested above
+        recreate(run.sketch, run.painting, tmp_path / "out.png", painting_labels=run.painting_labels,
+                 exemplars=run.root / "exemplars", stages=stages, weights=run.random_weights, config=CONFIG,
+                 max_exemplars=1, seed=0, progress=stop_in_plain)  # fmt: skip
+    stop = info.value
+    assert (stop.stage, stop.finished, stop.partial, stop.image_stage) == ("plain", ("photo",), "plain", "plain")
+    assert stop.output == tmp_path / "out.png"
+    assert {p.name for p in stages.iterdir()} == {"sketch.png", "photo.png", "plain_nst.png", "recreate.json"}
+    plain = np.asarray(Image.open(stages / "plain_nst.png"))
+    assert plain.shape == (*SHAPE, 3)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), plain)
+    record = json.loads((stages / "recreate.json").read_text())
+    assert record["interrupted"]["partial"] == "plain" and record["runs"]["plain"]["stopped"] == "interrupted"
+    assert 1 <= record["runs"]["plain"]["steps"] < CONFIG.steps
+
+
+def test_ctrl_c_on_a_real_recreate_keeps_the_stages_and_the_latest_image(tmp_path, files):
+    """SIGINT to a real `nstjax recreate` (random weights, a tiny scene) once its photo stage is done: exit
+    130, one line saying what was kept, the finished stage and the latest image (the plain stage's best so
+    far when it made steps before the signal, else the photo) are valid PNGs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    stages, out = tmp_path / "stages", tmp_path / "out.png"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    args = [sys.executable, "-m", "nstjax.launch", "recreate", files.sketch, "--painting", files.painting,
+            "--exemplars", files.sky_ex, "-o", out, "--stages", stages, "--weights", "random", "--size", "32",
+            "--steps", "200", "--painter", "nst"]  # fmt: skip
+    proc = subprocess.Popen([str(a) for a in args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (stages / "photo.png").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (stages / "photo.png").exists(), proc.stderr.read() if proc.poll() is not None else "timed out"
+        time.sleep(1.0)  # into the plain stage (compiling, or already stepping)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    line = [x for x in err.splitlines() if x.startswith("interrupted")]
+    assert len(line) == 1 and "Traceback" not in err, err
+    assert "in stage plain: kept photo" in line[0] and f"to {out}" in line[0], line[0]
+    partial = (stages / "plain_nst.png").exists()
+    assert ("plain (best so far)" in line[0]) == partial, line[0]
+    for path in (stages / "photo.png", out, *([stages / "plain_nst.png"] if partial else [])):
+        with Image.open(path) as image:
+            image.load()
+            assert image.size == (32, 24) and image.mode == "RGB"
+    record = json.loads((stages / "recreate.json").read_text())
+    assert record["interrupted"]["stage"] == "plain" and record["interrupted"]["finished"] == ["photo"]
 
 
 def test_recreate_config_checks_its_settings():
@@ -342,7 +419,13 @@ def files(tmp_path):
     (ex / "photos").mkdir()
     save_label_map(ex / "labels" / "x.png", np.full((16, 16), SEA), PAL, kind="color")
     save_image(ex / "photos" / "x.png", np.full((16, 16, 3), 0.3, np.float32))
-    return types.SimpleNamespace(root=tmp_path, sketch=sketch, painting=painting, bad=bad, sea_labels=sea_labels, ex=ex)
+    sky_ex = tmp_path / "sky_ex"  # exemplars of the sketch's own classes
+    (sky_ex / "labels").mkdir(parents=True)
+    (sky_ex / "photos").mkdir()
+    save_label_map(sky_ex / "labels" / "y.png", two_class(SHAPE), PAL, kind="color")
+    save_image(sky_ex / "photos" / "y.png", textured(two_class(SHAPE), PHOTO_COLOURS, 4))
+    return types.SimpleNamespace(root=tmp_path, sketch=sketch, painting=painting, bad=bad, sea_labels=sea_labels, ex=ex,
+                                 sky_ex=sky_ex)  # fmt: skip
 
 
 def test_bad_input_is_one_clear_line(files):

@@ -206,3 +206,19 @@ def test_every_system_trains_through_the_runner(images, tmp_path, recorded_run):
     assert recorded_run[2][0].config.style_weight is not None  # resolved from the VGG weights
     assert recorded_run[2][0].vgg_source == recorded_run[3][0].vgg_source == "random"
     assert not any((tmp_path / name).exists() for name in "csfa")  # describing a run creates nothing
+
+
+def test_a_run_reports_its_plan_compilation_and_a_measured_eta(images, tmp_path, monkeypatch):
+    """The start event carries the plan (steps, the step's FLOPs from XLA, a compilation), a "compiled"
+    event follows the first step, and the logs' ETA is finite once steps were timed after compilation."""
+    monkeypatch.setenv("NSTJAX_CACHE", str(tmp_path / "cache"))  # what a run remembers stays here
+    events = []
+    nstjax.train.run(toy_system(images, 6), tmp_path / "run", progress=events.append)
+    kinds = [e.event for e in events]
+    assert kinds[:2] == ["start", "compiled"] and kinds[-1] == "done"
+    plan = events[0].plan
+    assert plan.system == "toy" and (plan.start, plan.total, plan.steps) == (0, 6, 6)
+    assert plan.batch == {"image": (2, 8, 8, 3)} and plan.flops_per_step > 0 and plan.compile_seconds > 0
+    assert all(e.plan is None for e in events[1:])
+    logs = [e for e in events if e.event == "log"]
+    assert all(np.isfinite(e.eta) and e.eta >= 0 for e in logs[1:]) and logs[-1].eta == 0

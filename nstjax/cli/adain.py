@@ -49,7 +49,7 @@ def train_command(
                                  resume=o["resume"], progress=bar, distributed=o["distributed"])
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "steps_per_second")
     say(f"trained {result.step} steps ({losses}); VGG weights: {result.vgg_source}")
-    typer.echo(str(result.run_dir / "export"))
+    typer.echo(str(result.run_dir))  # the run directory, as every `… train` prints (apply takes it)
 
 
 @app.command("apply")

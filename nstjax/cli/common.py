@@ -21,7 +21,7 @@ from rich.console import Console
 
 from ..errors import NstjaxError, NstjaxWarning
 from ..train.settings import TRAIN_SETTINGS, train_settings_from
-from .progress import Bars, Row, err_console
+from .progress import COMPILING, Bars, Row, err_console
 
 __all__ = [
     "DISTRIBUTED_OPTION",
@@ -32,14 +32,30 @@ __all__ = [
     "cli_errors",
     "duration",
     "err_console",
+    "estimate_text",
     "new_typer",
     "options_from",
     "say",
+    "train_plan_line",
     "train_settings_from_options",
     "training_job",
     "with_options",
 ]
 
+
+
+def _without_flag_types(display_type_rich: Callable) -> Callable:
+    """Typer's help shows a value type beside every option, ``<bool>`` beside flags (``--quiet``, ``--help``)
+    too, although a flag takes no value; this drops it for flags."""
+
+    @functools.wraps(display_type_rich)
+    def display(self, ctx):
+        return None if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+
+    return display
+
+
+typer.core.TyperOption.display_type_rich = _without_flag_types(typer.core.TyperOption.display_type_rich)
 
 
 def say(message: str) -> None:
@@ -172,6 +188,12 @@ def duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def estimate_text(seconds: float, compilations: int, compile_seconds: float) -> str:
+    """``about 3:40 + 3 compilations ~0:36 (estimate)``: a plan's work and its compilations."""
+    n = f"{compilations} compilation{'s' if compilations != 1 else ''}"
+    return f"about {duration(seconds)} + {n} ~{duration(compile_seconds)} (estimate)"
+
+
 class DownloadBar(Bars):
     """Renders ``progress(bytes_done, total_or_None)`` download callbacks: size, speed and ETA."""
 
@@ -211,8 +233,22 @@ def train_settings_from_options(options: Mapping[str, Any], **extra: Any):
     return train_settings_from(options, **extra)
 
 
+def train_plan_line(plan) -> str:
+    """``fast train: 4000 steps, batch 4x256x256, 41.2 GFLOP/step, on cpu (2 cores): about 1:10:00 + 1
+    compilation ~0:30 (estimate)``, from a :class:`~nstjax.train.loop.TrainPlan`."""
+    batch = max(plan.batch.values(), key=len, default=())
+    shape = "x".join(str(n) for n in batch[:3]) if batch else "?"
+    flops = f", {plan.flops_per_step / 1e9:.3g} GFLOP/step" if plan.flops_per_step else ""
+    resumed = f" (from step {plan.start})" if plan.start else ""
+    return (
+        f"{plan.system} train: {plan.steps} steps{resumed}, batch {shape}{flops}, on {plan.device}: "
+        f"{estimate_text(plan.seconds, 1, plan.compile_seconds)}"
+    )
+
+
 class TrainBar(Bars):
-    """Renders :class:`~nstjax.train.loop.TrainProgress` events: step bar, losses, steps/s, ETA."""
+    """Renders :class:`~nstjax.train.loop.TrainProgress` events: the plan line, then a step bar with
+    losses, steps/s and the ETA (from the measured time per step after compilation)."""
 
     def __init__(self, label: str = "train", console: Console = err_console, max_metrics: int = 6):
         super().__init__(label, console=console)
@@ -225,10 +261,15 @@ class TrainBar(Bars):
         if p.skipped_files:
             info += f" ({p.skipped_files} unreadable files skipped)"
         if p.event == "start":  # the first step compiles (tens of seconds on a CPU): say so, not a frozen bar
-            info = "compiling step 1"
+            if getattr(p, "plan", None) is not None and not self._tasks:
+                self.note(train_plan_line(p.plan))
+            info = f"{COMPILING} step 1"
+        elif p.event == "compiled":
+            info = f"compiled in {duration(p.elapsed)}, training"
         if getattr(p, "resumed_from", None) is not None and not self._tasks:
             self.log(f"resumed from step {p.resumed_from}")
-        return Row(self.label, self.label, p.step, p.total, info)
+        eta = getattr(p, "eta", None)
+        return Row(self.label, self.label, p.step, p.total, info, eta if isinstance(eta, int | float) else None)
 
 
 @contextlib.contextmanager

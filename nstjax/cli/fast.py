@@ -33,10 +33,14 @@ APPLY_OPTIONS: dict[str, tuple[Any, Any]] = options_from(MEDIA_APPLY_SETTINGS)
 
 
 class MediaBar(Bars):
-    """Renders :class:`~nstjax.io.media.MediaProgress`: one bar per file, counting frames."""
+    """Renders :class:`~nstjax.io.media.MediaProgress`: one bar per file, counting a video's frames
+    (``1/1 image`` for a still image)."""
 
     def row(self, p) -> Row:
-        return Row(p.index, f"[{p.index}/{p.count}] {p.source.name}", p.done, p.total, "frames")
+        from ..io.media import is_video
+
+        return Row(p.index, f"[{p.index}/{p.count}] {p.source.name}", p.done, p.total,
+                   "frames" if is_video(p.source) else "image")  # fmt: skip
 
 
 def result_line(result) -> str:
@@ -92,7 +96,7 @@ def train_command(
                                 resume=o["resume"], progress=bar, distributed=o["distributed"])
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if k != "steps_per_second")
     say(f"trained {result.step} steps ({losses}); VGG weights: {result.vgg_source}")
-    typer.echo(str(result.run_dir / "export"))
+    typer.echo(str(result.run_dir))  # the run directory, as every `… train` prints (apply takes it)
 
 
 @app.command("apply")

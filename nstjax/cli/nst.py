@@ -16,12 +16,12 @@ from ..nst.settings import STYLIZE_SETTINGS, config_from_settings
 from .common import (
     DISTRIBUTED_OPTION,
     cli_errors,
-    duration,
+    estimate_text,
     options_from,
     say,
     with_options,
 )
-from .progress import Bars, Row
+from .progress import COMPILING, Bars, Row
 
 FormatName = Literal["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp"]
 
@@ -43,25 +43,53 @@ def config_from_options(options: dict[str, Any], **extra: Any):
 
 
 def plan_line(plan) -> str:
-    """``stylize 384x256 px, L-BFGS 100 steps … on cpu (2 cores): about 3:40 (estimate)``."""
+    """``stylize 96x72 → 192x144 px: L-BFGS 100+100 steps … on cpu (2 cores): about 3:40 + 2 compilations ~0:24 (estimate)``."""
     c = plan.config
     scales = " → ".join(f"{w}x{h}" for h, w in plan.shapes)
     steps = "+".join(str(s) for s in plan.steps)
     optimizer = "L-BFGS" if c.optimizer == "lbfgs" else f"Adam (lr {c.learning_rate:g})"
-    eta = duration(plan.estimate.seconds)
     return (
         f"stylize {scales} px: {optimizer} {steps} steps, {c.dtype}, weights {plan.weights_source}, "
-        f"on {plan.device}: about {eta} (estimate, plus compilation on a first run)"
+        f"on {plan.device}: {estimate_text(plan.estimate.seconds, len(plan.shapes), plan.estimate.compile_total)}"
     )
 
 
 class StepBar(Bars):
-    """Renders :class:`~nstjax.nst.run.Progress` events: a bar per scale with loss terms and evals/s."""
+    """Renders :class:`~nstjax.nst.run.Progress` events: a bar per scale with loss terms and evals/s.
+
+    Given the :class:`~nstjax.nst.run.RunPlan` (:meth:`start`), it prints the plan line and shows each
+    scale's bar as compiling until its first steps are done. The ETA is the run's (every later scale at
+    its own cost).
+    """
+
+    plan = None
+
+    def start(self, plan) -> None:
+        """Print ``plan``'s line and show the first scale compiling."""
+        self.plan = plan
+        self.note(plan_line(plan))
+        self._compiling(1, plan.estimate.seconds + plan.estimate.compile_total)
+
+    def _label(self, scale: int, scales: int, size) -> str:
+        return f"scale {scale}/{scales} {size[1]}x{size[0]}" if scales > 1 else "step"
+
+    def _compiling(self, scale: int, eta: float | None = None) -> None:
+        plan = self.plan
+        if plan is None or self.quiet or scale > len(plan.shapes):
+            return
+        label = self._label(scale, len(plan.shapes), plan.shapes[scale - 1])
+        self.show(Row(scale, label, 0, plan.steps[scale - 1], COMPILING, eta))
 
     def row(self, p) -> Row:
         terms = " ".join(f"{k} {v:.3g}" for k, v in p.terms.items())
-        label = f"scale {p.scale}/{p.scales} {p.size[1]}x{p.size[0]}" if p.scales > 1 else "step"
-        return Row(p.scale, label, p.step, p.steps, f"loss {p.loss:.4g} ({terms}) {p.evals_per_second:.2f} evals/s")
+        label = self._label(p.scale, p.scales, p.size)
+        info = f"loss {p.loss:.4g} ({terms}) {p.evals_per_second:.2f} evals/s"
+        return Row(p.scale, label, p.step, p.steps, info, getattr(p, "eta", None))
+
+    def __call__(self, p) -> None:
+        super().__call__(p)
+        if p.step >= p.steps and p.scale < p.scales:  # the next scale compiles its own programs
+            self._compiling(p.scale + 1, getattr(p, "eta", None))
 
 
 def _summary(output: Path, result) -> str:
@@ -122,7 +150,7 @@ def stylize(
                 allow_unmatched=allow_unmatched,
                 quality=options["quality"],
                 progress=bar,
-                on_start=None if quiet else lambda plan: say(plan_line(plan)),
+                on_start=None if quiet else bar.start,
             )
         except StylizeInterrupted as interrupted:
             if bar is not None:
@@ -141,8 +169,26 @@ def stylize(
     typer.echo(_summary(output, result))
 
 
+def batch_plan_line(plan) -> str:
+    """``stylize-batch 12 images in 3 batches of up to 4, 2 sizes, 100+100 steps … : about 5:00 + …``."""
+    done = f" ({plan.skipped} done already)" if plan.skipped else ""
+    sizes = f"{plan.buckets} size{'s' if plan.buckets != 1 else ''}"
+    return (
+        f"stylize-batch {plan.images} images{done} in {plan.batches} batches of up to {plan.batch_size}, {sizes}, "
+        f"{'+'.join(str(s) for s in plan.steps)} steps, weights {plan.weights_source}, on {plan.device}: "
+        f"{estimate_text(plan.seconds, plan.compilations, plan.compile_seconds)}"
+    )
+
+
 class BatchBar(Bars):
     """Renders :class:`~nstjax.nst.batch.BatchProgress` events: images done, images/s, ETA, batch step."""
+
+    def start(self, plan) -> None:
+        """Print ``plan``'s line (:class:`~nstjax.nst.batch.BatchPlan`) and show the first batch compiling."""
+        self.note(batch_plan_line(plan))
+        if plan.batches and not self.quiet:
+            total = plan.images + plan.skipped
+            self.show(Row("images", "images", plan.skipped, total, COMPILING, plan.seconds + plan.compile_seconds))
 
     def row(self, p) -> Row:
         extra = ", ".join(s for s in (f"{p.skipped} skipped" if p.skipped else "", f"{p.failed} failed" if p.failed else "") if s)
@@ -151,7 +197,7 @@ class BatchBar(Bars):
             f"{f'({extra}) ' if extra else ''}{p.images_per_second:.2f} img/s | batch {p.batch}/{p.batches} "
             f"{p.bucket[1]}x{p.bucket[0]}{scale} step {p.step}/{p.steps}"
         )
-        return Row("images", "images", p.done, p.total, info)
+        return Row("images", "images", p.done, p.total, info, p.eta)
 
 
 @with_options(STYLE_OPTIONS)
@@ -194,6 +240,7 @@ def stylize_batch(
                 distributed=distributed,
                 progress=None if quiet else bar,
                 log=lambda message: bar.log(f"error: {message}"),
+                on_start=None if quiet else bar.start,
             )
         except KeyboardInterrupt:
             bar.close()

@@ -10,12 +10,16 @@ download ``(done, total)`` pairs, …). :class:`Bars` draws them: one bar per ke
 
 Columns fit an 80-column terminal: the label, a 16-cell bar, ``done/total``, the
 info text (cut with an ellipsis when the line is too narrow, so the count and
-the ETA always stay readable), elapsed time and ETA.
+the ETA always stay readable), elapsed time and ETA. The ETA is the library's
+when the event carries one (:attr:`Row.eta`: the whole run's remaining time,
+weighted by cost, compilations included), else rich's from the bar's own rate.
+While a program compiles, a bar shows :data:`COMPILING` as its info.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Hashable
 from typing import Any
 
@@ -32,8 +36,12 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Column
+from rich.text import Text
 
-__all__ = ["Bars", "CountBar", "Row", "err_console"]
+__all__ = ["COMPILING", "Bars", "CountBar", "Row", "err_console"]
+
+COMPILING = "compiling"
+"""The info text of a bar whose first step is compiling (tens of seconds on a CPU: not a hang)."""
 
 err_console = Console(stderr=True)
 """Progress bars and notes go to stderr, so stdout carries only results (paths, summaries)."""
@@ -46,6 +54,7 @@ class Row:
     key: which bar (a new key adds a bar below the others); label: the text before the bar;
     done, total: the count (``total`` ``None`` = unknown; ``done`` ``None`` = finished: the bar fills);
     info: a short text after the count.
+    eta: seconds left, from the library's estimate (``None`` or NaN: rich's, from this bar's rate).
     """
 
     key: Hashable
@@ -53,6 +62,19 @@ class Row:
     done: float | None
     total: float | None = None
     info: str = ""
+    eta: float | None = None
+
+
+class EtaColumn(TimeRemainingColumn):
+    """The task's ``eta`` field (seconds, the library's estimate) when set, else rich's estimate."""
+
+    def render(self, task: Any) -> Text:
+        eta = task.fields.get("eta")
+        if eta is None or not math.isfinite(eta) or task.finished:
+            return super().render(task)
+        minutes, seconds = divmod(int(round(max(eta, 0.0))), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
 
 
 class Bars:
@@ -74,7 +96,7 @@ class Bars:
             TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
             TimeElapsedColumn(),
             TextColumn("ETA"),
-            TimeRemainingColumn(),
+            EtaColumn(),
             console=console,
             expand=True,
         )
@@ -98,19 +120,25 @@ class Bars:
             self._progress.start()
         task = self._tasks.get(row.key)
         if task is None:
-            task = self._tasks[row.key] = self._progress.add_task(row.label, total=row.total, info=row.info)
+            task = self._tasks[row.key] = self._progress.add_task(row.label, total=row.total, info=row.info, eta=row.eta)
             fresh = True
         else:
             fresh = False
         total = row.total if row.total is not None else self._progress.tasks[self._index(task)].total
         done = total if row.done is None else row.done
-        self._progress.update(task, description=row.label, completed=done, total=total, info=row.info)
+        self._progress.update(task, description=row.label, completed=done, total=total, info=row.info, eta=row.eta)
         if fresh:  # a bar's first state (e.g. "compiling") is drawn at once, not at the next refresh tick
             self._progress.refresh()
 
     def log(self, message: str) -> None:
         """A line above the bars (they stay drawn below it)."""
         self._progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+    def note(self, message: str) -> None:
+        """A line above the bars, or on stderr when none is drawn (a plan line before the first bar)."""
+        if self.quiet:
+            return
+        self.log(message)
 
     def close(self) -> None:
         if self._tasks:

@@ -11,43 +11,70 @@ positional argument and subcommands would read ``label-painting`` as a sketch.
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import math
+
 import typer
 from ..recreate.settings import RECREATE_SETTINGS
-from .common import cli_errors, options_from, say, with_options
-from .progress import Bars, Row
+from .common import cli_errors, estimate_text, options_from, say, with_options
+from .progress import COMPILING, Bars, Row
 
 __all__ = ["label_painting", "recreate", "register"]
 
 def plan_line(plan) -> str:
-    """``recreate 384x512 px: photo (exemplar-guided NST from 3 exemplar(s), 100+100+100 steps) → … on cpu``."""
+    """``recreate 384x512 px, classes …: photo (exemplar-guided NST …, 100+100+100 steps at 96x128 → 192x256 →
+    384x512) → …; weights …, on cpu: about 9:40 + 9 compilations ~1:48 (estimate)``."""
     parts = []
     for stage in plan.stages:
         steps = f", {'+'.join(str(s) for s in stage.steps)} steps" if stage.steps else ""
+        estimate = getattr(stage, "estimate", None)
+        if estimate is not None and len(estimate.shapes) > 1:
+            steps += " at " + " → ".join(f"{w}x{h}" for h, w in estimate.shapes)
         parts.append(f"{stage.name} ({stage.method}{steps})")
     weights = f"weights {plan.weights_source}" if plan.weights_source else "no VGG"
     h, w = plan.shape
-    return (
+    line = (
         f"recreate {w}x{h} px, classes {', '.join(plan.classes)}: {' → '.join(parts)}; final: {plan.final}; "
         f"{weights}, on {plan.device}"
     )
+    seconds = getattr(plan, "seconds", math.nan)
+    if math.isfinite(seconds):
+        line += ": " + estimate_text(seconds, plan.compilations, plan.compile_seconds)
+    return line
 
 
 class StageBars(Bars):
-    """Renders the stage events of :func:`nstjax.recreate.recreate`: one bar per stage."""
+    """Renders the stage events of :func:`nstjax.recreate.recreate`: one bar per stage, compiling until
+    its first steps (and again at each new scale), with the whole recreation's ETA."""
 
     def row(self, event) -> Row | None:
         kind = type(event).__name__
         if kind == "StageStart":
-            return Row(event.name, event.name, 0, event.steps or 1, event.method)
+            return Row(event.name, event.name, 0, event.steps or 1, f"{COMPILING} {event.method}")
         if kind == "StageProgress":
             p = event.progress
             info = f"loss {p.loss:.4g} {p.evals_per_second:.2f} evals/s"
             if p.scales > 1:
-                info = f"scale {p.scale}/{p.scales} {p.size[1]}x{p.size[0]} " + info
-            return Row(event.name, event.name, event.step, None, info)
+                scale = f"scale {p.scale}/{p.scales} {p.size[1]}x{p.size[0]}"
+                # The last chunk of a scale: the next one (4x the pixels) compiles its programs now.
+                info = f"{scale} done, {COMPILING}" if p.step >= p.steps and p.scale < p.scales else f"{scale} {info}"
+            return Row(event.name, event.name, event.step, None, info, getattr(event, "eta", None))
         if kind == "StageDone":
             return Row(event.name, event.name, None, None, f"done in {event.seconds:.1f} s {event.detail}".strip())
         return None
+
+
+def interrupted_line(stop, stages: Optional[Path], output: Path) -> str:
+    """What a Ctrl-C kept (:class:`~nstjax.recreate.events.RecreateInterrupted`), in one line."""
+    kept = list(stop.finished) + ([f"{stop.partial} (best so far)"] if stop.partial else [])
+    where = f"interrupted{f' in stage {stop.stage}' if stop.stage else ''}"
+    if stages is not None and kept:
+        where += f": kept {', '.join(kept)} in {stages}"
+    elif stages is None:
+        where += " (--stages DIR keeps every stage)"
+    if stop.output is not None:
+        label = f"{stop.image_stage}, best so far" if stop.image_stage == stop.partial else stop.image_stage
+        return f"{where}; wrote the latest image ({label}) to {output}"
+    return f"{where}; nothing written to {output}"
 
 
 @with_options(options_from(RECREATE_SETTINGS))
@@ -66,7 +93,6 @@ def recreate(
     Exit status: 0 done, 2 bad input (one error line), 130 interrupted.
     """
     from ..recreate import recreate as run_recreate
-    from ..nst.run import StylizeInterrupted
 
     quiet, stages = options["quiet"], options["stages"]
     bars = None if quiet else StageBars()
@@ -79,15 +105,15 @@ def recreate(
                 painting_labels=painting_labels,
                 **{name: options[name] for name in RECREATE_SETTINGS.names if name != "quiet"},
                 progress=bars,
-                on_start=None if quiet else lambda plan: say(plan_line(plan)),
+                on_start=None if quiet else lambda plan: bars.note(plan_line(plan)),
             )
-        except (KeyboardInterrupt, StylizeInterrupted):
+        except KeyboardInterrupt as stop:  # RecreateInterrupted: what was kept
             if bars is not None:
                 bars.close()
-            if stages is not None and any(Path(stages).glob("*.png")):
-                say(f"interrupted: the finished stages are in {stages}; nothing written to {output}")
-            else:
-                say(f"interrupted: nothing written{'' if stages is not None else ' (--stages DIR keeps finished stages)'}")
+            if hasattr(stop, "finished"):
+                say(interrupted_line(stop, stages, output))
+            else:  # before the first stage
+                say(f"interrupted before the first stage: nothing written to {output}")
             raise typer.Exit(130) from None
         finally:
             if bars is not None:

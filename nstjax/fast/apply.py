@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import NstjaxError
+from ..errors import NstjaxError, NstjaxWarning
 from ..io.pth import load_state_dict
 from ..models import johnson
 from ..train import RunDir, load_export
 from ..io.media import MediaProgress, MediaResult, plan_jobs, run_jobs
 
-__all__ = ["FastModel", "apply_fast", "import_torch_model", "load_fast_model", "stylize_array"]
+__all__ = [
+    "FEW_STEPS",
+    "FastModel",
+    "UndertrainedWarning",
+    "apply_fast",
+    "import_torch_model",
+    "load_fast_model",
+    "stylize_array",
+]
+
+FEW_STEPS = 1000
+"""A network trained for fewer steps than this is warned about when loaded: the paper trains 40,000
+(2 epochs of COCO in batches of 4), and a few hundred steps give a dark, nearly uniform image."""
+
+
+class UndertrainedWarning(NstjaxWarning):
+    """The network was trained for only a few steps (:data:`FEW_STEPS`): expect a dark, flat image."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +75,24 @@ def load_fast_model(run_dir: str | os.PathLike) -> FastModel:
     reference = johnson.init_transformer()
     if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(reference):
         raise NstjaxError("the exported parameters do not fit the transformer network", run_dir)
+    step = config.get("step")
+    if isinstance(step, int) and step < FEW_STEPS:  # imported networks record no step
+        warnings.warn(
+            f"{_run_name(run_dir)} trained for only {step} steps: expect a dark, flat image (the paper: 40,000; "
+            "add with --resume --steps N)",
+            UndertrainedWarning,
+            stacklevel=2,
+        )
     return FastModel(jax.tree.map(jnp.asarray, params), model.get("output", "linear"),
                      float(model.get("pixel_scale", 255.0)), dict(config))
+
+
+def _run_name(run_dir: str | os.PathLike) -> str:
+    """The run folder's name (``starry`` for ``runs/starry/export``), at most 24 characters: a warning stays
+    within one 150-character line."""
+    path = Path(run_dir)
+    name = path.parent.name if path.name == "export" and path.parent.name else path.name
+    return name if len(name) <= 24 else name[:23] + "…"
 
 
 @functools.partial(jax.jit, static_argnames=("output", "pixel_scale", "dtype"))

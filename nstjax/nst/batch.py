@@ -62,11 +62,15 @@ from .batch_manifest import (
     settings_hash,
     style_hashes,
 )
+from ..models.vgg import network_of
+from ..train.estimate import Phase, total_seconds
 from .config import StylizeConfig
+from .estimate import estimate_run, nst_eta
 from .problem import Problem, check_size
-from .run import StylizeResult
+from .run import StylizeResult, describe_device
 
 __all__ = [
+    "BatchPlan",
     "BatchProgress",
     "BatchReport",
     "INPUT_SUFFIXES",
@@ -138,7 +142,8 @@ class BatchProgress:
 
     Counts are images of this process's share of the job. ``images_per_second``
     counts images stylised in this run (skipped ones excluded), partial batches
-    included pro rata; ``eta`` is in seconds (``inf`` until known).
+    included pro rata; ``eta`` is the seconds left, each remaining batch and scale at its own cost per
+    step, compilations included (:class:`~nstjax.train.estimate.WorkEta`).
     """
 
     done: int
@@ -161,6 +166,45 @@ class BatchProgress:
     eta: float
     batch_finished: bool
     """True on the call made right after a batch's outputs and manifest lines were written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """What :func:`stylize_batch` is about to do, reported once before the first batch compiles.
+
+    images: images to stylise in this run (this process's share); skipped: already complete.
+    batches: planned batches; buckets: distinct image sizes (each compiles its programs, once per scale).
+    seconds: expected optimisation time; compile_seconds: expected compilation, ``compilations`` of them.
+    """
+
+    images: int
+    skipped: int
+    batches: int
+    batch_size: int
+    buckets: int
+    steps: tuple[int, ...]
+    seconds: float
+    compile_seconds: float
+    compilations: int
+    weights_source: str
+    device: str
+
+
+def batch_phases(config: StylizeConfig, plans: Sequence[tuple[tuple, int, int]], network: str,
+                 flops_per_second: float | None = None) -> list[Phase]:  # fmt: skip
+    """The work of a batch job as :class:`~nstjax.train.estimate.Phase` s: each batch's scales in order.
+
+    ``plans`` holds ``(bucket key, images, batch size)`` per bucket: the key is (h, w) per scale. A
+    bucket's first batch compiles each scale's programs; its later batches reuse them.
+    """
+    phases = []
+    for key, count, size in plans:
+        estimate = estimate_run(config, key, images=size, network=network, flops_per_second=flops_per_second)
+        for b in range(-(-count // size)):
+            for scale, (steps, seconds) in enumerate(zip(estimate.steps, estimate.step_seconds)):
+                compile_s = estimate.compile_seconds if b == 0 else 0.0
+                phases.append(Phase(f"{key[-1]} batch {b + 1} scale {scale + 1}", steps, seconds, compile_s))
+    return phases
 
 
 @dataclasses.dataclass
@@ -211,6 +255,7 @@ def stylize_batch(
     distributed: bool | None = None,
     progress: Callable[[BatchProgress], None] | None = None,
     log: Callable[[str], None] | None = None,
+    on_start: Callable[[BatchPlan], None] | None = None,
     **overrides: Any,
 ) -> BatchReport:
     """Stylise every content image of ``inputs`` with ``styles``; write ``OUT_DIR/<stem>.<format>``.
@@ -234,6 +279,8 @@ def stylize_batch(
         before anything else in the process touched a JAX device.
       progress: called with a :class:`BatchProgress` after every chunk of steps.
       log: called with a one-line message for each image that fails.
+      on_start: called once with the :class:`BatchPlan` (images, batches, time estimate) before the
+        first batch compiles.
 
     Returns:
       A :class:`BatchReport`; images that failed to load or went non-finite are in
@@ -374,6 +421,20 @@ def stylize_batch(
                 continue
             plans.append((key, items, size, engine.spec(remat)))
         n_batches = sum(-(-len(items) // size) for _, items, size, _ in plans)
+        eta = None
+        if progress is not None or on_start is not None:
+            phases = batch_phases(config, [(k, len(i), n) for k, i, n, _ in plans], network_of(weights.params))
+            eta = nst_eta(phases)
+            work, compiling = total_seconds(phases)
+            if on_start is not None:
+                on_start(BatchPlan(
+                    images=len(pending), skipped=len(skipped), batches=n_batches,
+                    batch_size=max((n for _, _, n, _ in plans), default=0), buckets=len(plans),
+                    steps=tuple(s for _, s in config.schedule), seconds=work, compile_seconds=compiling,
+                    compilations=sum(1 for p in phases if p.compile_seconds > 0),
+                    weights_source=getattr(weights, "label", weights.source), device=describe_device(),
+                ))  # fmt: skip
+        scales = len(config.schedule)
 
         total = len(mine)
         batch_index = 0
@@ -384,14 +445,17 @@ def stylize_batch(
             partial = stylised + (0 if finished else real * fraction)
             rate = partial / elapsed if elapsed > 0 else 0.0
             done = len(written) + len(failed) + len(skipped)
-            remaining = total - done - (0 if finished else real * fraction)
-            eta = remaining / rate if rate > 0 else math.inf
+            if eta is not None:  # cost-weighted: later scales and sizes at their own cost per step
+                left = eta.update(min((batch_index - 1) * scales + scale - 1, len(eta.phases) - 1), step)
+            else:
+                remaining = total - done - (0 if finished else real * fraction)
+                left = remaining / rate if rate > 0 else math.inf
             if progress is not None:
                 progress(
                     BatchProgress(
                         done=done, total=total, written=len(written), failed=len(failed), skipped=len(skipped),
                         bucket=key[-1], batch=batch_index, batches=n_batches, scale=scale, scales=scales,
-                        step=step, steps=steps, elapsed=elapsed, images_per_second=rate, eta=eta,
+                        step=step, steps=steps, elapsed=elapsed, images_per_second=rate, eta=left,
                         batch_finished=finished,
                     )
                 )
@@ -414,6 +478,8 @@ def stylize_batch(
                     break
                 batch_index += 1
                 real = len(batch)
+                if eta is not None and eta.phases:
+                    eta.start(min((batch_index - 1) * scales, len(eta.phases) - 1))
                 padded = [p for _, p in batch] + [batch[0][1]] * (size - real)
 
                 def on_chunk(scale, scales, step, steps, steps_done, _key=key, _real=real):

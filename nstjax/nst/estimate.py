@@ -7,30 +7,34 @@ no weight gradients). The forward pass is ``Σ 2·9·C_in·C_out·h·w`` FLOPs o
 the convolutions. An L-BFGS step takes :data:`LBFGS_EVALS_PER_STEP`
 evaluations on average (its line search), an Adam step one.
 
-The machine's speed is measured, not assumed: :func:`measured_flops_per_second`
-times a value-and-gradient through two 3x3 convolutions of VGG's middle width
-once per machine (about a second) and caches the result in
+The machine's speed is measured, not assumed:
+:func:`~nstjax.train.estimate.measured_flops_per_second` (shared with the
+trainers' estimates) times a value-and-gradient through two 3x3 convolutions of
+VGG's middle width once per machine (about a second) and caches the result in
 ``<cache>/calibration.json``. On the 2-core CPU of docs/benchmarks.md the whole
 network runs at :data:`NETWORK_EFFICIENCY` of that micro-benchmark's speed.
+Each scale compiles its own programs (:func:`compile_seconds`); a run's
+:meth:`RunEstimate.phases` feed the cost-weighted ETA of
+:class:`~nstjax.train.estimate.WorkEta`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import time
 from collections.abc import Sequence
 
-from ..hub import cache_dir
-from ..io.atomic import atomic_path
 from ..models import vgg
+from ..train.estimate import Phase, WorkEta, measured_flops_per_second, remember, remembered
 from .config import StylizeConfig
 
 __all__ = [
+    "COMPILE_SECONDS",
     "LBFGS_EVALS_PER_STEP",
     "RunEstimate",
+    "compile_seconds",
     "estimate_run",
+    "nst_eta",
+    "remember_speed",
     "evaluation_flops",
     "forward_flops",
     "measured_flops_per_second",
@@ -42,8 +46,20 @@ LBFGS_EVALS_PER_STEP = 1.15
 NETWORK_EFFICIENCY = 0.85
 """Whole-network speed relative to the calibration kernel (deep layers have small spatial sizes)."""
 
-_CALIBRATION_FILE = "calibration.json"
-_CALIBRATION_VERSION = 1
+COMPILE_SECONDS = {"cpu": 12.0, "gpu": 8.0, "tpu": 8.0}
+"""Compilation of one scale's programs (optimiser loop, loss, targets) when no run on this machine measured
+it yet (see :func:`compile_seconds`); measured 11-22 s per scale on a 2-core Xeon (AVX-512) shared with
+other jobs; the GPU/TPU values are guesses until a run there remembers its own."""
+
+
+def compile_seconds(platform: str | None = None) -> float:
+    """Expected compilation of one scale: as the last run on this machine measured it, else
+    :data:`COMPILE_SECONDS` for the platform (JAX's default device's when ``None``)."""
+    if platform is None:
+        import jax
+
+        platform = jax.devices()[0].platform
+    return remembered("compile:nst", COMPILE_SECONDS.get(platform, COMPILE_SECONDS["gpu"]))
 
 
 def forward_flops(shape: tuple[int, int], layers: Sequence[str], network: str = "vgg19") -> float:
@@ -63,68 +79,6 @@ def evaluation_flops(shape: tuple[int, int], layers: Sequence[str], network: str
     return 2.0 * forward_flops(shape, layers, network)
 
 
-def _calibration_key() -> str:
-    import jax
-
-    device = jax.devices()[0]
-    return f"{jax.__version__}|{device.platform}|{device.device_kind}|{os.cpu_count()}"
-
-
-def _measure() -> float:
-    """FLOP/s of a jitted value-and-gradient through two 3x3 convolutions, 128 channels, 64x64."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((1, 64, 64, 128), np.float32))
-    k1 = jnp.asarray(rng.standard_normal((3, 3, 128, 128), np.float32) * 0.03)
-    k2 = jnp.asarray(rng.standard_normal((3, 3, 128, 128), np.float32) * 0.03)
-
-    def loss(image):
-        y = jax.nn.relu(vgg.conv3x3(image, k1, ((1, 1), (1, 1))))
-        y = vgg.conv3x3(y, k2, ((1, 1), (1, 1)))
-        return jnp.mean(jnp.square(y))
-
-    grad = jax.jit(jax.grad(loss))
-    grad(x).block_until_ready()  # compile
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        grad(x).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    flops = 2 * (2.0 * 9 * 128 * 128 * 64 * 64) * 2  # two convolutions, forward and input gradient
-    return flops / best
-
-
-def measured_flops_per_second(*, refresh: bool = False) -> float:
-    """This machine's convolution FLOP/s on JAX's default device, measured once and cached.
-
-    The cache entry is keyed by the JAX version, platform, device kind and CPU
-    count; ``refresh`` measures again.
-    """
-    key = _calibration_key()
-    path = cache_dir() / _CALIBRATION_FILE
-    entries: dict = {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") == _CALIBRATION_VERSION:
-            entries = dict(data.get("entries", {}))
-    except (OSError, ValueError, AttributeError):
-        pass
-    if not refresh and isinstance(entries.get(key), int | float) and entries[key] > 0:
-        return float(entries[key])
-    rate = _measure()
-    entries[key] = rate
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"version": _CALIBRATION_VERSION, "entries": entries}, indent=1))
-    except OSError:
-        pass  # an unwritable cache only means measuring again next time
-    return rate
-
-
 @dataclasses.dataclass(frozen=True)
 class RunEstimate:
     """What a stylisation will do and roughly how long it will take.
@@ -134,6 +88,8 @@ class RunEstimate:
     evaluations: expected loss evaluations in all.
     seconds: expected optimisation time, not counting compilation.
     flops_per_second: the measured device speed the estimate used.
+    step_seconds: expected seconds of one step at each scale (a scale's cost grows with its pixels).
+    compile_seconds: expected compilation of each scale's programs (each new shape compiles anew).
     """
 
     shapes: tuple[tuple[int, int], ...]
@@ -141,6 +97,20 @@ class RunEstimate:
     evaluations: float
     seconds: float
     flops_per_second: float
+    step_seconds: tuple[float, ...] = ()
+    compile_seconds: float = 0.0
+
+    @property
+    def compile_total(self) -> float:
+        """Expected compilation of the whole run, in seconds (one per scale)."""
+        return self.compile_seconds * len(self.shapes)
+
+    def phases(self, name: str = "scale") -> tuple[Phase, ...]:
+        """One :class:`~nstjax.train.estimate.Phase` per scale, for :class:`~nstjax.train.estimate.WorkEta`."""
+        return tuple(
+            Phase(f"{name} {i + 1}", n, t, self.compile_seconds)
+            for i, (n, t) in enumerate(zip(self.steps, self.step_seconds))
+        )
 
 
 def estimate_run(
@@ -150,6 +120,7 @@ def estimate_run(
     images: int = 1,
     flops_per_second: float | None = None,
     network: str = "vgg19",
+    compile_seconds_per_scale: float | None = None,
 ) -> RunEstimate:
     """Estimate a run of ``config`` whose schedule optimises images of ``shapes`` (one per scale).
 
@@ -157,15 +128,33 @@ def estimate_run(
       images: how many images are optimised (a batch costs that many times one).
       flops_per_second: the device speed; default :func:`measured_flops_per_second`.
       network: ``"vgg19"`` or ``"vgg16"`` (the weights').
+      compile_seconds_per_scale: default :func:`compile_seconds` (this machine's last measurement).
     """
     rate = flops_per_second or measured_flops_per_second()
     layers = [n for n, _ in config.content_layers] + [n for n, _ in config.style_layers]
     per_step = LBFGS_EVALS_PER_STEP if config.optimizer == "lbfgs" else 1.0
     steps = tuple(s for _, s in config.schedule)
-    evaluations = 0.0
-    flops = 0.0
-    for shape, n in zip(shapes, steps):
-        evaluations += n * per_step
-        flops += n * per_step * evaluation_flops(shape, layers, network)
-    seconds = images * flops / (rate * NETWORK_EFFICIENCY)
-    return RunEstimate(tuple(tuple(s) for s in shapes), steps, images * evaluations, seconds, rate)
+    step_seconds = tuple(
+        images * per_step * evaluation_flops(shape, layers, network) / (rate * NETWORK_EFFICIENCY) for shape in shapes
+    )
+    evaluations = images * per_step * sum(steps)
+    seconds = sum(n * t for n, t in zip(steps, step_seconds))
+    compile_s = compile_seconds() if compile_seconds_per_scale is None else compile_seconds_per_scale
+    return RunEstimate(tuple(tuple(s) for s in shapes), steps, evaluations, seconds, rate, step_seconds, compile_s)
+
+
+def nst_eta(phases: Sequence[Phase]) -> WorkEta:
+    """A :class:`~nstjax.train.estimate.WorkEta` over Gatys phases, with the fixed cost per step an
+    earlier run on this machine fitted (:func:`remember_speed`) as its prior."""
+    return WorkEta(phases, overhead=remembered("overhead:nst", 0.0))
+
+
+def remember_speed(eta: WorkEta) -> None:
+    """Keep what ``eta`` measured for the next estimates on this machine: the mean compilation of a
+    scale, and the fixed cost per step when scales of different cost were timed."""
+    compiled = eta.compile_measured()
+    if compiled:
+        remember("compile:nst", sum(compiled) / len(compiled))
+    costs = {eta.phases[i].unit_seconds for i in eta.rates()}
+    if len(costs) >= 2:
+        remember("overhead:nst", eta.step_model()[0])

@@ -25,7 +25,8 @@ from ..models.vgg import network_of
 from ..weights import resolve_weights
 from ..runtime import enable_compilation_cache
 from .config import StylizeConfig, preset
-from .estimate import RunEstimate, estimate_run
+from ..train.estimate import describe_device  # noqa: F401 - re-exported (nstjax.recreate uses it from here)
+from .estimate import RunEstimate, estimate_run, nst_eta, remember_speed
 from .engine import HISTORY_LEN, device_params, evaluate, init_carry_jit, make_spec, run_chunk, traced_settings
 from .memory import choose_remat
 from .problem import Problem, check_size, upsample
@@ -38,7 +39,7 @@ class RunPlan:
     shapes: (h, w) of the optimised image at each scale, coarse to fine.
     steps: optimiser steps at each scale.
     device: the JAX device that runs it, e.g. ``"cpu"`` or ``"gpu NVIDIA H100"``.
-    estimate: expected evaluations and seconds (compile time not included).
+    estimate: expected evaluations and seconds per scale, and each scale's compilation.
     """
 
     shapes: tuple[tuple[int, int], ...]
@@ -48,16 +49,6 @@ class RunPlan:
     device: str
     remat: str
     estimate: RunEstimate
-
-
-def describe_device() -> str:
-    """The default JAX device in words: ``"cpu (2 cores)"``, ``"gpu NVIDIA H200"``."""
-    import jax
-
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return f"cpu ({os.cpu_count()} cores)"
-    return f"{device.platform} {device.device_kind}"
 
 
 @dataclasses.dataclass
@@ -76,6 +67,9 @@ class Progress:
     evals_per_second: float
     best_image: Callable[[], np.ndarray]
     """Fetches the best image so far as [H, W, 3] float32 in [0, 1] (a device→host copy)."""
+    eta: float = math.nan
+    """Seconds left in the whole run, every later scale at its own cost per step and its compilation
+    included (:class:`~nstjax.train.estimate.WorkEta`); NaN when not estimated."""
 
 
 @dataclasses.dataclass
@@ -152,8 +146,8 @@ def run_stylize(
       progress: called after every chunk of steps with a :class:`Progress`.
       on_start: called once with the :class:`RunPlan` (shapes, steps, weights,
         device, time estimate) after the inputs and weights are ready and before
-        compilation. Asking for it measures the device's speed once per machine
-        (:func:`~nstjax.nst.estimate.measured_flops_per_second`).
+        compilation. Asking for it or for ``progress`` measures the device's speed
+        once per machine (:func:`~nstjax.train.estimate.measured_flops_per_second`).
 
     Raises:
       NstjaxError: bad input or settings.
@@ -183,19 +177,23 @@ def run_stylize(
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights, stop = traced_settings(config, getattr(weights, "style_weight_scale", 1.0))
     params = device_params(weights.params, spec=spec)
-    if on_start is not None:
+    eta = None
+    if on_start is not None or progress is not None:
         shapes = tuple(problem.shape_at(longest) for longest, _ in schedule)
-        on_start(
-            RunPlan(
-                shapes=shapes,
-                steps=tuple(steps for _, steps in schedule),
-                config=config,
-                weights_source=getattr(weights, "label", weights.source),
-                device=describe_device(),
-                remat=remat,
-                estimate=estimate_run(config, shapes, network=network),
+        estimate = estimate_run(config, shapes, network=network)
+        eta = nst_eta(estimate.phases())
+        if on_start is not None:
+            on_start(
+                RunPlan(
+                    shapes=shapes,
+                    steps=tuple(steps for _, steps in schedule),
+                    config=config,
+                    weights_source=getattr(weights, "label", weights.source),
+                    device=describe_device(),
+                    remat=remat,
+                    estimate=estimate,
+                )
             )
-        )
 
     start = time.perf_counter()
     histories: list[np.ndarray] = []
@@ -222,6 +220,8 @@ def run_stylize(
 
     try:
         for scale_index, (longest, steps) in enumerate(schedule):
+            if eta is not None:
+                eta.start(scale_index)  # this scale's programs compile from here (targets first)
             shape = problem.shape_at(longest)
             targets, _ = problem.targets(shape, spec, params)
             init = problem.initial_image(shape) if image is None else upsample(image, shape)
@@ -248,6 +248,9 @@ def run_stylize(
                 if progress is not None:
                     _, t = evaluate(carry.best_image, params, targets, loss_weights, spec)
                     terms = {k: float(v[0]) for k, v in t.items()}
+                # After evaluate: its compilation (first chunk) counts as this scale's, not as its steps'.
+                left = math.nan if eta is None else eta.update(scale_index, done)
+                if progress is not None:
                     progress(
                         Progress(
                             scale=scale_index + 1,
@@ -261,6 +264,7 @@ def run_stylize(
                             elapsed=time.perf_counter() - scale_start,
                             evals_per_second=int(carry.evaluations) / max(time.perf_counter() - scale_start, 1e-9),
                             best_image=lambda c=carry: problem.finish(np.asarray(c.best_image[0])),
+                            eta=left,
                         )
                     )
                 if bool(carry.nonfinite):
@@ -288,6 +292,8 @@ def run_stylize(
             raise  # nothing ran yet: no image to keep
         raise StylizeInterrupted(result_now(best)) from None
 
+    if eta is not None:  # the next plan on this machine expects as much
+        remember_speed(eta)
     final_targets, _ = problem.targets(image.shape[:2], spec, params)
     total, t = evaluate(jnp.asarray(image)[None], params, final_targets, loss_weights, spec)
     loss, terms = float(total), {k: float(v[0]) for k, v in t.items()}

@@ -28,6 +28,7 @@ _EXPORTS = {
     "Fallback": ".classes",
     "resolve_fallbacks": ".classes",
     "RecreateConfig": ".config",
+    "RecreateInterrupted": ".events",
     "RecreatePlan": ".events",
     "RecreateWarning": ".events",
     "StageDone": ".events",

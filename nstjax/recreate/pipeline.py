@@ -29,16 +29,19 @@ from typing import Any
 import numpy as np
 
 from ..labels import Palette
+from ..nst.estimate import nst_eta
 from ..weights import resolve_weights
 from .config import DEFAULT_PHOTO_CONTENT_WEIGHT, PAINTERS, RecreateConfig, parse_painter
 from .events import RecreatePlan, StageDone, StageProgress, StageStart
 from .exemplars import DEFAULT_MAX_EXEMPLARS
-from .plan import make_plan
+from .plan import make_plan, stage_phases
 from .record import make_record, write_record
 from .stages import (
+    Scores,
     StageRunner,
     cyclegan_stage,
     final_stage,
+    interrupted_stage,
     photo_stage,
     plain_stage,
     score_stages,
@@ -137,9 +140,14 @@ def recreate(
       progress: called with :class:`~nstjax.recreate.events.StageStart`, ``StageProgress``, ``StageDone``.
       on_start: called once with the :class:`~nstjax.recreate.events.RecreatePlan`.
 
-    With ``stages``, each stage's image is written there (atomically) as soon as the stage is done, so an
-    interrupt (Ctrl-C: ``KeyboardInterrupt`` or :class:`~nstjax.nst.run.StylizeInterrupted`) keeps the
-    finished stages; ``sheet.png``, ``final.png``, ``recreate.json`` and ``output`` come at the end.
+    With ``stages``, each stage's image is written there (atomically) as soon as the stage is done;
+    ``sheet.png``, ``final.png``, ``recreate.json`` and ``output`` come at the end.
+
+    An interrupt (Ctrl-C, or :class:`~nstjax.nst.run.StopStylize` from ``progress``) keeps every finished
+    stage and the running NST stage's best image so far (under its own name) in ``stages``, with a
+    ``recreate.json`` that says where it stopped, and writes the latest image (that best so far, else the
+    last finished stage's) to ``output``; then :class:`~nstjax.recreate.events.RecreateInterrupted`
+    (a ``KeyboardInterrupt``) says what was kept.
 
     Raises:
       NstjaxError: bad input (one line naming the file): sketch colours not in the palette, painting
@@ -153,18 +161,34 @@ def recreate(
     )  # fmt: skip
     plan = make_plan(sketch, painting, painting_labels, output, settings)
     vgg_weights = resolve_weights(weights, plan.base.seed) if plan.needs_vgg else None
-    if on_start is not None:
-        on_start(plan.announce(vgg_weights))
+    eta, first = None, None
+    if on_start is not None or progress is not None:
+        announced = plan.announce(vgg_weights)
+        phases, first = stage_phases(announced.stages)
+        eta = nst_eta(phases)
+        if on_start is not None:
+            on_start(announced)
 
-    runner = StageRunner(vgg_weights, plan.stages_dir, progress)
+    runner = StageRunner(vgg_weights, plan.stages_dir, progress, eta, first)
     sketch_stage(plan)
-    photo = photo_stage(plan, runner)
-    if plan.run_plain:
-        plain_stage(plan, runner, photo)
-    if plan.run_semantic:
-        semantic_stage(plan, runner, photo)
-    if plan.kind == "cyclegan":
-        cyclegan_stage(plan, runner, photo)
+    try:
+        photo = photo_stage(plan, runner)
+        if plan.run_plain:
+            plain_stage(plan, runner, photo)
+        if plan.run_semantic:
+            semantic_stage(plan, runner, photo)
+        if plan.kind == "cyclegan":
+            cyclegan_stage(plan, runner, photo)
+    except KeyboardInterrupt:  # StylizeInterrupted too: keep what was done, then say what
+        interrupted = interrupted_stage(plan, runner)
+        if plan.stages_dir is not None:
+            where = {"stage": interrupted.stage, "finished": list(interrupted.finished),
+                     "partial": interrupted.partial, "output_from": interrupted.image_stage}
+            record = make_record(plan, sketch=sketch, painting=painting, painting_labels=painting_labels,
+                                 vgg_weights=vgg_weights, runner=runner, scores=Scores(note="interrupted"),
+                                 seconds=time.perf_counter() - started, interrupted=where)  # fmt: skip
+            write_record(plan.stages_dir, record)
+        raise interrupted from None
     image = runner.images[plan.final]
     scores = score_stages(plan, runner.images)
 

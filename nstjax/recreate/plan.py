@@ -19,7 +19,9 @@ from ..io import images
 from ..labels import Palette, load_palette, read_label_map, resize_labels
 from ..models import vgg
 from ..nst.config import StylizeConfig
+from ..nst.estimate import estimate_run
 from ..nst.run import describe_device
+from ..train.estimate import Phase, total_seconds
 from .classes import Fallback, resolve_fallbacks
 from .config import RecreateConfig
 from .events import RecreatePlan, RecreateWarning, StagePlan
@@ -34,7 +36,11 @@ from .exemplars import (
     scan_exemplars,
 )
 
-__all__ = ["MIN_COARSE_SIDE", "Plan", "make_plan"]
+__all__ = ["MIN_COARSE_SIDE", "MODEL_STAGE", "Plan", "make_plan", "stage_phases"]
+
+MODEL_STAGE = Phase("model", 1, 2.0, 15.0)
+"""A trained-model stage (SPADE/pix2pix, CycleGAN) in an estimate: one forward pass (a rough 2 s) after a
+compilation (a rough 15 s on a CPU); they are short beside the NST stages."""
 
 MIN_COARSE_SIDE = 64
 """Exemplar stage: coarser passes (size/4, size/2) only where they are at least this many pixels."""
@@ -99,16 +105,49 @@ class Plan:
         """How stage ``stage`` runs, in words (as planned: ``"plain NST"``, ``"CycleGAN run DIR"``)."""
         return next(s.method for s in self.stages if s.name == stage)
 
-    def announce(self, vgg_weights) -> RecreatePlan:
-        """The :class:`~nstjax.recreate.events.RecreatePlan` event, once the weights are known."""
+    def announce(self, vgg_weights, *, flops_per_second: float | None = None) -> RecreatePlan:
+        """The :class:`~nstjax.recreate.events.RecreatePlan` event, once the weights are known: each NST
+        stage with its estimate (every scale at its own cost, :func:`~nstjax.nst.estimate.estimate_run`).
+
+        ``flops_per_second``: the device speed (default this machine's measured one).
+        """
+        network = None if vgg_weights is None else vgg.network_of(vgg_weights.params)
+        configs = {"photo": self.photo_config, "plain": self.paint_config, "semantic": self.paint_config}
+        stages = []
+        for stage in self.stages:
+            config = configs.get(stage.name) if stage.steps else None
+            if config is not None and network is not None:
+                shapes = [images.fit_longest_side(self.shape, longest) for longest, _ in config.schedule]
+                estimate = estimate_run(config, shapes, network=network, flops_per_second=flops_per_second)
+                stage = dataclasses.replace(stage, estimate=estimate)
+            stages.append(stage)
+        phases, _ = stage_phases(stages)
+        work, compiling = total_seconds(phases)
         return RecreatePlan(
             shape=self.shape,
-            stages=self.stages,
+            stages=tuple(stages),
             final=self.final,
             weights_source=None if vgg_weights is None else getattr(vgg_weights, "label", vgg_weights.source),
             device=describe_device(),
             classes=self.classes,
+            seconds=work,
+            compile_seconds=compiling,
+            compilations=sum(1 for p in phases if p.compile_seconds > 0),
         )
+
+
+def stage_phases(stages) -> tuple[list[Phase], dict[str, int]]:
+    """The work of a recreation's :class:`~nstjax.recreate.events.StagePlan` s as phases (an NST stage's
+    scales, a model stage's one pass: :data:`MODEL_STAGE`), and each stage's first phase index."""
+    phases: list[Phase] = []
+    first: dict[str, int] = {}
+    for stage in stages:
+        first[stage.name] = len(phases)
+        if stage.estimate is not None:
+            phases += stage.estimate.phases(stage.name)
+        else:
+            phases.append(dataclasses.replace(MODEL_STAGE, name=stage.name))
+    return phases, first
 
 
 def _read_labels(value, palette: Palette, what: str) -> np.ndarray:

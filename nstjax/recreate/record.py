@@ -52,10 +52,13 @@ def _fallback_names(table: dict[int, Fallback] | None, plan: Plan) -> dict[str, 
 
 
 def make_record(plan: Plan, *, sketch, painting, painting_labels, vgg_weights, runner: StageRunner,
-                scores: Scores, seconds: float) -> dict[str, Any]:  # fmt: skip
+                scores: Scores, seconds: float, interrupted: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Everything ``recreate.json`` holds: inputs (with SHA-256), settings, weights, seeds, fallbacks,
     times in seconds, NST runs, scores, outputs and device. ``sketch``, ``painting`` and ``painting_labels``
-    are the inputs as given (paths or arrays)."""
+    are the inputs as given (paths or arrays).
+
+    ``interrupted`` (a run stopped by Ctrl-C): where it stopped, recorded as is under ``"interrupted"``;
+    the files are then the finished stages and the running stage's best so far (no final or sheet)."""
     config, base = plan.config, plan.base
     random = vgg_weights is not None and vgg_weights.is_random
     inputs: dict[str, Any] = {
@@ -78,9 +81,12 @@ def make_record(plan: Plan, *, sketch, painting, painting_labels, vgg_weights, r
         "output": None if plan.output is None else os.fspath(plan.output),
         "stages": None if plan.stages_dir is None else os.fspath(plan.stages_dir),
     }
-    if plan.stages_dir is not None:
+    if plan.stages_dir is not None and interrupted is None:
         files = {k: STAGE_FILES[k] for k in ("sketch", *runner.images, "final")}
         outputs["files"] = {**files, "sheet": "sheet.png"}
+    elif plan.stages_dir is not None:
+        partial = () if runner.partial is None else (runner.partial[0],)
+        outputs["files"] = {k: STAGE_FILES[k] for k in ("sketch", *runner.images, *partial)}
     weights = config.weights
     return {
         "nstjax_version": __version__,
@@ -130,6 +136,7 @@ def make_record(plan: Plan, *, sketch, painting, painting_labels, vgg_weights, r
         "patch_scores": {"metric": PATCH_METRIC, **scores.patch_details},
         "outputs": outputs,
         "device": describe_device(),
+        **({} if interrupted is None else {"interrupted": interrupted}),
     }
 
 

@@ -4,7 +4,9 @@ sketch → photo (:func:`photo_stage`) → painting (:func:`plain_stage`, :func:
 :func:`cyclegan_stage`), then :func:`score_stages`, :func:`final_stage` (the output file) and
 :func:`sheet_stage`. A :class:`StageRunner` reports each stage's events,
 times it, and writes its image into the stages folder as soon as it is done, atomically: an interrupt
-(Ctrl-C, :class:`~nstjax.nst.run.StopStylize`) keeps every finished stage on disk.
+(Ctrl-C, :class:`~nstjax.nst.run.StopStylize`) keeps every finished stage on disk, and the running NST
+stage's best image so far too (:meth:`StageRunner.nst`; :func:`interrupted_stage` then writes the latest
+image to the output file and ``recreate.json``).
 
 Images are float32 [H, W, 3] RGB in [0, 1]; label maps int32 [H, W] class ids.
 """
@@ -12,6 +14,7 @@ Images are float32 [H, W, 3] RGB in [0, 1]; label maps int32 [H, W] class ids.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -26,8 +29,9 @@ from ..labels import Palette, colorize, save_label_map
 from ..nst import run as nst_run
 from ..nst.config import StylizeConfig
 from ..nst.masks import MaskWarning
+from ..train.estimate import WorkEta
 from ._models import render_photo, translate_painting
-from .events import StageDone, StageProgress, StageStart
+from .events import RecreateInterrupted, StageDone, StageProgress, StageStart
 from .exemplars import remap_labels
 from .plan import Plan
 from .score import sky_on_ground_patch_score, sky_on_ground_score
@@ -39,6 +43,7 @@ __all__ = [
     "StageRunner",
     "cyclegan_stage",
     "final_stage",
+    "interrupted_stage",
     "photo_stage",
     "plain_stage",
     "score_stages",
@@ -63,26 +68,46 @@ class StageRunner:
     Reports :class:`StageStart`, :class:`StageProgress` (NST stages) and :class:`StageDone` to
     ``progress``, and keeps each finished stage's image (``images``), time in seconds (``times``) and NST
     result (``runs``). With a stages folder, each image is written there (atomically) before its
-    ``StageDone``.
+    ``StageDone``. ``eta`` (a :class:`~nstjax.train.estimate.WorkEta` over every stage's phases, ``first``
+    the index of each stage's first phase) gives :attr:`StageProgress.eta`.
+
+    On an interrupt during an NST stage, its best image so far is kept as ``partial`` (name, image) and
+    written into the stages folder under the stage's file name, then the interrupt propagates.
     """
 
-    def __init__(self, vgg_weights, stages_dir: Path | None, progress: ProgressCallback | None):
+    def __init__(self, vgg_weights, stages_dir: Path | None, progress: ProgressCallback | None,
+                 eta: WorkEta | None = None, first: dict[str, int] | None = None):  # fmt: skip
         self.vgg_weights = vgg_weights
         self.stages_dir = stages_dir
         self.progress = progress
+        self.eta = eta
+        self.first = first or {}
         self.images: dict[str, np.ndarray] = {}
         self.times: dict[str, float] = {}
         self.runs: dict[str, Any] = {}
+        self.running: str | None = None
+        self.partial: tuple[str, np.ndarray, Any] | None = None
 
     def _report(self, event) -> None:
         if self.progress is not None:
             self.progress(event)
+
+    def _start(self, name: str, method: str, steps: int) -> None:
+        self.running = name
+        if self.eta is not None and name in self.first:
+            self.eta.start(self.first[name])
+        self._report(StageStart(name, method, steps))
 
     def _done(self, name: str, image: np.ndarray, started: float, detail: str = "") -> np.ndarray:
         self.times[name] = time.perf_counter() - started
         self.images[name] = image
         if self.stages_dir is not None:
             images.save_image(self.stages_dir / STAGE_FILES[name], image)
+        if self.eta is not None and name in self.first:  # the stage's last phase is done
+            later = [i for i in self.first.values() if i > self.first[name]]
+            last = (min(later) if later else len(self.eta.phases)) - 1
+            self.eta.update(last, self.eta.phases[last].units)
+        self.running = None
         self._report(StageDone(name, self.times[name], detail))
         return image
 
@@ -90,26 +115,36 @@ class StageRunner:
         """One NST run (:func:`nstjax.nst.run.run_stylize`) as stage ``name``; its progress over all scales."""
         steps = [s for _, s in config.schedule]
         total, offsets = sum(steps), np.cumsum([0, *steps])
-        self._report(StageStart(name, method, total))
+        self._start(name, method, total)
 
         def forward(p) -> None:
-            self._report(StageProgress(name, int(offsets[p.scale - 1]) + p.step, total, p))
+            eta = math.nan
+            if self.eta is not None and name in self.first:
+                eta = self.eta.update(self.first[name] + p.scale - 1, p.step)
+            self._report(StageProgress(name, int(offsets[p.scale - 1]) + p.step, total, p, eta))
 
         started = time.perf_counter()
         with warnings.catch_warnings():
             # A small class (a tree in a tiny sketch, a class one exemplar lacks) has no pixels at the
             # deepest layers: expected here, and it only means no style loss there.
             warnings.filterwarnings("ignore", message=r".* is empty at layer", category=MaskWarning)
-            result = nst_run.run_stylize(
-                content, styles, weights=self.vgg_weights, config=config,
-                progress=forward if self.progress is not None else None, **kwargs,
-            )  # fmt: skip
+            try:
+                result = nst_run.run_stylize(
+                    content, styles, weights=self.vgg_weights, config=config,
+                    progress=forward if self.progress is not None or self.eta is not None else None, **kwargs,
+                )  # fmt: skip
+            except nst_run.StylizeInterrupted as interrupted:  # keep the best image so far, then stop
+                self.partial = (name, interrupted.result.image, interrupted.result)
+                self.runs[name] = interrupted.result
+                if self.stages_dir is not None:
+                    images.save_image(self.stages_dir / STAGE_FILES[name], interrupted.result.image)
+                raise
         self.runs[name] = result
         return self._done(name, result.image, started, f"loss {result.loss:.4g}, {result.steps} steps")
 
     def model(self, name: str, method: str, fn: Callable[[], np.ndarray]) -> np.ndarray:
         """``fn()`` (a trained model) as stage ``name``: no step progress."""
-        self._report(StageStart(name, method, 0))
+        self._start(name, method, 0)
         started = time.perf_counter()
         return self._done(name, fn(), started)
 
@@ -236,3 +271,22 @@ def sheet_stage(plan: Plan, stage_images: dict[str, np.ndarray], image: np.ndarr
         (caption(plan.final, f"final: {plan.final}"), image),
     ]
     images.save_image(plan.stages_dir / "sheet.png", contact_sheet(panels))
+
+
+def interrupted_stage(plan: Plan, runner: StageRunner) -> RecreateInterrupted:
+    """After an interrupt: write the latest image (the running stage's best so far, else the last finished
+    stage's) to the output file, and return the :class:`RecreateInterrupted` to raise. The finished stages
+    and the running stage's best so far are in the stages folder already (:class:`StageRunner`)."""
+    image, image_stage = None, None
+    if runner.partial is not None:
+        image_stage, image, _ = runner.partial
+    elif runner.images:
+        image_stage = list(runner.images)[-1]
+        image = runner.images[image_stage]
+    output = None
+    if image is not None and plan.output is not None:
+        images.save_image(plan.output, image)
+        output = plan.output
+    partial = None if runner.partial is None else runner.partial[0]
+    return RecreateInterrupted(runner.running, tuple(runner.images), partial, image, image_stage, output,
+                               plan.stages_dir)  # fmt: skip

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import signal
 import threading
@@ -36,11 +37,23 @@ from .. import faults
 from ..errors import NstjaxError
 from .checkpoint import RunDir
 from .data import BatchLoader
+from .estimate import Phase, WorkEta, describe_device, measured_flops_per_second, remember, remembered, step_flops
 from .hosts import any_process, multi_process, to_host
 from .plots import save_grid, save_loss_curve
 from .state import shard_batch
 
-__all__ = ["TrainProgress", "TrainingDiverged", "TrainingInterrupted", "fit"]
+__all__ = ["TRAIN_EFFICIENCY", "TrainPlan", "TrainProgress", "TrainingDiverged", "TrainingInterrupted", "fit",
+           "plan_training"]
+
+TRAIN_EFFICIENCY = 0.25
+"""A train step's speed relative to the calibration kernel (:func:`~nstjax.train.estimate.measured_flops_per_second`)
+until a run of the system on this machine measured its own (remembered as ``efficiency:<system>``): weight
+gradients, normalisation, small channel counts and the optimiser run slower than VGG's wide convolutions.
+A first guess, not a measurement: the first run long enough (5 s of steps) replaces it."""
+
+COMPILE_SECONDS = 30.0
+"""A train step's compilation until a run of the system on this machine measured it (``compile:<system>``):
+a first guess of the order seen on a 2-core CPU (the issue saw 41 s for a tiny SPADE run)."""
 
 TrainStep = Callable[[Any, dict[str, jax.Array]], tuple[Any, dict[str, jax.Array]]]
 """``(state, batch) -> (state, {name: scalar})``: one jitted step; the input state may be donated."""
@@ -50,12 +63,15 @@ TrainStep = Callable[[Any, dict[str, jax.Array]], tuple[Any, dict[str, jax.Array
 class TrainProgress:
     """What a training progress callback sees.
 
-    event: ``"start"``, ``"log"`` (every ``log_every`` steps), ``"sample"`` (a grid was
+    event: ``"start"`` (the first step compiles now; carries the ``plan``), ``"compiled"``
+      (the first step ran), ``"log"`` (every ``log_every`` steps), ``"sample"`` (a grid was
       written to ``path``), ``"checkpoint"`` (a checkpoint of ``step`` was started; the
       export, when the system has one, is in ``path``) or ``"done"``.
     step: steps finished (the next step to run is ``step``), out of ``total``.
     metrics: mean of each metric over the steps since the previous log.
-    steps_per_second: over the last log interval; ``eta`` in seconds (``inf`` until known).
+    steps_per_second: over the last log interval (the first step's compilation excluded).
+    eta: seconds left: the predicted time until steps were measured, then the measured time per step
+      after compilation (:class:`~nstjax.train.estimate.WorkEta`); ``inf`` when neither is known.
     skipped_files: dataset files that could not be read so far (each was replaced by another).
     resumed_from: the checkpoint's step a resumed run started from (None: a new run; set by
       :func:`nstjax.train.run`).
@@ -71,6 +87,55 @@ class TrainProgress:
     skipped_files: int
     path: Path | None = None
     resumed_from: int | None = None
+    plan: TrainPlan | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPlan:
+    """What a training run is about to do, carried by its ``"start"`` event.
+
+    system: ``"cyclegan"``, ``"fast"``, …; steps: steps to run now (from ``start`` to ``total``).
+    batch: the global batch's arrays' shapes, e.g. ``{"a": (4, 256, 256, 3), …}``.
+    flops_per_step: XLA's count for one step (image size, batch and network width all in it), or None.
+    step_seconds: predicted seconds per step (NaN when not known); compile_seconds: predicted compilation.
+    seconds: predicted time of the steps (NaN when not known). device: JAX's default device in words.
+    """
+
+    system: str
+    start: int
+    total: int
+    batch: dict[str, tuple[int, ...]]
+    flops_per_step: float | None
+    step_seconds: float
+    compile_seconds: float
+    device: str
+
+    @property
+    def steps(self) -> int:
+        return self.total - self.start
+
+    @property
+    def seconds(self) -> float:
+        return self.steps * self.step_seconds
+
+
+def plan_training(system: str, train_step: TrainStep, state: Any, batch: Any, start: int, total: int, *,
+                  flops_per_second: float | None = None, device: str | None = None) -> TrainPlan:  # fmt: skip
+    """The :class:`TrainPlan` of a run: one step's FLOPs from its lowered program
+    (:func:`~nstjax.train.estimate.step_flops`, no compilation) over this machine's measured speed times
+    the system's efficiency (remembered from its last run here, else :data:`TRAIN_EFFICIENCY`), and its
+    compilation (remembered, else :data:`COMPILE_SECONDS`). ``flops_per_second`` and ``device`` are
+    injectable for tests."""
+    flops = step_flops(train_step, state, batch)
+    if flops is not None:
+        rate = flops_per_second or measured_flops_per_second()
+        efficiency = remembered(f"efficiency:{system}", TRAIN_EFFICIENCY)
+        seconds = flops / (rate * (efficiency if efficiency > 0 else TRAIN_EFFICIENCY))
+    else:
+        seconds = math.nan
+    shapes = {k: tuple(int(n) for n in getattr(v, "shape", ())) for k, v in dict(batch).items()}
+    return TrainPlan(system, start, total, shapes, flops, seconds, remembered(f"compile:{system}", COMPILE_SECONDS),
+                     device or describe_device())  # fmt: skip
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -136,6 +201,7 @@ def fit(
     export_fn: Callable[[Any], tuple[Any, dict]] | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    system: str = "train",
 ) -> Any:
     """Train ``state`` from step ``state.step`` to ``total_steps``; return the final state.
 
@@ -152,6 +218,7 @@ def fit(
         each checkpoint.
       progress: receives :class:`TrainProgress` events.
       stop: polled after each step; True stops like Ctrl-C (for servers and tests).
+      system: the system's name, for the plan and what this machine remembers of its speed.
 
     Raises:
       TrainingInterrupted: Ctrl-C or ``stop``; the state after the last finished step was
@@ -165,15 +232,20 @@ def fit(
     pending: list[dict[str, Any]] = []
     metrics: dict[str, float] = {}
     rate = 0.0
+    tracker: WorkEta | None = None
+    plan: TrainPlan | None = None
 
     def report(event: str, step: int, path: Path | None = None) -> None:
         if progress is None or not run.primary:
             return
-        eta = (total_steps - step) / rate if rate > 0 else math.inf
+        eta = math.inf
+        if tracker is not None and (tracker.measured or math.isfinite(tracker.phases[0].unit_seconds)):
+            eta = tracker.remaining()
         progress(
             TrainProgress(
                 event=event, step=step, total=total_steps, metrics=dict(metrics), steps_per_second=rate,
                 elapsed=time.perf_counter() - start_time, eta=eta, skipped_files=len(loader.skipped), path=path,
+                plan=plan if event == "start" else None,
             )
         )  # fmt: skip
 
@@ -181,10 +253,12 @@ def fit(
         nonlocal pending, metrics, rate, last_time, last_logged
         if not pending:
             return
-        metrics = _mean(pending)
+        metrics = _mean(pending)  # waits for the steps: the times below are the device's
         now = time.perf_counter()
         rate = (step - last_logged) / max(now - last_time, 1e-9)
         last_time, last_logged, pending = now, step, []
+        if tracker is not None:
+            tracker.update(0, step - start_step)
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TrainingDiverged(step, metrics, run.latest_step())
         run.log({"step": step, "time": round(now - start_time, 3), "steps_per_second": round(rate, 4), **metrics})
@@ -202,15 +276,26 @@ def fit(
 
     if start_step >= total_steps:
         return state
-    report("start", start_step)
     batches: Iterator = loader.iterate(start_step, total_steps)
     done = start_step
     with _StopFlag() as flag, contextlib.closing(batches):
-        for step, local in batches:
+        first = next(batches, None)
+        if first is not None and progress is not None and run.primary:
+            plan = plan_training(system, train_step, state, shard_batch(first[1], mesh), start_step, total_steps)
+            unit = plan.step_seconds
+            tracker = WorkEta([Phase(system, total_steps - start_step, unit, plan.compile_seconds)])
+            tracker.start(0)
+        report("start", start_step)
+        for step, local in itertools.chain([] if first is None else [first], batches):
             state, step_metrics = train_step(state, shard_batch(local, mesh))
             faults.point("train-step")  # a crash here loses the steps since the last checkpoint
             pending.append(step_metrics)
             done = step + 1
+            if done == start_step + 1:  # the first call compiled (and dispatched) the step
+                last_time, last_logged = time.perf_counter(), done  # steps/s without the compilation
+                if tracker is not None:
+                    tracker.update(0, 1)
+                    report("compiled", done)
             final = done == total_steps
             if final or (log_every and done % log_every == 0):
                 log(done)
@@ -232,4 +317,21 @@ def fit(
                 raise TrainingInterrupted(done, checkpointed=True)
     run.wait()
     report("done", done)
+    if tracker is not None and plan is not None:
+        _remember_speed(system, tracker, plan)
     return state
+
+
+def _remember_speed(system: str, tracker: WorkEta, plan: TrainPlan) -> None:
+    """Keep this run's measured compilation and efficiency for the next plan of ``system`` here (runs of
+    a few seconds, tests', teach nothing: their steps are all overhead)."""
+    if sum(m * w for m, w in tracker.rates().values()) < 5.0:
+        return
+    compiled = tracker.compile_measured()
+    if compiled:
+        remember(f"compile:{system}", compiled[0])
+    if tracker.measured and plan.flops_per_step and math.isfinite(plan.step_seconds):
+        # speed = measured / predicted seconds; the prediction used the remembered (or default) efficiency.
+        efficiency = remembered(f"efficiency:{system}", TRAIN_EFFICIENCY) / tracker.speed
+        if 1e-6 < efficiency < 10:  # a sane measurement (tiny test steps are all overhead)
+            remember(f"efficiency:{system}", efficiency)

@@ -93,7 +93,7 @@ def run(
             state, system.make_step(mesh), loader, directory, mesh=mesh, total_steps=total,
             log_every=settings.log_every, sample_every=settings.sample_every,
             checkpoint_every=settings.checkpoint_every, sample_fn=sample_fn, export_fn=system.export,
-            progress=progress, stop=stop,
+            progress=progress, stop=stop, system=system.name,
         )  # fmt: skip
         params, _ = system.export(state)
         return TrainResult(
