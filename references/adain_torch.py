@@ -7,7 +7,8 @@
 * ``decoder``: the mirror of VGG-19 up to relu4_1 as an ``nn.Sequential`` of
   ``ReflectionPad2d(1)`` + 3x3 ``Conv2d`` + ``ReLU`` with ``UpsamplingNearest2d(2)``
   after the first, fifth and seventh convolution's ReLU (no ReLU after the last);
-* ``vgg``: the authors' *normalised* VGG-19 layout, whose first layer is a 1x1
+* ``vgg``: the authors' *normalised* VGG-19 (``vgg_normalised.pth``: Gatys et al.'s VGG-19
+  rescaled so that every filter's mean activation over a set of images is 1) layout, whose first layer is a 1x1
   convolution that maps the [0, 1] RGB input to the weights' convention, then
   reflection-padded convolutions and ``MaxPool2d(2, 2, ceil_mode=True)``, cut at
   relu4_1;
@@ -15,8 +16,9 @@
   decoded image's relu4_1 features and the AdaIN target) and the style loss (MSE
   of means plus MSE of stds at relu1_1, relu2_1, relu3_1, relu4_1, summed).
 
-For parity, :func:`encoder_from_params` fills the encoder with nstjax's VGG-19
-parameters (HWIO -> OIHW) and sets the 1x1 convolution to nstjax's
+For parity, :func:`normalise_params` normalises nstjax's VGG parameters as Gatys et al. did (on the
+images given: nstjax uses its calibration set), :func:`encoder_from_params` fills the encoder with
+(normalised) VGG-19 parameters (HWIO -> OIHW) and sets the 1x1 convolution to nstjax's
 preprocessing of those weights (``"torch"``: ``(x - mean) / std``; ``"caffe"``:
 RGB -> BGR, x255, minus the mean), and :func:`decoder_from_params` loads nstjax's
 decoder parameters (``conv1`` … ``conv9``). With sizes that are multiples of 8
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -173,6 +176,44 @@ def encoder_from_params(params: Mapping[str, Mapping[str, Any]], preprocessing: 
             conv.weight.copy_(_oihw(params[name]["kernel"]))
             conv.bias.copy_(torch.as_tensor(np.asarray(params[name]["bias"], np.float32)))
     return vgg.eval()
+
+
+def normalise_params(params: Mapping[str, Mapping[str, Any]], preprocessing: str, images: np.ndarray,
+                     silent_fraction: float = 1e-3) -> dict[str, dict[str, np.ndarray]]:
+    """Gatys et al.'s normalisation of nstjax VGG parameters (HWIO), layer by layer, in float64.
+
+    The network as trained (zero padding, max pooling, ``preprocessing`` applied to ``images``
+    [N, H, W, 3] RGB in [0, 1]) runs one layer at a time with the already-normalised layers
+    before it; each filter's kernel and bias are divided by its mean ReLU output over the
+    images and positions, so that mean becomes 1 (filters below ``silent_fraction`` of
+    their layer's average mean keep their scale). Returns float32 ``{conv: {"kernel", "bias"}}``.
+    """
+    convs = sorted((n for n in params if n.startswith("conv")), key=lambda n: tuple(int(v) for v in n[4:].split("_")))
+    x = torch.as_tensor(np.asarray(images, np.float64).transpose(0, 3, 1, 2).copy())
+    if preprocessing == "torch":
+        mean, std = (torch.tensor(v, dtype=x.dtype).view(1, 3, 1, 1) for v in (TORCH_MEAN, TORCH_STD))
+        x = (x - mean) / std
+    else:
+        x = x.flip(1) * 255.0 - torch.tensor(CAFFE_MEAN_BGR, dtype=x.dtype).view(1, 3, 1, 1)
+    out, block = {}, 1
+    for name in convs:
+        b = int(name[4:].split("_")[0])
+        if b != block:
+            x, block = F.max_pool2d(x, 2, 2), b
+        kernel = np.asarray(params[name]["kernel"], np.float64)
+        bias = np.asarray(params[name]["bias"], np.float64)
+        # The layer as it now stands (its input already normalised by the previous layer's means):
+        weight = torch.as_tensor(kernel.transpose(3, 2, 0, 1).copy())
+        if out:
+            weight = weight * torch.as_tensor(previous).view(1, -1, 1, 1)
+        y = F.relu(F.conv2d(x, weight, torch.as_tensor(bias), padding=1))
+        means = y.mean(dim=(0, 2, 3)).numpy()
+        scale = np.where(means > silent_fraction * max(means.mean(), 0.0), means, 1.0)
+        x = y / torch.as_tensor(scale).view(1, -1, 1, 1)
+        out[name] = {"kernel": (weight.numpy().transpose(2, 3, 1, 0) / scale).astype(np.float32),
+                     "bias": (bias / scale).astype(np.float32)}
+        previous = scale
+    return out
 
 
 def decoder_from_params(params: Mapping[str, Mapping[str, Any]]) -> nn.Sequential:

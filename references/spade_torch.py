@@ -27,11 +27,11 @@ NVlabs' code (re-written here, not copied):
   ``run_generator_one_step`` then ``run_discriminator_one_step`` (a new fake from the
   updated generator).
 
-Two deliberate departures, both shared with nstjax: the VGG of the perceptual loss
-takes its parameters from a dict (nstjax's HWIO layout) and sees images mapped
-from [-1, 1] to [0, 1] and preprocessed for those weights (NVlabs feeds [-1, 1]
-to torchvision's VGG as is); and the reparameterisation noise ``eps`` can be
-passed in, so a test can give both sides the same draw.
+The perceptual loss is NVlabs': the [-1, 1] images go straight into a VGG in torchvision's
+convention (``VGG19``). Two conveniences, shared with nstjax: that VGG takes its parameters
+from a dict (nstjax's HWIO layout; Caffe-convention weights are first converted to
+torchvision's convention and scale by weight surgery, see ``VGG19``), and the
+reparameterisation noise ``eps`` can be passed in, so a test can give both sides the same draw.
 
 Images NCHW in [-1, 1]; label maps one-hot NCHW.
 """
@@ -59,6 +59,7 @@ __all__ = [
     "SPADETrainer",
     "VGG19",
     "VGGLoss",
+    "torchvision_convention",
     "feature_matching",
     "init_weights",
 ]
@@ -279,43 +280,78 @@ def feature_matching(pred_fake, pred_real, lambda_feat: float = 10.0):
     return loss
 
 
-class VGG19(nn.Module):
-    """relu1_1 … relu5_1 of a VGG-19 built from nstjax's parameter dict (``{"conv1_1": {"kernel": HWIO, "bias"}}``).
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
-    ``preprocessing``: ``"torch"`` (ImageNet mean/std on RGB) or ``"caffe"`` (BGR, 0-255,
-    mean subtracted), applied to [0, 1] inputs as nstjax's VGG does.
+
+def torchvision_convention(params: Mapping[str, Mapping[str, Any]], preprocessing: str) -> dict[str, dict[str, np.ndarray]]:
+    """nstjax VGG parameters (HWIO) as a network in torchvision's convention and on its scale.
+
+    ``"torch"``: as they are. ``"caffe"`` (BGR, 0-255, minus the mean): conv1_1 is rewritten to read
+    the torchvision-normalised RGB input ``x`` (the image ``u = mean + std * x`` in 0-255 BGR minus
+    the Caffe mean is ``255 * std * x + (255 * mean - caffe_mean)``: the factor goes into the kernel,
+    the offset into the bias), then conv1_1's kernel and every bias are divided by
+    ``lam = 255 * mean(std)``: a ReLU network with max pooling is positively homogeneous in its input
+    and biases, so every feature is divided by ``lam``. At the image border the converted conv1_1
+    adds the offset for padded pixels where the Caffe network sees 0 (at most 0.5 of 255): the
+    only difference from the Caffe network's features divided by ``lam``.
     """
+    convs = [n for n in params if n.startswith("conv")]
+    convs.sort(key=lambda n: tuple(int(v) for v in n[4:].split("_")))
+    out = {n: {"kernel": np.asarray(params[n]["kernel"], np.float64), "bias": np.asarray(params[n]["bias"], np.float64)}
+           for n in convs}  # fmt: skip
+    if preprocessing == "torch":
+        return {n: {k: v.astype(np.float32) for k, v in layer.items()} for n, layer in out.items()}
+    assert preprocessing == "caffe", preprocessing
+    std, mean, caffe_mean_rgb = np.asarray(TORCH_STD), np.asarray(TORCH_MEAN), np.asarray(CAFFE_MEAN_BGR)[::-1]
+    lam = 255.0 * std.mean()
+    first = out[convs[0]]
+    kernel_rgb = first["kernel"][:, :, ::-1, :]  # input channels BGR -> RGB
+    first["bias"] = first["bias"] + np.einsum("hwco,c->o", kernel_rgb, 255.0 * mean - caffe_mean_rgb)
+    first["kernel"] = kernel_rgb * (255.0 * std)[None, None, :, None] / lam
+    for name in convs:
+        out[name]["bias"] = out[name]["bias"] / lam
+    return {n: {k: v.astype(np.float32) for k, v in layer.items()} for n, layer in out.items()}
 
-    SLICES = (("conv1_1",), ("conv1_2", "pool", "conv2_1"), ("conv2_2", "pool", "conv3_1"),
-              ("conv3_2", "conv3_3", "conv3_4", "pool", "conv4_1"), ("conv4_2", "conv4_3", "conv4_4", "pool", "conv5_1"))
+
+class VGG19(nn.Module):
+    """NVlabs' ``VGG19``: the relu1_1 … relu5_1 slices of a VGG in torchvision's convention, fed the image as it is.
+
+    Built from nstjax's parameter dict (``{"conv1_1": {"kernel": HWIO, "bias"}}``, VGG-19 or VGG-16)
+    through :func:`torchvision_convention` for weights of ``preprocessing``. ``forward`` takes the
+    generator's [-1, 1] images, as NVlabs' ``VGGLoss`` passes them (no normalisation).
+    """
 
     def __init__(self, params: Mapping[str, Mapping[str, Any]], preprocessing: str = "torch"):
         super().__init__()
-        self.preprocessing = preprocessing
+        params = torchvision_convention(params, preprocessing)
+        blocks: dict[int, list[str]] = {}
+        for name in params:
+            blocks.setdefault(int(name[4:].split("_")[0]), []).append(name)
+        # Slice k ends at relu{k}_1: block k-1's remaining convolutions, its pooling, then conv{k}_1.
+        slices, current = [], ["conv1_1"]
+        for b in range(2, 6):
+            slices.append(current)
+            current = [n for n in blocks[b - 1] if not n.endswith("_1")] + ["pool", f"conv{b}_1"]
+        slices.append(current)
         self.slices = nn.ModuleList()
-        for names in self.SLICES:
+        for names in slices:
             layers: list[nn.Module] = []
             for name in names:
                 if name == "pool":
                     layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                     continue
-                kernel = np.asarray(params[name]["kernel"], np.float32)
+                kernel = params[name]["kernel"]
                 conv = nn.Conv2d(kernel.shape[2], kernel.shape[3], 3, padding=1)
                 conv.weight.data = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
-                conv.bias.data = torch.from_numpy(np.asarray(params[name]["bias"], np.float32).copy())
+                conv.bias.data = torch.from_numpy(params[name]["bias"].copy())
                 layers += [conv, nn.ReLU()]
             self.slices.append(nn.Sequential(*layers))
         for p in self.parameters():
             p.requires_grad_(False)
-        if preprocessing == "torch":
-            self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def forward(self, x):
-        if self.preprocessing == "torch":
-            x = (x - self.mean) / self.std
-        else:
-            x = x.flip(1) * 255.0 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
         out = []
         for s in self.slices:
             x = s(x)
@@ -331,7 +367,7 @@ class VGGLoss(nn.Module):
         self.weights = list(weights)
 
     def forward(self, x, y):
-        x_vgg, y_vgg = self.vgg((x + 1) / 2), self.vgg((y + 1) / 2)
+        x_vgg, y_vgg = self.vgg(x), self.vgg(y)  # NVlabs: [-1, 1] images straight in
         loss = 0
         for i, w in enumerate(self.weights):
             if w:

@@ -176,6 +176,7 @@ WHERE = {
         "ndf": "config.spade.ndf config.pix2pix.ndf", "palette": "config.palette", "hidden": "config.spade.hidden",
         "vae": "config.spade.use_vae", "norm": "config.spade.norm", "weights": "arg.weights",
         "lambda_vgg": "config.spade.lambda_vgg", "input_kind": "config.pix2pix.input", "dtype": "config.dtype",
+        "vgg_input": "config.spade.vgg_input",
     },
     "fast-train": {
         "size": "config.size", "style_size": "config.style_size", "content_weight": "config.content_weight",
@@ -186,7 +187,7 @@ WHERE = {
     "adain-train": {
         "size": "config.size", "load_size": "config.load_size", "content_weight": "config.content_weight",
         "style_weight": "config.style_weight", "lr": "config.learning_rate", "lr_decay": "config.lr_decay",
-        "dtype": "config.dtype", "weights": "arg.weights", "batch_size": "train.batch_size",
+        "dtype": "config.dtype", "weights": "arg.weights", "batch_size": "train.batch_size", "encoder": "config.encoder",
     },
     "media-apply": {
         "output": "arg.output", "size": "arg.size", "batch_size": "arg.batch_size", "blend": "arg.blend",

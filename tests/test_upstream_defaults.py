@@ -144,3 +144,80 @@ def test_gan_training_data_can_be_squashed_with_bicubic_before_the_random_crop(t
     assert np.max(np.abs(got - want)) < 2.5 / 127.5  # PIL's bicubic on float vs uint8 channels
     flips = [np.diff(b[0, :, 0]).mean() < 0 for b in _batches(tmp_path / "photos", upstream, steps=12)]
     assert any(flips) and not all(flips)
+
+
+# --------------------------------------------------------------------------- SPADE's VGG loss scale
+
+
+def _two_images(size=32):
+    from conftest import smooth_image
+
+    return (np.stack([smooth_image((size, size), 1)]) * 2 - 1, np.stack([smooth_image((size, size), 2)]) * 2 - 1)
+
+
+def _nvlabs_vgg_term(params, preprocessing, fake, real):
+    """NVlabs' ``VGGLoss`` in the reference (torch): the [-1, 1] images straight into a VGG in torchvision's
+    convention (Caffe weights converted by weight surgery, references/spade_torch.py)."""
+    import torch
+
+    import spade_torch as ref
+
+    loss = ref.VGGLoss(ref.VGG19(params, preprocessing))
+    with torch.no_grad():
+        return float(loss(*(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32))
+                            for x in (fake, real))))  # fmt: skip
+
+
+def _references_on_path():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "references"))
+
+
+def test_spade_vgg_term_is_nvlabs_on_the_real_vgg16(real_vgg16):
+    """NVlabs' ``VGGLoss``: [-1, 1] images straight into torchvision's VGG-19, weights 1/32 … 1, L1; with the
+    real (Caffe-convention) VGG-16 nstjax's default term is the same value, and the former one ~10^2 heavier."""
+    from nstjax.sketch2photo import VGG_LAYERS, SpadeConfig, vgg_loss, vgg_scale
+
+    _references_on_path()
+    assert SpadeConfig().vgg_input == "nvlabs" and SpadeConfig().lambda_vgg == 10.0
+    assert [w for _, w in VGG_LAYERS] == [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0]
+    fake, real = _two_images()
+    params = jax.tree.map(jnp.asarray, real_vgg16.params)
+    ours = float(vgg_loss(params, jnp.asarray(fake), jnp.asarray(real), preprocessing="caffe"))
+    theirs = _nvlabs_vgg_term(real_vgg16.params, "caffe", fake, real)
+    # The issue asks for 10 %; the two routes (input map + scale vs converted weights) differ only where the
+    # converted conv1_1 sees zero padding as 255 * mean - caffe_mean (<= 0.5 of 255): measured 7e-5 apart
+    # on these 32 px images (relative to the term).
+    assert ours == pytest.approx(theirs, rel=0.01)
+    old = float(vgg_loss(params, jnp.asarray(fake), jnp.asarray(real), preprocessing="caffe", vgg_input="preprocessed"))
+    assert old > 20 * ours  # Caffe-scale features (1/vgg_scale = 57.6) at full contrast: measured 127x
+    assert vgg_scale("caffe") == pytest.approx(1 / (255 * 0.226), rel=1e-3)
+    assert vgg_scale("torch") == vgg_scale("caffe", normalised=True) == 1.0
+
+
+def test_spade_vgg_term_feeds_torch_weights_the_image_as_it_is(random_weights):
+    """With torchvision-convention weights nothing is converted: NVlabs' loss exactly (float32 rounding)."""
+    from nstjax.sketch2photo import vgg_loss
+
+    _references_on_path()
+    fake, real = _two_images()
+    params = jax.tree.map(jnp.asarray, random_weights.params)
+    ours = float(vgg_loss(params, jnp.asarray(fake), jnp.asarray(real), preprocessing="torch"))
+    assert ours == pytest.approx(_nvlabs_vgg_term(random_weights.params, "torch", fake, real), rel=1e-4)
+    old = float(vgg_loss(params, jnp.asarray(fake), jnp.asarray(real), preprocessing="torch", vgg_input="preprocessed"))
+    assert old > 1.5 * ours  # measured 2.11x (the issue: 2.15x with torchvision's weights on photos)
+
+
+def test_spade_runs_from_before_vgg_input_keep_their_loss():
+    from nstjax.errors import NstjaxError
+    from nstjax.sketch2photo import Sketch2PhotoConfig, SpadeConfig
+
+    old = Sketch2PhotoConfig().to_json()
+    del old["spade"]["vgg_input"]
+    assert Sketch2PhotoConfig.from_json(old).spade.vgg_input == "preprocessed"
+    new = Sketch2PhotoConfig(spade=SpadeConfig(vgg_input="preprocessed"))
+    assert Sketch2PhotoConfig.from_json(new.to_json()) == new
+    with pytest.raises(NstjaxError, match="unknown VGG input"):
+        SpadeConfig(vgg_input="raw")

@@ -44,11 +44,12 @@ from ..models.adain import (
     mix_with_content,
     pad_to_multiple,
 )
+from ..models.vgg_normalise import CALIBRATION_VERSION
 from ..weights import load_weights, random_weights, resolve_weights
 from ..train import load_export
 from ..io.media import MediaProgress, MediaResult, plan_jobs, run_jobs
 from .losses import dtype_of
-from .train import vgg_digest
+from .train import encoder_params, vgg_digest
 
 __all__ = ["AdaINModel", "adain_transfer", "apply_adain", "load_adain_model", "style_statistics", "stylizer"]
 
@@ -57,8 +58,10 @@ __all__ = ["AdaINModel", "adain_transfer", "apply_adain", "load_adain_model", "s
 class AdaINModel:
     """A decoder with the encoder weights it was trained on.
 
-    decoder: :class:`~nstjax.models.adain.Decoder` parameters; vgg: VGG-19 parameters
-    (JAX arrays); preprocessing: their input convention; info: the export's config.
+    decoder: :class:`~nstjax.models.adain.Decoder` parameters; vgg: the encoder's VGG parameters
+    (JAX arrays; normalised unless the decoder was trained on raw weights, see
+    :func:`~nstjax.adain.train.encoder_params`); preprocessing: their input convention; info: the
+    export's config.
     """
 
     decoder: Any
@@ -72,6 +75,8 @@ def load_adain_model(run_dir: str | os.PathLike, *, weights: Any = None) -> AdaI
 
     ``weights`` (a spec or loaded weights) overrides where the VGG weights come from;
     by default the export's own source is loaded (random weights with the recorded seed).
+    The encoder is built as in training: normalised (:func:`~nstjax.adain.train.encoder_params`),
+    or the raw weights for a decoder trained on them (exports from before issue 28 included).
 
     Raises:
       NstjaxError: no export, another system's export, or VGG weights other than the
@@ -93,7 +98,11 @@ def load_adain_model(run_dir: str | os.PathLike, *, weights: Any = None) -> AdaI
             f"than these ({vgg.source}, digest {vgg_digest(vgg.params)}); give the same --weights",
             run_dir,
         )
-    return AdaINModel(jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, vgg.params), vgg.preprocessing,
+    if record.get("encoder") == "normalised" and record.get("calibration", CALIBRATION_VERSION) != CALIBRATION_VERSION:
+        raise NstjaxError(f"the decoder was trained on an encoder normalised by calibration {record['calibration']}; "
+                          f"this nstjax computes calibration {CALIBRATION_VERSION}", run_dir)  # fmt: skip
+    encoder = encoder_params(vgg, record.get("encoder", "raw"))
+    return AdaINModel(jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, encoder), vgg.preprocessing,
                       dict(config))
 
 

@@ -7,9 +7,14 @@ from typing import Any
 
 from ..errors import NstjaxError
 
-__all__ = ["AdaINConfig"]
+__all__ = ["AdaINConfig", "ENCODERS"]
 
 DTYPES = ("float32", "bfloat16")
+
+ENCODERS = ("normalised", "raw")
+"""The encoder's weights: ``"normalised"`` (Gatys et al.'s normalisation, computed from the loaded
+weights: :mod:`nstjax.models.vgg_normalise`; the reference's ``vgg_normalised.pth`` is such a network)
+or ``"raw"`` (the weights as loaded, nstjax before issue 28)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +27,10 @@ class AdaINConfig:
     content_weight, style_weight: the paper's λ = 10 weighs the style loss (content 1).
     learning_rate, lr_decay: Adam at ``lr / (1 + lr_decay · step)`` (1e-4, 5e-5).
     dtype: compute dtype of encoder and decoder.
+    encoder: :data:`ENCODERS`: ``"normalised"`` (every filter's mean activation 1 on the calibration
+      images, the scale of the reference's ``vgg_normalised.pth``, for which λ = 10 was chosen) or
+      ``"raw"`` (the weights' own scale: the real Caffe-convention VGG-16's mean activations at
+      relu1_1 … relu4_1 are 24-290, which weighs the style layers and the content term differently).
     """
 
     size: int = 256
@@ -31,6 +40,7 @@ class AdaINConfig:
     learning_rate: float = 1e-4
     lr_decay: float = 5e-5
     dtype: str = "float32"
+    encoder: str = "normalised"
 
     def __post_init__(self):
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 16 or self.size % 8:
@@ -44,6 +54,8 @@ class AdaINConfig:
             raise NstjaxError(f"learning rate must be positive, got {self.learning_rate}")
         if self.dtype not in DTYPES:
             raise NstjaxError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.encoder not in ENCODERS:
+            raise NstjaxError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
 
     def replace(self, **changes: Any) -> AdaINConfig:
         return dataclasses.replace(self, **changes)

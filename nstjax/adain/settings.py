@@ -1,7 +1,7 @@
 """The settings of AdaIN, declared once: training a decoder and applying it.
 
 * :data:`ADAIN_TRAIN_SETTINGS`: ``nstjax adain train``'s options, each the :class:`~nstjax.adain.config.AdaINConfig`
-  field of the same name and default (``lr`` is ``learning_rate``), plus ``weights``
+  field of the same name and default (``lr`` is ``learning_rate``; ``encoder``: Gatys-normalised or raw VGG), plus ``weights``
   (:func:`~nstjax.adain.train.train_adain`'s VGG weights) and the batch size of
   :data:`~nstjax.train.settings.TRAIN_SETTINGS` at the reference's 8;
 * :data:`ADAIN_APPLY_SETTINGS`: ``nstjax adain apply``'s options: the style's (``alpha``, ``style_blend``,
@@ -17,7 +17,7 @@ import dataclasses
 from ..fast.settings import MEDIA_APPLY_SETTINGS
 from ..schema import Schema, Setting
 from ..train.settings import TRAIN_SETTINGS
-from .config import DTYPES, AdaINConfig
+from .config import DTYPES, ENCODERS, AdaINConfig
 
 __all__ = ["ADAIN_APPLY_SETTINGS", "ADAIN_TRAIN_SETTINGS"]
 
@@ -45,6 +45,9 @@ ADAIN_TRAIN_SETTINGS = Schema(
         Setting("weights", str, "VGG-19/16 weights of the encoder: auto, random, a name (nstjax weights list), a "
                 "file.", label="VGG weights", group="basic", widget="select",
                 web_help="auto, keras, torchvision, gatys or random (a file only through the server's --weights)."),
+        Setting("encoder", str, "Encoder scale: normalised (each filter's mean activation 1, as the reference's "
+                "vgg_normalised) or raw (the weights as loaded).", default=_DEFAULT.encoder, choices=ENCODERS,
+                label="Encoder normalisation", widget="select"),
         dataclasses.replace(TRAIN_SETTINGS["batch_size"], default=8),  # the reference's
     ),
 )  # fmt: skip

@@ -7,15 +7,16 @@ batch of contents and an independent batch of styles), both squashed to
 ``load_size x load_size`` (bilinear) and cropped at random to ``size``, never
 flipped: the reference's ``Resize((512, 512))``, ``RandomCrop(256)``
 (:func:`adain_augment`). The encoder (nstjax's VGG-19
-to relu4_1) stays frozen; only the decoder learns. The export records which VGG
-weights the decoder was trained on (source, convention and a digest of the
-arrays), since it only works with those.
+to relu4_1) stays frozen; only the decoder learns. By default the encoder is the
+loaded weights normalised as Gatys et al. normalised theirs (:func:`encoder_params`;
+the reference's ``vgg_normalised.pth`` is such a network). The export records which VGG
+weights the decoder was trained on (source, convention, a digest of the arrays and the
+encoder kind), since it only works with those.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 import optax
 
 from ..models.adain import init_decoder
-from ..models.vgg import conv_layers, network_of
+from ..models.vgg_normalise import CALIBRATION_VERSION, normalised_params, params_digest
 from ..weights import resolve_weights
 from ..train import (
     Augment,
@@ -55,6 +56,7 @@ __all__ = [
     "AdaINTrainResult",
     "adain_augment",
     "adain_tx",
+    "encoder_params",
     "init_state",
     "train",
     "train_adain",
@@ -113,17 +115,36 @@ def _samples(params, vgg_params, contents, styles, *, preprocessing: str, dtype:
 
 def vgg_digest(params: Any) -> str:
     """SHA-256 (first 16 hex digits) of VGG parameters: the kernels and biases in network order (16 for
-    VGG-19, 13 for VGG-16)."""
-    digest = hashlib.sha256()
-    for name in conv_layers(network_of(params)):
-        for kind in ("kernel", "bias"):
-            digest.update(np.ascontiguousarray(np.asarray(params[name][kind], np.float32)).tobytes())
-    return digest.hexdigest()[:16]
+    VGG-19, 13 for VGG-16): :func:`nstjax.models.vgg_normalise.params_digest`."""
+    return params_digest(params)
 
 
-def vgg_record(weights: Any, seed: int) -> dict[str, Any]:
-    """What the export says about the encoder: source, convention, digest (and seed for random weights)."""
-    record = {"source": weights.source, "preprocessing": weights.preprocessing, "digest": vgg_digest(weights.params)}
+def _published_normalised(weights: Any) -> bool:
+    """Gatys et al.'s own normalised VGG-19 (the ``gatys`` source), which needs no normalising."""
+    return weights.source == "gatys" or weights.metadata.get("published_source") == "gatys"
+
+
+def encoder_params(weights: Any, encoder: str = "normalised", *, cache: bool = True) -> Any:
+    """The encoder's VGG parameters (NumPy) for loaded ``weights`` and ``encoder``
+    (:data:`~nstjax.adain.config.ENCODERS`).
+
+    ``"normalised"``: :func:`nstjax.models.vgg_normalise.normalised_params` (cached by the weights'
+    digest), except for Gatys et al.'s published normalised VGG-19, used as it is. ``"raw"``: the weights
+    as loaded.
+    """
+    if encoder == "raw" or _published_normalised(weights):
+        return weights.params
+    return normalised_params(weights.params, preprocessing=weights.preprocessing, cache=cache)
+
+
+def vgg_record(weights: Any, seed: int, encoder: str = "normalised") -> dict[str, Any]:
+    """What the export says about the encoder: source, convention, digest of the weights as loaded,
+    ``encoder`` (and the calibration version when normalised here, the seed for random weights).
+    An export without ``encoder`` (before issue 28) was trained on the raw weights."""
+    record = {"source": weights.source, "preprocessing": weights.preprocessing, "digest": vgg_digest(weights.params),
+              "encoder": encoder}  # fmt: skip
+    if encoder == "normalised" and not _published_normalised(weights):
+        record["calibration"] = CALIBRATION_VERSION
     if weights.source == "random":
         record["seed"] = int(weights.metadata.get("seed", seed))
     return record
@@ -154,7 +175,7 @@ def train_system(
     config = config or AdaINConfig()
     dataset = unpaired(contents, styles)
     vgg = resolve_weights(weights, settings.seed)
-    record = vgg_record(vgg, settings.seed)
+    record = vgg_record(vgg, settings.seed, config.encoder)
     run_config = {
         "system": SYSTEM,
         "data": {"contents": str(Path(contents).expanduser().resolve()),
@@ -167,7 +188,9 @@ def train_system(
 
     @functools.cache
     def vgg_on(mesh) -> Any:  # one copy on the mesh for the step and the samples
-        return replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
+        # Normalised here, not above: the calibration pass is a JAX computation, and train.run must
+        # start jax.distributed (several hosts) before any.
+        return replicate(jax.tree.map(jnp.asarray, encoder_params(vgg, config.encoder)), mesh)
 
     def make_step(mesh):
         return functools.partial(train_step, vgg_params=vgg_on(mesh), config=config, preprocessing=vgg.preprocessing)
@@ -227,7 +250,8 @@ def train(
       config: :class:`AdaINConfig` (default: the reference's settings).
       settings: length, batch (8 in the reference), seed, intervals (the learning rate
         follows :func:`adain_tx`: ``decay_fraction`` is not used).
-      weights: VGG-19 weights of the encoder (spec, loaded weights, or None for auto).
+      weights: VGG-19 weights of the encoder (spec, loaded weights, or None for auto), normalised
+        as ``config.encoder`` says (:func:`encoder_params`).
       resume, progress, stop, mesh, threads, distributed: see :func:`nstjax.train.run`.
 
     Returns:

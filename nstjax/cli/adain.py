@@ -43,7 +43,7 @@ def train_command(
         settings = train_settings_from_options(o, steps=160_000, decay_fraction=0.0)
         config = AdaINConfig(size=o["size"], load_size=o["load_size"], content_weight=o["content_weight"],
                              style_weight=o["style_weight"], learning_rate=o["lr"], lr_decay=o["lr_decay"],
-                             dtype=o["dtype"])
+                             dtype=o["dtype"], encoder=o["encoder"])
         with TrainBar("adain train") if not o["quiet"] else contextlib.nullcontext() as bar:
             result = train_adain(content, styles, o["run"], config=config, settings=settings, weights=o["weights"],
                                  resume=o["resume"], progress=bar, distributed=o["distributed"])

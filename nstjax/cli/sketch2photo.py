@@ -47,7 +47,7 @@ def train_command(
             size=o["size"],
             palette=o["palette"],
             spade=SpadeConfig(ngf=o["ngf"], ndf=o["ndf"], hidden=o["hidden"], use_vae=o["vae"], norm=o["norm"],
-                              lambda_vgg=o["lambda_vgg"]),
+                              lambda_vgg=o["lambda_vgg"], vgg_input=o["vgg_input"]),
             pix2pix=Pix2PixConfig(ngf=o["ngf"], ndf=o["ndf"], input=o["input_kind"]),
             train=train_settings_from_options(o, epochs=200),
             dtype=o["dtype"],

@@ -25,6 +25,7 @@ from ..lazy import lazy_exports
 # Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
 _EXPORTS = {
     "DTYPES": "._config",
+    "VGG_INPUTS": "._config",
     "VGG_LAYERS": "._config",
     "DtypeName": "._config",
     "InputName": "._config",
@@ -60,6 +61,7 @@ _EXPORTS = {
     "step_keys": "._steps",
     "train_step_fn": "._steps",
     "vgg_loss": "._steps",
+    "vgg_scale": "._steps",
     "SKETCH2PHOTO_TRAIN_SETTINGS": ".settings",
     "EXPORT_FORMAT": ".training",
     "MAY_CHANGE_ON_RESUME": ".training",

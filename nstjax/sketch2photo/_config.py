@@ -26,6 +26,7 @@ __all__ = [
     "Sketch2PhotoConfig",
     "SpadeConfig",
     "UPSTREAM_DECAY",
+    "VGG_INPUTS",
     "VGG_LAYERS",
     "make_networks",
 ]
@@ -40,6 +41,12 @@ VGG_LAYERS: tuple[tuple[str, float], ...] = (
     ("relu1_1", 1 / 32), ("relu2_1", 1 / 16), ("relu3_1", 1 / 8), ("relu4_1", 1 / 4), ("relu5_1", 1.0),
 )  # fmt: skip
 """SPADE's (pix2pixHD's) perceptual loss: VGG-19 layers and their weights."""
+
+VGG_INPUTS = ("nvlabs", "preprocessed")
+"""How the perceptual loss feeds the generator's [-1, 1] images to the VGG (:func:`nstjax.sketch2photo.vgg_loss`):
+``"nvlabs"`` as NVlabs' ``VGGLoss`` does (the image *is* the network's normalised input; features on
+torchvision's scale whatever the weights) or ``"preprocessed"`` (nstjax before issue 28: mapped to [0, 1],
+the weights' own preprocessing, features on the weights' own scale)."""
 
 UPSTREAM_DECAY = {"spade": 0.0, "pix2pix": 0.5}
 """Share of a run with linearly decaying learning rates in the authors' defaults: NVlabs'
@@ -83,6 +90,9 @@ class SpadeConfig:
     lambda_feat, lambda_vgg, lambda_kld: loss weights (10, 10, 0.05).
     vgg_layers: the perceptual loss's VGG-19 layers and weights (:data:`VGG_LAYERS`:
       relu1_1 … relu5_1 weighted 1/32 … 1); fewer layers cost less (tests use three).
+    vgg_input: :data:`VGG_INPUTS`: ``"nvlabs"`` (NVlabs' scale, whatever the weights) or
+      ``"preprocessed"`` (nstjax's former term: about 2x NVlabs' with torch-convention weights, 119x
+      with the real Caffe-convention VGG-16; docs/sketch2photo.md).
     lr_g, lr_d, beta1, beta2: TTUR Adam (1e-4, 4e-4, 0, 0.9: NVlabs' defaults).
     """
 
@@ -100,6 +110,7 @@ class SpadeConfig:
     lambda_vgg: float = 10.0
     lambda_kld: float = 0.05
     vgg_layers: tuple[tuple[str, float], ...] = VGG_LAYERS
+    vgg_input: str = "nvlabs"
     lr_g: float = 1e-4
     lr_d: float = 4e-4
     beta1: float = 0.0
@@ -115,6 +126,8 @@ class SpadeConfig:
         for name in ("lambda_feat", "lambda_vgg", "lambda_kld"):
             _nonnegative(name, getattr(self, name))
         _adam(self.beta1, self.beta2, self.lr_g, self.lr_d)
+        if self.vgg_input not in VGG_INPUTS:
+            raise NstjaxError(f"unknown VGG input {self.vgg_input!r} ({' or '.join(VGG_INPUTS)})")
         try:  # tuples, also when read back from JSON lists (the config must stay hashable)
             layers = tuple((str(n), float(w)) for n, w in self.vgg_layers)
         except (TypeError, ValueError):
@@ -262,6 +275,8 @@ class Sketch2PhotoConfig:
         data.pop("data", None)
         if "decay" not in data and "train" in data:  # a run from before ``decay``: keep its schedule
             data["decay"] = data["train"].get("decay_fraction", 0.5)
+        if "spade" in data and "vgg_input" not in data["spade"]:  # from before ``vgg_input``: keep its loss
+            data["spade"] = {**data["spade"], "vgg_input": "preprocessed"}
         try:
             return cls(
                 spade=SpadeConfig(**data.pop("spade", {})),

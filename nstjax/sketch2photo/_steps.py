@@ -7,7 +7,8 @@
    ``[labels | fake]`` and ``[labels | real]`` as one batch of 2B (as NVlabs
    concatenates them). Loss: hinge ``-mean(D(fake))`` over the scales, feature
    matching ``lambda_feat / num_d * sum |D_k(fake) - D_k(real)|_1`` over scales and
-   layers, VGG ``lambda_vgg * sum_l w_l |VGG_l(fake) - VGG_l(real)|_1`` and KL
+   layers, VGG ``lambda_vgg * sum_l w_l |VGG_l(fake) - VGG_l(real)|_1`` on NVlabs' scale
+   (:func:`vgg_loss`) and KL
    ``lambda_kld * KL(N(mu, sigma) || N(0, 1))`` (summed over the batch, as NVlabs).
    One Adam step (lr_g).
 2. Discriminator step: a *new* fake from the updated generator (fresh noise), the
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 
 from ..labels import one_hot
 from ..losses.gan import fake_loss, generator_loss, real_loss
+from ..models.vgg import TORCH_MEAN, TORCH_STD
 from ..models.vgg import features as vgg_features
 from ..train.state import apply_gradients, linear_decay_rate
 from ._config import DTYPES, VGG_LAYERS, Sketch2PhotoConfig, make_networks
@@ -54,6 +56,7 @@ __all__ = [
     "spade_generator_losses",
     "train_step_fn",
     "vgg_loss",
+    "vgg_scale",
 ]
 
 
@@ -78,18 +81,56 @@ def feature_matching_loss(fake_outputs, real_outputs, weight: float) -> jax.Arra
     return total
 
 
-def vgg_loss(vgg_params: Any, fake: jax.Array, real: jax.Array, *, preprocessing: str, dtype: Any = jnp.float32,
-             layers: tuple[tuple[str, float], ...] = VGG_LAYERS) -> jax.Array:
-    """``sum_l w_l mean|VGG_l(fake) - VGG_l(real)|`` on images in [-1, 1] mapped to [0, 1] (real held fixed).
+def vgg_scale(preprocessing: str, *, normalised: bool = False) -> float:
+    """What NVlabs-style VGG features of weights of this input convention are multiplied by (> 0).
 
-    nstjax's VGG-19 (:func:`nstjax.models.vgg.features`) applies the weights' own
-    preprocessing; NVlabs feeds [-1, 1] images to torchvision's VGG unnormalised.
+    ``"torch"`` weights: 1 (torchvision's VGG-19 is NVlabs' network). ``"caffe"`` weights read
+    images on a 0-255 scale where torchvision's read ``(x - mean) / std``, 255 * 0.226 = 57.6 times
+    larger on average, and their features are that much larger too: a ReLU network with max pooling
+    is positively homogeneous in its input and biases together, so the Caffe network on
+    ``57.6 x`` divided by 57.6 *is* a network on ``x`` (its biases divided by 57.6). The factor is
+    ``1 / (255 * mean(TORCH_STD))``. ``normalised`` weights (Gatys et al.'s, each filter's mean
+    activation 1): 1, the order of torchvision's features.
     """
+    if normalised or preprocessing == "torch":
+        return 1.0
+    if preprocessing == "caffe":
+        return float(1.0 / (255.0 * (sum(TORCH_STD) / 3.0)))
+    raise ValueError(f"unknown preprocessing {preprocessing!r}")
+
+
+def vgg_loss(vgg_params: Any, fake: jax.Array, real: jax.Array, *, preprocessing: str, vgg_input: str = "nvlabs",
+             scale: float | None = None, dtype: Any = jnp.float32,
+             layers: tuple[tuple[str, float], ...] = VGG_LAYERS) -> jax.Array:
+    """``scale * sum_l w_l mean|VGG_l(fake) - VGG_l(real)|`` for images in [-1, 1] (real held fixed), float32.
+
+    ``vgg_input="nvlabs"`` (the default): NVlabs' ``VGGLoss`` feeds the [-1, 1] image straight to
+    torchvision's VGG-19, whose first layer expects ``(u - mean) / std`` of a [0, 1] image ``u``;
+    so the image it shows the network is ``u = mean + std * x`` (the picture at about 0.45 of its
+    contrast). nstjax shows every network that picture, through the weights' own preprocessing:
+    exactly NVlabs' input for torch-convention weights, and the same picture for Caffe-convention
+    ones. ``scale`` (None: :func:`vgg_scale` of ``preprocessing``) puts the features on
+    torchvision's scale, so ``lambda_vgg = 10`` weighs the term as in NVlabs' runs.
+
+    ``vgg_input="preprocessed"``: nstjax's former term: ``(x + 1) / 2`` through the weights'
+    preprocessing, features at the weights' own scale (``scale`` None: 1).
+
+    ``fake``, ``real``: [B, H, W, 3]; ``layers``: (VGG layer, weight) pairs (:data:`VGG_LAYERS`).
+    """
+    if vgg_input == "nvlabs":
+        mean, std = jnp.asarray(TORCH_MEAN, jnp.float32), jnp.asarray(TORCH_STD, jnp.float32)
+        to_image = lambda x: mean + std * x.astype(jnp.float32)  # noqa: E731
+        scale = vgg_scale(preprocessing) if scale is None else scale
+    elif vgg_input == "preprocessed":
+        to_image = lambda x: (x.astype(jnp.float32) + 1.0) * 0.5  # noqa: E731
+        scale = 1.0 if scale is None else scale
+    else:
+        raise ValueError(f"unknown vgg_input {vgg_input!r}")
     names = tuple(n for n, _ in layers)
-    f_fake = vgg_features(vgg_params, (fake + 1.0) * 0.5, names, preprocessing=preprocessing, dtype=dtype)
-    f_real = vgg_features(vgg_params, (jax.lax.stop_gradient(real) + 1.0) * 0.5, names, preprocessing=preprocessing,
+    f_fake = vgg_features(vgg_params, to_image(fake), names, preprocessing=preprocessing, dtype=dtype)
+    f_real = vgg_features(vgg_params, to_image(jax.lax.stop_gradient(real)), names, preprocessing=preprocessing,
                           dtype=dtype)  # fmt: skip
-    return sum(w * _l1(f_fake[n], jax.lax.stop_gradient(f_real[n])) for n, w in layers)
+    return scale * sum(w * _l1(f_fake[n], jax.lax.stop_gradient(f_real[n])) for n, w in layers)
 
 
 def generator_input(config: Sketch2PhotoConfig, num_classes: int, batch: dict[str, jax.Array]) -> jax.Array:
@@ -162,11 +203,13 @@ def discriminate(config: Sketch2PhotoConfig, num_classes: int, d_params: dict, d
 
 
 def spade_generator_losses(g_params, d_params, g_stats, d_stats, seg, real, eps, vgg_params, *,
-                           config: Sketch2PhotoConfig, num_classes: int, preprocessing: str):
+                           config: Sketch2PhotoConfig, num_classes: int, preprocessing: str,
+                           vgg_scale: float | None = None):
     """(total, (terms, fake, g_stats, d_stats)): SPADE's generator (+ encoder) loss on one batch.
 
     Terms (float32 scalars): ``g_gan`` (hinge), ``g_feat`` (feature matching,
-    ``lambda_feat``), ``g_vgg`` (``lambda_vgg``; left out when 0), ``g_kld``
+    ``lambda_feat``), ``g_vgg`` (``lambda_vgg``; left out when 0; :func:`vgg_loss` with
+    ``config.spade.vgg_input``, ``preprocessing`` and ``vgg_scale``), ``g_kld``
     (``lambda_kld``, with the VAE). ``seg`` one-hot [B, S, S, K]; ``real`` [B, S, S, 3].
     """
     s = config.spade
@@ -178,7 +221,8 @@ def spade_generator_losses(g_params, d_params, g_stats, d_stats, seg, real, eps,
     }
     if s.lambda_vgg > 0:
         terms["g_vgg"] = s.lambda_vgg * vgg_loss(vgg_params, fake, real, preprocessing=preprocessing,
-                                                 dtype=DTYPES[config.dtype], layers=s.vgg_layers)  # fmt: skip
+                                                 vgg_input=s.vgg_input, scale=vgg_scale, dtype=DTYPES[config.dtype],
+                                                 layers=s.vgg_layers)  # fmt: skip
     if s.use_vae:
         terms["g_kld"] = s.lambda_kld * kld_loss(mu, logvar)
     return sum(terms.values()), (terms, fake, g_stats, d_stats)
@@ -197,23 +241,25 @@ def _key(config: Sketch2PhotoConfig) -> Sketch2PhotoConfig:
     return config.replace(train=type(config.train)(steps=1))
 
 
-def train_step_fn(config: Sketch2PhotoConfig, num_classes: int, preprocessing: str = "torch"):
+def train_step_fn(config: Sketch2PhotoConfig, num_classes: int, preprocessing: str = "torch",
+                  vgg_scale: float | None = None):
     """The jitted step ``(state, batch, vgg_params) -> (state, metrics)``; the state is donated.
 
     ``batch``: ``{"labels": int32 [B, S, S], "image": float32 [B, S, S, 3]}`` (pix2pix
     with image input: ``{"input", "image"}``). ``vgg_params``: the VGG-19 parameters of
-    SPADE's perceptual loss (ignored by pix2pix; pass None), ``preprocessing`` theirs.
+    SPADE's perceptual loss (ignored by pix2pix; pass None), ``preprocessing`` theirs,
+    ``vgg_scale`` their features' factor (None: :func:`vgg_loss`'s default for the convention).
     Metrics: the loss terms, ``g_total``, ``d_total``, ``lr_g``, ``lr_d`` (float32 scalars).
-    One compiled program per (model settings, K, preprocessing, batch shape).
+    One compiled program per (model settings, K, preprocessing, scale, batch shape).
     """
-    return _train_step_fn(_key(config), num_classes, preprocessing)
+    return _train_step_fn(_key(config), num_classes, preprocessing, vgg_scale)
 
 
 @functools.lru_cache(maxsize=16)
-def _train_step_fn(config: Sketch2PhotoConfig, num_classes: int, preprocessing: str):
+def _train_step_fn(config: Sketch2PhotoConfig, num_classes: int, preprocessing: str, vgg_scale: float | None):
     step = _spade_step if config.model == "spade" else _pix2pix_step
-    return jax.jit(functools.partial(step, config=config, num_classes=num_classes, preprocessing=preprocessing),
-                   donate_argnums=0)  # fmt: skip
+    return jax.jit(functools.partial(step, config=config, num_classes=num_classes, preprocessing=preprocessing,
+                                     vgg_scale=vgg_scale), donate_argnums=0)  # fmt: skip
 
 
 def _rates(state: Sketch2PhotoState) -> dict[str, jax.Array]:
@@ -222,7 +268,7 @@ def _rates(state: Sketch2PhotoState) -> dict[str, jax.Array]:
 
 
 def _spade_step(state: Sketch2PhotoState, batch: dict[str, jax.Array], vgg_params: Any, *,
-                config: Sketch2PhotoConfig, num_classes: int, preprocessing: str):
+                config: Sketch2PhotoConfig, num_classes: int, preprocessing: str, vgg_scale: float | None):
     tx_g, tx_d = optimizers(config, state)
     seg = generator_input(config, num_classes, batch)
     real = batch["image"]
@@ -230,7 +276,8 @@ def _spade_step(state: Sketch2PhotoState, batch: dict[str, jax.Array], vgg_param
     b = real.shape[0]
     eps_g, eps_d = noise(config, key_g, b), noise(config, key_d, b)
 
-    g_fn = functools.partial(spade_generator_losses, config=config, num_classes=num_classes, preprocessing=preprocessing)
+    g_fn = functools.partial(spade_generator_losses, config=config, num_classes=num_classes, preprocessing=preprocessing,
+                             vgg_scale=vgg_scale)
     (g_total, (g_terms, _, g_stats, d_stats)), g_grads = jax.value_and_grad(g_fn, has_aux=True)(
         state.g.params, state.d.params, state.g_stats, state.d_stats, seg, real, eps_g, vgg_params
     )
@@ -250,8 +297,8 @@ def _spade_step(state: Sketch2PhotoState, batch: dict[str, jax.Array], vgg_param
 
 
 def _pix2pix_step(state: Sketch2PhotoState, batch: dict[str, jax.Array], vgg_params: Any = None, *,
-                  config: Sketch2PhotoConfig, num_classes: int, preprocessing: str):
-    del vgg_params, preprocessing
+                  config: Sketch2PhotoConfig, num_classes: int, preprocessing: str, vgg_scale: float | None):
+    del vgg_params, preprocessing, vgg_scale
     tx_g, tx_d = optimizers(config, state)
     nets = make_networks(config, num_classes)
     gan = config.pix2pix.gan

@@ -4,11 +4,12 @@
 intervals are :data:`nstjax.train.settings.TRAIN_SETTINGS`). Each setting is a field of
 :class:`~nstjax.sketch2photo.Sketch2PhotoConfig`, with the config's default: ``model``, ``size``, ``palette`` and
 ``dtype`` of the config itself; ``ngf``/``ndf`` of both ``spade`` and ``pix2pix``; ``hidden``, ``vae``
-(``use_vae``), ``norm`` and ``lambda_vgg`` of ``spade``; ``input_kind`` (``--input``) of ``pix2pix``. ``weights``
+(``use_vae``), ``norm``, ``lambda_vgg`` and ``vgg_input`` of ``spade``; ``input_kind`` (``--input``) of
+``pix2pix``. ``weights``
 is :func:`~nstjax.sketch2photo.train`'s argument: the VGG weights of SPADE's perceptual loss.
 
 This module imports no JAX (the CLI reads it at start-up), so the choices are written here; a test checks
-them against the config's ``ModelName``, ``NormName``, ``InputName`` and ``DTYPES``.
+them against the config's ``ModelName``, ``NormName``, ``InputName``, ``DTYPES`` and ``VGG_INPUTS``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ SKETCH2PHOTO_TRAIN_SETTINGS = Schema(
                 web_help="auto, keras, torchvision, gatys or random (a file only through the server's --weights)."),
         Setting("lambda_vgg", float, "SPADE: weight of the VGG perceptual loss (0 = off).", default=10.0,
                 label="Perceptual (VGG) loss weight", widget="number", look={"min": 0, "step": 1}),
+        Setting("vgg_input", str, "SPADE: the VGG loss's scale: nvlabs (NVlabs' whatever the weights) or "
+                "preprocessed (nstjax's former: 2x with torch weights, 119x with the Caffe VGG-16).",
+                default="nvlabs", choices=("nvlabs", "preprocessed"), label="Perceptual loss input", widget="select"),
         Setting("input_kind", str, "pix2pix: labels (label maps) or image (RGB inputs, e.g. facades).",
                 default="labels", choices=("labels", "image"), flags=("--input",), label="pix2pix input",
                 widget="select"),

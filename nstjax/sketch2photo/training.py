@@ -33,7 +33,7 @@ from ..train import (
 )
 from ._config import Sketch2PhotoConfig, make_networks
 from ._state import Sketch2PhotoState, init_state
-from ._steps import generate, generator_input, train_step_fn
+from ._steps import generate, generator_input, train_step_fn, vgg_scale
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -145,17 +145,20 @@ def train_system(labels_dir: str | os.PathLike, photos_dir: str | os.PathLike,
     data, decoders = dataset(labels_dir, photos_dir, config)
     num_classes = len(load_palette(config.palette))
     settings = config.train
-    vgg, vgg_info = None, None
+    vgg, vgg_info, scale = None, None, None
     if config.model == "spade" and config.spade.lambda_vgg > 0:
         from ..weights import resolve_weights
 
         vgg = resolve_weights(weights, settings.seed)
-        vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing}
+        # NVlabs' scale: Gatys et al.'s published normalised VGG has mean-1 filters, not Caffe's scale.
+        normalised = vgg.source == "gatys" or vgg.metadata.get("published_source") == "gatys"
+        scale = vgg_scale(vgg.preprocessing, normalised=normalised) if config.spade.vgg_input == "nvlabs" else 1.0
+        vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing, "scale": scale}
     preprocessing = vgg_info["preprocessing"] if vgg_info else "torch"
 
     def make_step(mesh):
         vgg_params = None if vgg is None else replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
-        return functools.partial(train_step_fn(config, num_classes, preprocessing), vgg_params=vgg_params)
+        return functools.partial(train_step_fn(config, num_classes, preprocessing, scale), vgg_params=vgg_params)
 
     def make_sampler(mesh, loader: BatchLoader):
         samples = sample_batch(data, decoders, config, seed=settings.seed)
@@ -209,7 +212,9 @@ def train(
         ``config.load_size``, then cropped to ``size`` and flipped together).
       config: networks, losses, optimisers, length, batch, seed, intervals, dtype.
       weights: VGG-19 weights of SPADE's perceptual loss (a spec such as ``"auto"``,
-        ``"random"``, a file, or loaded weights); unused by pix2pix or with lambda_vgg 0.
+        ``"random"``, a file, or loaded weights); unused by pix2pix or with lambda_vgg 0. Whatever
+        their convention, the term is on NVlabs' scale (``config.spade.vgg_input``,
+        :func:`~nstjax.sketch2photo.vgg_loss`).
       resume, progress, stop, mesh, threads, distributed: see :func:`nstjax.train.run`.
 
     Returns:
