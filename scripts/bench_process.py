@@ -26,7 +26,12 @@ default), ``progress`` (the progress display on: after every chunk of steps the
 CLI evaluates the best image's loss terms), ``conv-xla`` (``--conv-impl xla``),
 ``malloc`` (``-q`` with glibc told to keep freed memory, :data:`MALLOC_ENV`:
 XLA:CPU allocates each execution's buffers afresh, and on some machines the
-page faults of touching them again cost several percent).
+page faults of touching them again cost several percent), ``cold`` (``-q``, every
+run with a fresh, empty nstjax cache but for the weights files: no compiled
+programs, no device-speed calibration, no measured convolution choices — a user's
+first run after installing, or at a new size). The cold start in docs/benchmarks.md:
+
+    python scripts/bench_process.py --variants quiet,cold --reference-layouts channels-last --repeats 3
 """
 
 from __future__ import annotations
@@ -86,7 +91,8 @@ def commands(args, content: str, style: str, workdir: Path) -> dict[str, list[st
             "--weights", "random", "--tolerance", "0", "--dtype", args.dtype]
     out: dict[str, list[str]] = {}
     for variant in args.variants:
-        extra = {"quiet": ["-q"], "progress": [], "conv-xla": ["-q", "--conv-impl", "xla"], "malloc": ["-q"]}[variant]
+        extra = {"quiet": ["-q"], "progress": [], "conv-xla": ["-q", "--conv-impl", "xla"], "malloc": ["-q"],
+                 "cold": ["-q"]}[variant]
         out[f"nstjax-{variant}"] = base + extra
     reference = [python, str(SCRIPTS / "torch_reference.py"), content, style, str(workdir / "reference.png"),
                  *common, *(["--bf16"] if args.dtype == "bfloat16" else [])]
@@ -116,6 +122,15 @@ class LoadSampler:
         self._stop.set()
         self._thread.join()
         return False
+
+
+def cold_cache(warm: Path) -> Path:
+    """A fresh nstjax cache holding only ``warm``'s weights (links): nothing compiled or measured yet."""
+    fresh = Path(tempfile.mkdtemp(prefix="nstjax_cold_cache_"))
+    for item in warm.glob("*"):
+        if item.suffix == ".npz" or item.name in ("imported", "downloads"):
+            (fresh / item.name).symlink_to(item.resolve())
+    return fresh
 
 
 def run_once(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
@@ -227,7 +242,8 @@ def main(argv=None) -> int:
     parser.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--variants", default="quiet", help="nstjax variants: quiet, progress, conv-xla, malloc")
+    parser.add_argument("--variants", default="quiet",
+                        help="nstjax variants: quiet, progress, conv-xla, malloc, cold")
     parser.add_argument("--reference-layouts", default="nchw,channels-last",
                         help="reference memory formats to run: nchw, channels-last")
     parser.add_argument("--nstjax-exe", default=None,
@@ -279,7 +295,10 @@ def main(argv=None) -> int:
     with LoadSampler() as load:
         for rep in range(args.repeats):
             for name in names if rep % 2 == 0 else names[::-1]:
-                r = measure(cmds[name], envs[name], args.timeout)
+                run_env = envs[name]
+                if name == "nstjax-cold":
+                    run_env = {**run_env, "NSTJAX_CACHE": str(cold_cache(Path(env["NSTJAX_CACHE"])))}
+                r = measure(cmds[name], run_env, args.timeout)
                 runs[name].append(r)
                 print(f"  repetition {rep + 1}/{args.repeats} {name}: {r.get('wall_s', float('nan')):.2f} s, "
                       f"loss {final_loss(name, r.get('output', ''))}", flush=True)

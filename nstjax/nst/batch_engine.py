@@ -67,6 +67,7 @@ from .engine import (
     Targets,
     content_targets,
     device_params,
+    quick_spec,
     init_carry,
     make_spec,
     objective,
@@ -353,7 +354,8 @@ class BatchEngine:
 
         final_targets = self.targets(problems, shapes[-1], spec)
         stack = jax.device_put(np.stack(images)[:, None], self.batched())
-        total, terms = batch_evaluate(stack, self.params, final_targets, self.loss_weights, spec, self.style_batched)
+        total, terms = batch_evaluate(stack, self.params, final_targets, self.loss_weights, quick_spec(spec),
+                                      self.style_batched)
         total, terms = np.asarray(total), {k: np.asarray(v)[:, 0] for k, v in terms.items()}
         seconds = time.perf_counter() - start
         return [

@@ -145,11 +145,20 @@ class Targets(NamedTuple):
     term_weights: Array
 
 
+def quick_spec(spec: EngineSpec) -> EngineSpec:
+    """``spec`` with XLA's convolutions where it leaves the choice to the planner: its programs compile in
+    about a second, ten times faster than with the planner's Winograd layers on CPU (docs/benchmarks.md,
+    "Cold start"), and compute the same function up to float rounding. For the programs that run the
+    network forward only (targets, loss reports: once per scale or per report), and for the first steps
+    of a cold run (:mod:`nstjax.nst.tiered`)."""
+    return dataclasses.replace(spec, conv_impl="xla") if spec.conv_impl == "auto" else spec
+
+
 @functools.partial(jax.jit, static_argnames=("spec",))
 def content_targets(params: Any, content: Array, spec: EngineSpec) -> dict[str, Array]:
     """Content features ``{layer: [B, h, w, C]}`` of images [B, H, W, 3] in [0, 1]."""
     names = tuple(n for n, _ in spec.content_layers)
-    return {k: v for k, v in spec.features(params, content, names).items()}
+    return {k: v for k, v in quick_spec(spec).features(params, content, names).items()}
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -160,7 +169,7 @@ def style_grams(params: Any, style: Array, masks: dict[str, Array] | None, spec:
     one guided Gram per region: ``{layer: [R, C, C]}``; else ``{layer: [1, C, C]}``.
     """
     names = tuple(n for n, _ in spec.style_layers)
-    feats = spec.features(params, style, names)
+    feats = quick_spec(spec).features(params, style, names)
     if masks is None:
         return {n: losses.gram_matrix(feats[n]) for n in names}
     return {n: jax.vmap(lambda m, f=feats[n]: losses.gram_matrix(f, m[None])[0])(masks[n]) for n in names}

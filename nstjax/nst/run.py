@@ -27,7 +27,16 @@ from ..runtime import enable_compilation_cache
 from .config import StylizeConfig, preset
 from ..train.estimate import describe_device  # noqa: F401 - re-exported (nstjax.recreate uses it from here)
 from .estimate import RunEstimate, estimate_run, nst_eta, remember_speed
-from .engine import HISTORY_LEN, device_params, evaluate, init_carry_jit, make_spec, run_chunk, traced_settings
+from .engine import (
+    HISTORY_LEN,
+    device_params,
+    evaluate,
+    quick_spec,
+    init_carry_jit,
+    make_spec,
+    traced_settings,
+)
+from .tiered import TieredChunks, tiering_applies
 from .memory import choose_remat
 from .problem import Problem, check_size, upsample
 
@@ -176,7 +185,9 @@ def run_stylize(
     remat = choose_remat(final_shape, config, network=network)
     spec = make_spec(config, weights.preprocessing, guided=problem.guided, remat=remat)
     loss_weights, stop = traced_settings(config, getattr(weights, "style_weight_scale", 1.0))
-    params = device_params(weights.params, spec=spec)
+    # On one CPU the Winograd forms of the kernels are made beside the planned program (nstjax.nst.tiered).
+    params = device_params(weights.params, spec=None if tiering_applies(spec) else spec)
+    chunks = TieredChunks(spec, params)
     eta = None
     if on_start is not None or progress is not None:
         shapes = tuple(problem.shape_at(longest) for longest, _ in schedule)
@@ -226,6 +237,7 @@ def run_stylize(
             targets, _ = problem.targets(shape, spec, params)
             init = problem.initial_image(shape) if image is None else upsample(image, shape)
             carry = init_carry_jit(jnp.asarray(init)[None], spec)
+            chunks.start(carry, targets, loss_weights, jnp.int32(1), stop)
             history = []
             done = 0
             stopped = "steps"
@@ -236,7 +248,7 @@ def run_stylize(
                 if config.save_every:
                     n = min(n, config.save_every - done % config.save_every)
                 t0 = time.perf_counter()
-                carry, hist = run_chunk(carry, params, targets, loss_weights, jnp.int32(n), stop, spec)
+                carry, hist = chunks(carry, targets, loss_weights, jnp.int32(n), stop)
                 hist = np.asarray(hist)
                 ran = int(carry.step) - done
                 history.append(hist[:ran])
@@ -246,7 +258,7 @@ def run_stylize(
                     chunk = max(1, min(HISTORY_LEN, int(ran / dt)))
                 loss = float(carry.best_loss)
                 if progress is not None:
-                    _, t = evaluate(carry.best_image, params, targets, loss_weights, spec)
+                    _, t = evaluate(carry.best_image, params, targets, loss_weights, quick_spec(spec))
                     terms = {k: float(v[0]) for k, v in t.items()}
                 # After evaluate: its compilation (first chunk) counts as this scale's, not as its steps'.
                 left = math.nan if eta is None else eta.update(scale_index, done)
@@ -292,10 +304,11 @@ def run_stylize(
             raise  # nothing ran yet: no image to keep
         raise StylizeInterrupted(result_now(best)) from None
 
+    chunks.join()  # a compilation still running finishes, so the next run finds it in the cache
     if eta is not None:  # the next plan on this machine expects as much
         remember_speed(eta)
     final_targets, _ = problem.targets(image.shape[:2], spec, params)
-    total, t = evaluate(jnp.asarray(image)[None], params, final_targets, loss_weights, spec)
+    total, t = evaluate(jnp.asarray(image)[None], params, final_targets, loss_weights, quick_spec(spec))
     loss, terms = float(total), {k: float(v[0]) for k, v in t.items()}
     return result_now(image)
 

@@ -1,0 +1,113 @@
+"""Steps that start at once: a quick program runs while the planned one compiles.
+
+On CPU the planner computes most VGG layers by Winograd (:mod:`nstjax.models.conv`),
+which runs a step ~1.5x faster than XLA's convolutions but takes XLA:CPU ten times
+longer to compile (a 256 px L-BFGS chunk: ~10 s against ~1 s on 2 cores;
+docs/benchmarks.md, "Cold start"). With an empty compilation cache — a first run, or
+the first run at a new size — that wait can exceed the whole optimisation. So, like a
+JIT with tiers, :class:`TieredChunks` compiles the planned program in a background
+thread and meanwhile runs the steps with XLA's convolutions
+(:func:`nstjax.nst.engine.quick_spec`);
+the planned program takes over as soon as it is ready, and at once where the
+persistent cache already holds it. Both compute the same function up to float
+rounding (tests/test_tiered.py).
+
+Only on a single CPU device with ``conv_impl="auto"``: elsewhere the two programs
+are the same (accelerators always use XLA's convolutions) or the run is sharded.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import jax
+
+from ..models import vgg
+from .engine import EngineSpec, quick_spec, run_chunk
+
+__all__ = ["TieredChunks", "tiering_applies"]
+
+READY_WAIT_SECONDS = 1.0
+"""How long a scale waits for the planned program before it starts with the quick one: a program in the
+persistent compilation cache loads within it (0.1-0.5 s measured), a compilation does not."""
+
+
+def tiering_applies(spec: EngineSpec) -> bool:
+    """Whether :class:`TieredChunks` runs two programs for ``spec`` (one CPU device, ``conv_impl="auto"``)."""
+    return spec.conv_impl == "auto" and jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
+class TieredChunks:
+    """:func:`nstjax.nst.engine.run_chunk` for one run, in two tiers.
+
+    ``params``: :func:`nstjax.nst.engine.device_params` without the Winograd forms (the
+    quick program's); the planned program's (with :func:`nstjax.models.vgg.with_winograd_kernels`)
+    are made in the background thread too. Per scale, :meth:`start` begins compiling the
+    planned program for the scale's shapes; calls run whichever program is ready.
+    """
+
+    def __init__(self, spec: EngineSpec, params: Any):
+        self.spec = spec
+        self.quick = quick_spec(spec)
+        self.params = params
+        self.tiered = tiering_applies(spec)
+        self._planned_params: Any = None if self.tiered else params
+        self._compiled: Any = None
+        self._thread: threading.Thread | None = None
+        self._outcome: dict[str, Any] = {}
+
+    @property
+    def tier(self) -> str:
+        """``"planned"`` once the planned program runs the steps, ``"quick"`` before."""
+        return "planned" if not self.tiered or self._compiled is not None else "quick"
+
+    def start(self, carry: Any, targets: Any, loss_weights: Any, n_steps: Any, stop: Any) -> None:
+        """Begin a scale whose arguments have these shapes: compile its planned program in the background and
+        wait up to :data:`READY_WAIT_SECONDS` for it (a cached program is ready by then)."""
+        self.join()  # a previous scale's compilation, if still running, finishes first (it uses the same cores)
+        self._compiled = None
+        if not self.tiered:
+            return
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                              (carry, targets, loss_weights, n_steps, stop))  # fmt: skip
+        self._outcome = {}
+
+        def compile_planned() -> None:
+            try:
+                if self._planned_params is None:
+                    self._planned_params = vgg.with_winograd_kernels(self.params, self.spec.layers,
+                                                                     self.spec.conv_impl)  # fmt: skip
+                c, t, w, n, s = shapes
+                params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self._planned_params)
+                self._outcome["compiled"] = run_chunk.lower(c, params, t, w, n, s, spec=self.spec).compile()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread by _poll
+                self._outcome["error"] = e
+
+        # A daemon: Ctrl-C must not wait for a compilation (a finished run joins it, see join()).
+        self._thread = threading.Thread(target=compile_planned, name="nstjax-compile", daemon=True)
+        self._thread.start()
+        self._thread.join(READY_WAIT_SECONDS)
+        self._poll()
+
+    def _poll(self) -> None:
+        if self._thread is not None and not self._thread.is_alive():
+            self._thread = None
+            if "error" in self._outcome:
+                raise self._outcome.pop("error")
+            self._compiled = self._outcome.pop("compiled", None)
+
+    def join(self) -> None:
+        """Wait for a background compilation (at the end of a run: its program lands in the persistent cache)."""
+        if self._thread is not None:
+            self._thread.join()
+        self._poll()
+
+    def __call__(self, carry: Any, targets: Any, loss_weights: Any, n_steps: Any, stop: Any) -> tuple[Any, Any]:
+        """``run_chunk(carry, params, targets, loss_weights, n_steps, stop, spec)`` on the best program ready."""
+        self._poll()
+        if not self.tiered:
+            return run_chunk(carry, self.params, targets, loss_weights, n_steps, stop, self.spec)
+        if self._compiled is not None:
+            return self._compiled(carry, self._planned_params, targets, loss_weights, n_steps, stop)
+        return run_chunk(carry, self.params, targets, loss_weights, n_steps, stop, self.quick)
