@@ -7,7 +7,10 @@
 * :mod:`~nstjax.models.layers`: the convolution, upsampling and instance-norm layers the GAN
   networks share (the feed-forward networks use its padding, upsampling and instance norm).
 * :mod:`~nstjax.models.conv`: how every convolution is computed (XLA's, im2col GEMM, Winograd,
-  per-tap kernel gradients) and the one planner that picks among them (:func:`~nstjax.models.conv.plan`).
+  per-tap kernel gradients) and the one planner that picks among them (:func:`~nstjax.models.conv.plan`;
+  for bfloat16 on CPUs with fast bfloat16, from timings made once per machine and shape class).
+* :mod:`~nstjax.models.vgg_normalise`: Gatys et al.'s normalised VGG computed from loaded weights
+  (mean activation 1 per filter; AdaIN's encoder).
 * :mod:`~nstjax.models.resnet_generator`: CycleGAN's ResNet generator; :mod:`~nstjax.models.unet`:
   GDL_code's U-Net generator; :mod:`~nstjax.models.patchgan`: the 70x70 PatchGAN discriminator.
 * :mod:`~nstjax.models.spade`: SPADE (GauGAN) generator, encoder and multi-scale discriminator;
