@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import socket
 import time
@@ -23,7 +24,9 @@ from typer.testing import CliRunner
 
 from nstjax.cli.nst import STYLE_OPTIONS, config_from_options
 from nstjax.serve import LOCAL_HOSTS, ServeLimits, create_app
+from nstjax.serve.jobs import Job
 from nstjax.serve.kinds import SettingsError, StylizeKind
+from nstjax.weights import load_weights
 
 JOB = {"size": 64, "weights": "random", "tolerance": 0}
 TIMEOUT = 60.0
@@ -98,7 +101,10 @@ def test_full_job_at_64px(client, root):
     assert set(done["terms"]) >= {"content", "style"}
     assert done["result"]["weights"] == "random" and done["result"]["size"] == [48, 64]
     assert done["plan"]["shapes"] == [[48, 64]] and done["plan"]["weights"] == "random"
-    assert done["has_image"] and done["error"] is None and done["eta_seconds"] is None
+    assert done["has_image"] and done["error"] is None and done["eta_seconds"] is None and done["phase"] is None
+    # The plan's estimate (nstjax.nst.estimate.estimate_run, as the CLI's plan line): one scale, one compilation.
+    plan = done["plan"]
+    assert plan["compilations"] == 1 and 0 <= plan["compile_seconds"] <= plan["estimate_seconds"] < math.inf
 
     image = client.get(f"/api/jobs/{job_id}/image")
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
@@ -134,7 +140,8 @@ def test_stop_keeps_the_best_image_and_a_queued_job_never_runs(client, root):
     assert stopped["status"] == "stopped" and not stopped["has_image"]
 
     running = wait(client, long["id"], lambda j: j["status"] == "running" and j["has_image"] and j["step"] > 0)
-    assert running["eta_seconds"] is not None and running["eta_seconds"] > 0
+    assert running["eta_seconds"] is not None and 0 < running["eta_seconds"] < math.inf
+    assert running["phase"] == "running"  # one scale: nothing compiles after its first step
     assert running["steps"] == 5000 and running["loss"] is not None
     preview = client.get(f"/api/jobs/{long['id']}/image")
     assert preview.status_code == 200 and decode(preview.content).size == (64, 48)
@@ -188,6 +195,8 @@ def test_nothing_the_api_shows_names_a_server_path(client, root, monkeypatch):
     def leaky(self, prepared, content, styles, context):
         context.warn("no ImageNet weights in /root/.cache/nstjax/weights (https://example.com/vgg/vgg16.npz: "
                      "[Errno -2] Name or service not known); using random weights")  # fmt: skip
+        context.plan({"shapes": [[8, 8]], "steps": [1], "device": "cpu", "weights": f"{root}/weights/mine.npz",
+                      "methods": {"photo": f"SPADE/pix2pix run {root}/runs/spade"}})  # fmt: skip
         raise RuntimeError(f"cannot open {root}/cache/x.npz or C:\\Users\\me\\y.npz")
 
     monkeypatch.setattr(StylizeKind, "run", leaky)
@@ -195,10 +204,67 @@ def test_nothing_the_api_shows_names_a_server_path(client, root, monkeypatch):
     failed = wait(client, job["id"], finished)
     monkeypatch.undo()
     assert failed["error"] == "RuntimeError: cannot open x.npz or y.npz"
+    assert failed["plan"]["weights"] == "mine.npz" and failed["plan"]["methods"] == {"photo": "SPADE/pix2pix run spade"}
     assert failed["notes"] == ["no ImageNet weights in weights (https://example.com/vgg/vgg16.npz: [Errno -2] Name "
                                "or service not known); using random weights"]  # fmt: skip
     for response in (client.get("/api/jobs"), client.get("/api/modes"), client.get(f"/api/jobs/{job['id']}")):
         assert str(root) not in response.text and "/root/" not in response.text and ".cache" not in response.text
+
+
+class Recorder:
+    """A :class:`~nstjax.serve.kinds.JobContext` that keeps what a kind reports (no queue, no server)."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.plans, self.reports, self.notes = directory, [], [], []
+
+    def should_stop(self):
+        return False
+
+    def plan(self, plan):
+        self.plans.append(dict(plan))
+
+    def progress(self, progress, image=None):
+        self.reports.append(dict(progress))
+
+    def warn(self, message):
+        self.notes.append(message)
+
+    def stage(self, name):
+        pass
+
+    def weights(self, spec, seed):
+        return load_weights(spec, seed=seed)
+
+
+def test_a_job_reports_its_estimate_then_compiling_then_the_librarys_eta(tmp_path):
+    kind = StylizeKind()
+    prepared = kind.prepare({**JOB, "steps": 4}, 1, ServeLimits())
+    (tmp_path / "c.png").write_bytes(CONTENT)
+    (tmp_path / "s.png").write_bytes(STYLE)
+    recorder = Recorder(tmp_path)
+    outcome = kind.run(prepared, tmp_path / "c.png", [tmp_path / "s.png"], recorder)
+    assert outcome.summary["steps"] == 4
+    [plan] = recorder.plans
+    assert plan["compilations"] == 1 and 0 <= plan["compile_seconds"] <= plan["estimate_seconds"] < math.inf
+    # At the plan, before the first step compiles: the whole estimate is the ETA.
+    first, *steps = recorder.reports
+    assert first == {"phase": "compiling", "scale": 1, "scales": 1, "step": 0, "steps": 4,
+                     "eta_seconds": plan["estimate_seconds"]}  # fmt: skip
+    assert steps and all(r["phase"] == "running" and 0 <= r["eta_seconds"] < math.inf for r in steps), steps
+    assert steps[-1]["step"] == 4 and steps[-1]["eta_seconds"] == 0.0  # WorkEta: nothing left after the last step
+
+
+def test_the_eta_counts_down_between_reports_and_the_phase_starts_as_loading(tmp_path):
+    job = Job(id="A" * 22, mode="stylize", directory=tmp_path, settings={}, inputs={}, created="", status="running")
+    assert job.public()["phase"] == "loading" and job.public()["eta_seconds"] is None  # weights, inputs
+    job.progress = {"phase": "compiling", "step": 0, "steps": 4, "eta_seconds": 10.0}
+    job.reported_at = time.monotonic() - 4.0  # reported at least 4 s ago: at most 6 s are left
+    view = job.public()
+    assert view["phase"] == "compiling" and 0 <= view["eta_seconds"] <= 6.0
+    job.reported_at = time.monotonic() - 100.0
+    assert job.public()["eta_seconds"] == 0.0  # late, never negative
+    job.status = "done"
+    assert job.public()["phase"] is None and job.public()["eta_seconds"] is None
 
 
 @pytest.fixture(scope="module")

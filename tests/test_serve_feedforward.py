@@ -13,6 +13,7 @@ from nstjax.adain import AdaINConfig, train_adain
 from nstjax.fast import FAST_STYLE_LAYERS, FastConfig, train_fast
 from nstjax.serve import KINDS, create_app
 from nstjax.serve.feedforward import AdaINKind, FastKind
+from nstjax.serve.kinds import ServeLimits
 from nstjax.train import TrainSettings
 from nstjax.weights import random_weights
 
@@ -86,6 +87,34 @@ def test_fast_and_adain_jobs_give_an_image_of_the_asked_size(client):
     assert adain.status_code == 201, adain.text
     done = finish(client, adain.json()["id"])
     assert done["status"] == "done" and done["result"]["alpha"] == 0.5, done
+
+
+class Recorder:
+    """A JobContext that keeps the progress a kind reports (no queue, no server)."""
+
+    def __init__(self):
+        self.plans, self.reports = [], []
+
+    def should_stop(self):
+        return False
+
+    def plan(self, plan):
+        self.plans.append(dict(plan))
+
+    def progress(self, progress, image=None):
+        self.reports.append(dict(progress))
+
+
+def test_the_first_pass_at_a_size_is_reported_as_compiling(runs, tmp_path):
+    kind = FastKind(runs[0])  # a fresh kind: nothing ran at any size yet
+    (tmp_path / "p.png").write_bytes(png(np.random.default_rng(1).random((48, 64, 3))))
+    phases = []
+    for size in (40, 40, 48):
+        recorder = Recorder()
+        outcome = kind.run(kind.prepare({"size": size}, 0, ServeLimits()), tmp_path / "p.png", [], recorder)
+        assert outcome.image.shape[1] == size and recorder.plans[0]["device"]
+        phases.append([r["phase"] for r in recorder.reports])
+    assert phases == [["compiling", "running"], ["running", "running"], ["compiling", "running"]]
 
 
 def test_requests_are_checked_against_the_schemas(client):

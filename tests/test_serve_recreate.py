@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import time
 
 import numpy as np
@@ -105,6 +106,10 @@ def test_a_job_runs_every_stage_and_serves_them_by_name(setup, tmp_path):
     assert job["status"] == "done", job
     assert job["stages"] == ["sketch", "photo", "plain", "semantic", "final", "sheet"]
     assert job["plan"]["stages"] == ["photo", "plain", "semantic"] and job["plan"]["final"] == "semantic"
+    # The estimate (RecreatePlan.seconds + compile_seconds) counts every stage: three NST stages of one scale
+    # each at size 64 (the exemplar stage's coarser passes start at 64 px), so three compilations, and work.
+    plan = job["plan"]
+    assert plan["compilations"] == 3 and 0 <= plan["compile_seconds"] < plan["estimate_seconds"] < math.inf
     assert set(job["result"]["scores"]) == {"photo", "plain", "semantic"}
     assert all(0 <= v <= 1 for v in job["result"]["scores"].values())
     assert job["result"]["classes"] == ["sky", "mountain", "grass"]
@@ -138,7 +143,11 @@ def test_stop_keeps_the_finished_stages(setup, tmp_path):
     client, _ = setup
     answer = post(client, label_png(scene(), tmp_path), settings={"steps": 150, "painter": "nst"})  # ~10 s a stage
     job_id = answer.json()["id"]
-    wait(client, job_id, lambda j: "photo" in j["stages"] or j["status"] in ("done", "failed", "stopped"))
+    running = wait(client, job_id, lambda j: "photo" in j["stages"] or j["status"] in ("done", "failed", "stopped"))
+    assert running["status"] == "running", running
+    # The library's ETA (StageProgress.eta), counted down between its reports; the next stage compiles or runs.
+    assert running["eta_seconds"] is not None and 0 <= running["eta_seconds"] < math.inf
+    assert running["phase"] in ("compiling", "running") and running["plan"]["compilations"] == 2
     client.delete(f"/api/jobs/{job_id}")
     job = wait(client, job_id, lambda j: j["status"] in ("done", "failed", "stopped"))
     assert job["status"] == "stopped", job

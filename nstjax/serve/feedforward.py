@@ -45,6 +45,7 @@ class _TrainedRunKind:
         self.schema = schema.web().with_settings(without=_NOT_FOR_IMAGES)
         self._model: Any = None
         self._lock = threading.Lock()
+        self._compiled: set[tuple] = set()  # the shapes (and dtype) a job ran at: their programs are compiled
 
     def load(self) -> Any:
         raise NotImplementedError
@@ -90,6 +91,7 @@ class _TrainedRunKind:
 
     def run(self, prepared: FeedForwardJob, content: Path, styles: Sequence[Path], context: JobContext) -> Outcome:
         from ..io.images import fit_side, load_image, resize_image
+        from ..train.estimate import describe_device
 
         if context.should_stop():
             return Outcome(image=None, stopped=True)
@@ -98,13 +100,18 @@ class _TrainedRunKind:
         if values.get("size"):
             image = resize_image(image, fit_side(image.shape[:2], values["size"], self.side))
         style_images = [load_image(s) for s in styles]
-        context.plan({"shapes": [list(image.shape[:2])], "steps": [1], "device": "", "weights": self.run_dir.name,
-                      "estimate_seconds": None})  # fmt: skip
+        context.plan({"shapes": [list(image.shape[:2])], "steps": [1], "device": describe_device(),
+                      "weights": self.run_dir.name, "estimate_seconds": None})  # fmt: skip
+        # One pass; the first at these shapes (and the first of the run: loading it) compiles, seconds on a CPU.
+        key = (image.shape, tuple(s.shape for s in style_images), values.get("dtype"))
+        context.progress({"phase": "running" if key in self._compiled else "compiling", "step": 0, "steps": 1,
+                          "eta_seconds": None})  # fmt: skip
         start = time.perf_counter()
         out, facts = self.stylise(values, image, style_images)
         seconds = time.perf_counter() - start
-        context.progress({"step": 1, "steps": 1, "scale": 1, "scales": 1, "size": list(out.shape[:2]),
-                          "loss": None, "terms": {}, "eta_seconds": 0.0})  # fmt: skip
+        self._compiled.add(key)
+        context.progress({"phase": "running", "step": 1, "steps": 1, "scale": 1, "scales": 1,
+                          "size": list(out.shape[:2]), "loss": None, "terms": {}, "eta_seconds": 0.0})  # fmt: skip
         h, w = out.shape[:2]
         return Outcome(image=out, summary={"size": [h, w], "seconds": round(seconds, 3), "run": self.run_dir.name,
                                            **facts})  # fmt: skip

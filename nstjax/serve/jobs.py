@@ -46,7 +46,7 @@ from ..errors import NstjaxError
 from ..io.atomic import NoSpaceLeft, atomic_path, no_space_left
 from ..io.images import save_image
 from .kinds import KINDS, Outcome, ServeLimits
-from .public import one_line, public_text
+from .public import one_line, public_text, public_value
 
 __all__ = [
     "DISK_FULL",
@@ -133,6 +133,7 @@ class Job:
     version: int = 0
     """Counts every change: the event stream sends a job again when this moves."""
     started_at: float | None = None
+    reported_at: float = 0.0  # time.monotonic() of the last progress report: the ETA counts down from it
     stop_requested: threading.Event = dataclasses.field(default_factory=threading.Event)
     preview_png: bytes | None = None
     last_preview: float = 0.0
@@ -154,6 +155,10 @@ class Job:
     def public(self, position: int | None = None) -> dict[str, Any]:
         """The job as the API shows it (JSON-ready)."""
         progress = self.progress
+        running = self.status == "running"
+        eta = progress.get("eta_seconds") if running else None
+        if eta is not None:  # as reported, less the time since (a compilation reports nothing for a while)
+            eta = round(max(0.0, eta - (time.monotonic() - self.reported_at)), 1)
         seconds = None
         if self.started_at is not None and self.status == "running":
             seconds = round(time.time() - self.started_at, 1)
@@ -173,11 +178,12 @@ class Job:
             "steps": progress.get("steps", sum(self.plan["steps"]) if self.plan else None),
             "scale": progress.get("scale"),
             "scales": progress.get("scales"),
-            "stage": progress.get("stage") if self.status == "running" else None,
+            "stage": progress.get("stage") if running else None,
+            "phase": progress.get("phase", "running" if progress else "loading") if running else None,
             "stages": list(self.stages),
             "loss": progress.get("loss"),
             "terms": progress.get("terms", {}),
-            "eta_seconds": progress.get("eta_seconds") if self.status == "running" else None,
+            "eta_seconds": eta,
             "seconds": seconds,
             "plan": self.plan,
             "result": self.result,
@@ -211,7 +217,7 @@ class _Context:
 
     def plan(self, plan: Mapping[str, Any]) -> None:
         with self.owner.changed(self.job):
-            self.job.plan = dict(plan)
+            self.job.plan = public_value(dict(plan))  # e.g. a stage's method names a run directory
 
     def progress(self, progress: Mapping[str, Any], image: Callable[[], np.ndarray] | None = None) -> None:
         png = None
@@ -220,7 +226,7 @@ class _Context:
             png = _png(image())  # outside the lock: a device->host copy and an encode
             self.job.last_preview = now
         with self.owner.changed(self.job):
-            self.job.progress = dict(progress)
+            self.job.progress, self.job.reported_at = dict(progress), time.monotonic()
             if png is not None:
                 self.job.preview_png = png
                 self.job.preview += 1
@@ -576,8 +582,10 @@ class JobQueue:
             # A lost job shows no image: a result written just before the kill was never reported done.
             job.has_result = job.status != "lost" and job.result_path.is_file()
             job.preview = int(job.has_result)
-            found.append(job)
-        for job in sorted(found, key=lambda j: j.created):
+            submitted = directory / "settings.json"  # written once, at submission
+            found.append((job.created, submitted.stat().st_mtime_ns if submitted.is_file() else 0, job))
+        # `created` has whole seconds: settings.json's time (ns) keeps the jobs of one second in their order.
+        for *_, job in sorted(found, key=lambda entry: entry[:2]):
             with self.changed(job):
                 self._jobs[job.id] = job
         for job in lost:

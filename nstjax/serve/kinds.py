@@ -36,7 +36,9 @@ __all__ = [
     "ServeLimits",
     "SettingsError",
     "StylizeKind",
+    "plan_estimate",
     "register_kind",
+    "seconds_or_none",
 ]
 
 
@@ -85,7 +87,10 @@ class JobContext(Protocol):
         """Report what the job is about to do (shapes, steps, device, weights, estimate)."""
 
     def progress(self, progress: Mapping[str, Any], image: Callable[[], np.ndarray] | None = None) -> None:
-        """Report progress (step, steps, loss, terms, eta_seconds, ...) and, optionally, the current image.
+        """Report progress (step, steps, loss, terms, eta_seconds, phase, ...) and, optionally, the current image.
+
+        ``phase`` is ``"compiling"`` while a program compiles (the first step, a new scale or stage), else
+        ``"running"``; ``eta_seconds`` the seconds left in the whole job (``None``: unknown).
 
         ``image`` is called only when the server wants a new preview frame (a few per second at most).
         """
@@ -252,58 +257,37 @@ class StylizeKind:
 
         config = prepared.config
         weights = context.weights(prepared.weights, config.seed)
-        state: dict[str, Any] = {"plan": None, "scale": 0, "done_before": 0, "last": None, "rate": None}
+        steps: list[int] = []
 
-        def on_start(plan) -> None:
+        def on_start(plan) -> None:  # after the weights load, before the first scale compiles
             if context.should_stop():
                 raise StopStylize
-            state["plan"] = plan
-            context.plan(
-                {
-                    "shapes": [list(s) for s in plan.shapes],
-                    "steps": list(plan.steps),
-                    "device": plan.device,
-                    "weights": plan.weights_source,
-                    "estimate_seconds": round(float(plan.estimate.seconds), 1),
-                }
-            )
+            steps[:] = plan.steps
+            estimate = plan_estimate(plan.estimate.seconds, plan.estimate.compile_total, len(plan.shapes))
+            context.plan({"shapes": [list(s) for s in plan.shapes], "steps": list(plan.steps), "device": plan.device,
+                          "weights": plan.weights_source, **estimate})  # fmt: skip
+            context.progress({"phase": "compiling", "scale": 1, "scales": len(plan.shapes), "step": 0,
+                              "steps": sum(plan.steps), "eta_seconds": estimate["estimate_seconds"]})  # fmt: skip
 
         def on_progress(p) -> None:
             if context.should_stop():
                 raise StopStylize
-            plan = state["plan"]
-            steps = list(plan.steps) if plan else [p.steps]
-            shapes = list(plan.shapes) if plan else [p.size]
-            if p.scale != state["scale"]:  # a new scale: the earlier ones count as done
-                state.update(scale=p.scale, done_before=sum(steps[: p.scale - 1]), last=None, rate=None)
-            now = time.perf_counter()
-            if state["last"] is not None:  # steps per second at this scale, compile time left out
-                t0, s0 = state["last"]
-                if p.step > s0 and now > t0:
-                    rate = (p.step - s0) / (now - t0)
-                    state["rate"] = rate if state["rate"] is None else 0.5 * state["rate"] + 0.5 * rate
-            state["last"] = (now, p.step)
-            eta = None
-            if state["rate"]:
-                # Later scales cost more per step, in proportion to their pixels.
-                here = shapes[p.scale - 1][0] * shapes[p.scale - 1][1]
-                later = sum(n * (h * w) / here for n, (h, w) in zip(steps[p.scale :], shapes[p.scale :], strict=True))
-                eta = ((p.steps - p.step) + later) / state["rate"]
-            elif plan is not None:
-                eta = max(0.0, float(plan.estimate.seconds) * (1 - (state["done_before"] + p.step) / sum(steps)))
+            # The last chunk of a scale: the next scale (more pixels, new shapes) compiles its programs now.
+            compiling = p.step >= p.steps and p.scale < p.scales
             context.progress(
                 {
+                    "phase": "compiling" if compiling else "running",
                     "scale": p.scale,
                     "scales": p.scales,
                     "size": list(p.size),
-                    "step": state["done_before"] + p.step,
-                    "steps": sum(steps),
+                    "step": sum(steps[: p.scale - 1]) + p.step,
+                    "steps": sum(steps) or p.steps,
                     "scale_step": p.step,
                     "scale_steps": p.steps,
                     "loss": _finite(p.loss),
                     "terms": {k: _finite(v) for k, v in p.terms.items()},
                     "evals_per_second": round(float(p.evals_per_second), 2),
-                    "eta_seconds": None if eta is None else round(eta, 1),
+                    "eta_seconds": seconds_or_none(p.eta),  # the library's: cost-weighted, compilations included
                 },
                 image=p.best_image,
             )
@@ -331,6 +315,21 @@ class StylizeKind:
 def _finite(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def seconds_or_none(value: float) -> float | None:
+    """A duration for the job's JSON: seconds to 0.1 s, ``None`` when unknown (NaN, infinite or negative)."""
+    value = float(value)
+    return round(value, 1) if math.isfinite(value) and value >= 0 else None
+
+
+def plan_estimate(seconds: float, compile_seconds: float, compilations: int) -> dict[str, Any]:
+    """The estimate fields of a job's ``plan``, from the library's estimate (the CLI's plan line shows the same):
+    ``estimate_seconds`` the whole run, compilations included (``None`` when not estimated), ``compile_seconds``
+    the compilations' part of it and ``compilations`` how many there are."""
+    total = seconds_or_none(float(seconds) + float(compile_seconds))
+    return {"estimate_seconds": total, "compile_seconds": seconds_or_none(compile_seconds),
+            "compilations": int(compilations)}  # fmt: skip
 
 
 def _summary(result) -> dict[str, Any]:

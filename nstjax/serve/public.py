@@ -8,10 +8,11 @@ layout. :func:`public_text` keeps each path's last part (``result.png``, ``nstja
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..errors import NstjaxError
 
-__all__ = ["MAX_CHARS", "one_line", "public_text"]
+__all__ = ["MAX_CHARS", "one_line", "public_text", "public_value"]
 
 MAX_CHARS = 500
 """The longest text a job's ``error`` or note may be, in characters."""
@@ -33,6 +34,17 @@ def _last_part(match: re.Match) -> str:
 def public_text(text: str) -> str:
     """``text`` on one line, with every file-system path cut to its last part, at most :data:`MAX_CHARS`."""
     return _PATH.sub(_last_part, " ".join(str(text).split()))[:MAX_CHARS]
+
+
+def public_value(value: Any) -> Any:
+    """A JSON-ready value with :func:`public_text` applied to every string in it (keys included)."""
+    if isinstance(value, str):
+        return public_text(value)
+    if isinstance(value, dict):
+        return {public_value(k): public_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [public_value(v) for v in value]
+    return value
 
 
 def one_line(error: BaseException) -> str:

@@ -14,6 +14,7 @@ stage names to those files), so a stopped job keeps its finished stages.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 import warnings
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 from ..errors import NstjaxError
 from ..schema import SettingsError, setting_name
-from .kinds import JobContext, Outcome, ServeLimits, StylizeKind
+from .kinds import JobContext, Outcome, ServeLimits, StylizeKind, plan_estimate, seconds_or_none
 
 __all__ = ["MAX_LABEL_SIDE", "SHOWN_STAGES", "STAGE_NAMES", "RecreateKind", "read_label_upload", "stage_file",
            "synthetic_exemplars"]
@@ -290,24 +291,35 @@ class RecreateKind:
 
 
 class _Tracker:
-    """Turns the recreation's plan and stage events into the job's plan, progress and finished stages."""
+    """Turns the recreation's plan and stage events into the job's plan, progress and finished stages.
+
+    The ETA is the library's (:attr:`~nstjax.recreate.events.StageProgress.eta`, every later stage and
+    compilation counted); between its reports (a stage's start and end, a compilation) it counts down.
+    """
 
     def __init__(self, context: JobContext):
         self.context = context
         self.offsets: dict[str, int] = {}
         self.steps: dict[str, int] = {}
         self.total = 0
+        self.order: list[str] = []
         self.done: list[str] = []
         self.weights: str | None = None
         self.classes: tuple[str, ...] = ()
-        self.rate: float | None = None
-        self.last: tuple[float, int] | None = None
+        self.eta: tuple[float, float] | None = None  # (seconds left, time.perf_counter() when reported)
 
     def _stop_if_asked(self) -> None:
         from ..nst.run import StopStylize
 
         if self.context.should_stop():
             raise StopStylize
+
+    def _eta(self, seconds: float | None) -> float | None:
+        """Keep ``seconds`` (when known) as the ETA from now; the ETA now, counted down since it was known."""
+        now = time.perf_counter()
+        if seconds is not None and math.isfinite(seconds):
+            self.eta = (float(seconds), now)
+        return None if self.eta is None else seconds_or_none(max(0.0, self.eta[0] - (now - self.eta[1])))
 
     def start(self, plan, notes: list[str]) -> None:
         for note in notes:
@@ -317,12 +329,16 @@ class _Tracker:
         self.total = sum(steps)
         self.offsets = {s.name: sum(steps[:i]) for i, s in enumerate(plan.stages)}
         self.steps = {s.name: n for s, n in zip(plan.stages, steps, strict=True)}
+        self.order = [s.name for s in plan.stages]
         self.weights, self.classes = plan.weights_source, plan.classes
+        estimate = plan_estimate(plan.seconds, plan.compile_seconds, plan.compilations)
         self.context.plan({
             "shapes": [list(plan.shape)], "steps": steps, "device": plan.device, "weights": plan.weights_source,
-            "estimate_seconds": None, "stages": [s.name for s in plan.stages],
+            **estimate, "stages": [s.name for s in plan.stages],
             "methods": {s.name: s.method for s in plan.stages}, "final": plan.final, "classes": list(plan.classes),
         })  # fmt: skip
+        self.context.progress({"phase": "compiling", "step": 0, "steps": self.total,
+                               "eta_seconds": self._eta(estimate["estimate_seconds"])})  # fmt: skip
 
     def _finished(self, name: str) -> None:
         self.done.append(name)
@@ -336,31 +352,26 @@ class _Tracker:
         if isinstance(event, StageDone):
             self._finished(event.name)
         self._stop_if_asked()
-        step = self.offsets.get(event.name, 0)
-        report: dict[str, Any] = {"stage": event.name, "step": step, "steps": self.total, "loss": None, "terms": {}}
-        image = None
+        stage, step, phase = event.name, self.offsets.get(event.name, 0), "compiling"  # a stage starts compiling
+        report: dict[str, Any] = {"loss": None, "terms": {}}
+        image, eta = None, None
         if isinstance(event, StageProgress):
-            step += event.step
-            now = time.perf_counter()
-            if self.last is not None and step > self.last[1] and now > self.last[0]:
-                rate = (step - self.last[1]) / (now - self.last[0])  # steps per second, compile time left out
-                self.rate = rate if self.rate is None else 0.5 * self.rate + 0.5 * rate
-            self.last = (now, step)
             p = event.progress
-            report.update(step=step, scale=p.scale, scales=p.scales, loss=_finite(p.loss),
+            step += event.step
+            # The last chunk of a scale: the next scale compiles its programs now.
+            phase = "compiling" if p.step >= p.steps and p.scale < p.scales else "running"
+            image, eta = p.best_image, event.eta
+            report.update(scale=p.scale, scales=p.scales, loss=_finite(p.loss),
                           terms={k: _finite(v) for k, v in p.terms.items()})  # fmt: skip
-            image = p.best_image
-        elif isinstance(event, StageDone):
+        elif isinstance(event, StageDone):  # the next stage loads or compiles now; after the last, the scores
+            later = self.order[self.order.index(stage) + 1 :] if stage in self.order else []
+            stage, phase = (later[0], "compiling") if later else (stage, "running")
             step += self.steps.get(event.name, 0)
-            self.last = None  # the next stage compiles first: no rate across the gap
-        if self.rate:
-            report["eta_seconds"] = round((self.total - step) / self.rate, 1)
+        report.update(stage=stage, step=step, steps=self.total, phase=phase, eta_seconds=self._eta(eta))
         self.context.progress(report, image=image)
 
 
 def _finite(value) -> float | None:
-    import math
-
     value = float(value)
     return value if math.isfinite(value) else None
 

@@ -55,6 +55,14 @@ function duration(seconds) {
   return h ? `${h}:${pad(m)}:${pad(r)}` : `${m}:${pad(r)}`;
 }
 
+// The plan's estimate as `nstjax stylize` prints it: " · estimate about 4:04 (2 compilations ~0:24)".
+function estimateText(plan) {
+  if (plan.estimate_seconds === null || plan.estimate_seconds === undefined) return "";
+  const n = plan.compilations || 0;
+  const compiling = n ? ` (${n} compilation${n === 1 ? "" : "s"} ~${duration(plan.compile_seconds)})` : "";
+  return ` · estimate about ${duration(plan.estimate_seconds)}${compiling}`;
+}
+
 function bytes(n) {
   return n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`;
 }
@@ -376,7 +384,12 @@ function announce(text) { $("announce").textContent = text; }
 
 function describeStatus(job) {
   if (job.status === "queued") return job.queue_position ? `Waiting: ${job.queue_position} ahead` : "Waiting";
-  if (job.status === "running") return job.step ? "Running" : "Starting (loading and compiling)…";
+  if (job.status === "running") {
+    // The server's phase: loading the inputs and weights, compiling (the first step, a new scale or stage), running.
+    if (job.phase === "loading") return "Starting (loading)…";
+    if (job.phase === "compiling") return `Compiling${job.stage ? ` the ${job.stage} stage` : job.step ? " the next scale" : ""}… (once per size; not stuck)`;
+    return "Running";
+  }
   if (job.status === "done") return `Done in ${duration(job.seconds)}`;
   if (job.status === "stopped") return job.has_image ? "Stopped: kept the best image" : "Stopped before it ran";
   if (job.status === "lost") return "Lost: the server stopped before it finished";
@@ -456,7 +469,7 @@ function renderStage() {
 
   const plan = job.plan;
   $("plan").textContent = plan
-    ? `${plan.shapes.map(([h, w]) => `${w}×${h}`).join(" → ")} px · ${plan.steps.join("+")} steps · ${plan.device} · weights: ${plan.weights}`
+    ? `${plan.shapes.map(([h, w]) => `${w}×${h}`).join(" → ")} px · ${plan.steps.join("+")} steps · ${plan.device} · weights: ${plan.weights}${estimateText(plan)}`
     : "";
   const notes = (job.notes || []).join(" ");
   $("notes").textContent = notes;

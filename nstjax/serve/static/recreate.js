@@ -334,13 +334,13 @@ const Recreate = (() => {
     box.hidden = !planned.length;
     if (!planned.length) return;
     const scores = (job.result && job.result.scores) || {};
-    const key = `${job.id}:${job.status}:${job.stages.join(",")}:${Object.keys(scores).join(",")}`;
+    const key = `${job.id}:${job.status}:${job.stage}:${job.phase}:${job.stages.join(",")}:${Object.keys(scores).join(",")}`;
     if (key === shown) return;
     shown = key;
     const items = planned.map((name) => {
       const done = job.stages.includes(name);
       const score = scores[name] !== undefined ? `sky on ground ${Math.round(100 * scores[name])}%` : "";
-      const waiting = job.status === "running" && job.stage === name ? "running…" : FINAL.has(job.status) ? "not run" : "waiting";
+      const waiting = job.status === "running" && job.stage === name ? (job.phase === "compiling" ? "compiling…" : "running…") : FINAL.has(job.status) ? "not run" : "waiting";
       return el("li", { class: "stage-item", "data-stage": name, "data-done": String(done) },
         done ? el("img", { src: `/api/jobs/${job.id}/stages/${name}`, alt: `${name} stage of the recreation` })
           : el("div", { class: "pending", text: waiting }),
