@@ -154,7 +154,12 @@ def remember_speed(eta: WorkEta) -> None:
     scale, and the fixed cost per step when scales of different cost were timed."""
     compiled = eta.compile_measured()
     if compiled:
-        remember("compile:nst", sum(compiled) / len(compiled))
+        # A program loaded from the persistent compilation cache "compiles" in a fraction of a second: that
+        # must not teach the estimate that the next new shape compiles as fast (not below half the default).
+        import jax
+
+        floor = 0.5 * COMPILE_SECONDS.get(jax.default_backend(), COMPILE_SECONDS["gpu"])
+        remember("compile:nst", max(sum(compiled) / len(compiled), floor))
     costs = {eta.phases[i].unit_seconds for i in eta.rates()}
     if len(costs) >= 2:
         remember("overhead:nst", eta.step_model()[0])
