@@ -189,9 +189,8 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
 
     1. bfloat16 on this machine's CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16``,
        :func:`nstjax.runtime.fast_bfloat16`), layers of ``t.tuning_min_macs`` and
-       ``t.winograd_min_channels`` on both sides: the fastest of XLA's and Winograd in
-       float32, Winograd and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16
-       products, as measured on this machine (:func:`measured_vgg_choice`; off with
+       ``t.winograd_min_channels`` on both sides: the fastest of XLA's (float32), Winograd
+       and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16 products, as measured on this machine (:func:`measured_vgg_choice`; off with
        ``NSTJAX_CONV_TUNING=0``, and when ``cpu_flags`` or ``thresholds`` are given:
        they describe another machine);
     2. otherwise bfloat16 with fast bfloat16 (``cpu_flags``, default this CPU's):
@@ -274,9 +273,13 @@ def tuning_enabled() -> bool:
 
 def vgg_candidates(height: int, width: int, thresholds: ConvThresholds | None = None) -> tuple[Candidate, ...]:
     """What :func:`measured_vgg_choice` times for a bfloat16 VGG layer with a ``height`` x ``width`` output,
-    in order of preference on a tie (float32 and XLA's first: they compile fastest)."""
+    in order of preference on a tie (XLA's first: it compiles fastest).
+
+    Not float32 Winograd: on the Xeon (AMX) of docs/benchmarks.md it lost to bfloat16 Winograd in all 15
+    VGG shape classes from 16 to 512 px (by 1.3-2.5x), and each candidate costs about a second of
+    compilation on first use."""
     t = THRESHOLDS if thresholds is None else thresholds
-    candidates: list[Candidate] = [("xla", "float32"), ("winograd", "float32"), ("winograd", "bfloat16")]
+    candidates: list[Candidate] = [("xla", "float32"), ("winograd", "bfloat16")]
     if height * width <= t.bf16_gemm_max_pixels:
         candidates.append(("gemm", "bfloat16"))
     return tuple(candidates)
