@@ -36,8 +36,10 @@ from nstjax.cyclegan import (
     Translator,
     init_params,
     init_pool,
+    init_state,
     pool_draws,
     query_pool,
+    sample_grid,
     train,
     translate,
 )
@@ -46,7 +48,14 @@ from nstjax.io import load_image
 from nstjax.models.patchgan import PatchGAN, patch_grid
 from nstjax.models.layers import conv_method, convolve
 from nstjax.models.resnet_generator import ResnetGenerator
-from nstjax.train import TrainingInterrupted, TrainSettings, constant_then_linear_decay, linear_decay_rate, load_export
+from nstjax.train import (
+    TrainingInterrupted,
+    TrainSettings,
+    constant_then_linear_decay,
+    image_grid,
+    linear_decay_rate,
+    load_export,
+)
 
 TINY = ModelConfig(ngf=8, ndf=8, blocks=2, size=32)
 BATCH = 4
@@ -254,6 +263,25 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
     half = jax.jit(ResnetGenerator(ngf=8, blocks=1, dtype=jnp.bfloat16).apply)(params, x)
     assert half.dtype == full.dtype == jnp.float32
     assert 0 < float(jnp.abs(half - full).max()) < 0.1  # bfloat16 arithmetic, same function
+
+
+def test_sample_grid_labels_its_rows_by_direction():
+    # 2 A and 2 B samples: rows A, G_AB(A), G_BA(G_AB(A)) then B, G_BA(B), G_AB(G_BA(B)), each titled on the left.
+    rng = np.random.default_rng(0)
+    samples = {k: rng.uniform(-1, 1, (2, TINY.size, TINY.size, 3)).astype(np.float32) for k in ("a", "b")}
+    grid = sample_grid(init_state(tiny_config(1), 1, 1), samples, TINY)
+    plain = image_grid([[np.zeros((TINY.size, TINY.size, 3))] * 3] * 4, labels=["input", "translated", "reconstructed"])
+    band = grid.shape[1] - plain.shape[1]
+    assert grid.shape[0] == plain.shape[0] and band >= 20  # a left band as wide as 'A->B' (~25 px in PIL's default font)
+    top, pad, h = 14, 2, TINY.size  # image_grid's column-label band, padding and tile side
+    for i in range(4):
+        rows = grid[top + pad + i * (h + pad) : top + pad + i * (h + pad) + h, :band]
+        assert (rows < 128).any(), i  # dark text pixels in each row's band; the band is white otherwise
+    assert (grid[:top, :band] == 255).all()  # nothing drawn above the row titles
+    # the row titles differ between the A rows and the B rows, and match within each pair
+    title = [grid[top + pad + i * (h + pad) : top + pad + i * (h + pad) + h, :band] for i in range(4)]
+    assert np.array_equal(title[0], title[1]) and np.array_equal(title[2], title[3])
+    assert not np.array_equal(title[0], title[2])
 
 
 # ----------------------------------------------------------------------------- training

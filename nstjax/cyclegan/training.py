@@ -72,11 +72,13 @@ def _translate_both(model: ModelConfig, dtype: DtypeName):
 def sample_grid(state: CycleGANState, samples: dict[str, np.ndarray], model: ModelConfig,
                 dtype: DtypeName = "float32") -> np.ndarray:
     """uint8 [H, W, 3] grid: a row per sample image, columns input / translated / reconstructed
-    (A images first: A, G_AB(A), G_BA(G_AB(A)); then B images: B, G_BA(B), G_AB(G_BA(B)))."""
+    (A images first: A, G_AB(A), G_BA(G_AB(A)); then B images: B, G_BA(B), G_AB(G_BA(B))); each row is
+    labelled with its direction on the left, ``A->B`` or ``B->A``."""
     fake_b, rec_a, fake_a, rec_b = to_host(_translate_both(model, dtype)(state.g.params, samples["a"], samples["b"]))
     rows = [[unit_to_image(x) for x in row] for row in zip(samples["a"], fake_b, rec_a)]
     rows += [[unit_to_image(x) for x in row] for row in zip(samples["b"], fake_a, rec_b)]
-    return image_grid(rows, labels=["input", "translated", "reconstructed"])
+    row_labels = ["A->B"] * len(samples["a"]) + ["B->A"] * len(samples["b"])
+    return image_grid(rows, labels=["input", "translated", "reconstructed"], row_labels=row_labels)
 
 
 def export_params(state: CycleGANState, config: CycleGANConfig) -> tuple[dict, dict[str, Any]]:

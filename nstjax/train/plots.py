@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ..io.atomic import atomic_path
 
@@ -67,28 +67,35 @@ def save_loss_curve(metrics: Sequence[dict], path: str | os.PathLike, *, title: 
     return path
 
 
-def image_grid(rows: Sequence[Sequence[np.ndarray]], *, labels: Sequence[str] = (), pad: int = 2) -> np.ndarray:
+def image_grid(rows: Sequence[Sequence[np.ndarray]], *, labels: Sequence[str] = (), row_labels: Sequence[str] = (),
+               pad: int = 2) -> np.ndarray:
     """Tile images into a grid: ``rows[i][j]`` float [h, w, 3] in [0, 1] -> uint8 [H, W, 3].
 
-    ``labels`` name the columns (drawn above them). All images of the grid are
-    resized (nearest) to the first one's size.
+    ``labels`` name the columns (a band above them); ``row_labels`` name the rows (a band
+    on the left, as wide as the longest one in PIL's default font). Text is ASCII: the
+    default font has no arrows. All images of the grid are resized (nearest) to the first one's size.
     """
     h, w = rows[0][0].shape[:2]
     n_cols = max(len(r) for r in rows)
+    font = ImageFont.load_default()
     top = 14 if labels else 0
-    grid = np.full((top + len(rows) * (h + pad) + pad, n_cols * (w + pad) + pad, 3), 255, np.uint8)
+    left = int(np.ceil(max(font.getlength(text) for text in row_labels))) + 2 * pad if row_labels else 0
+    grid = np.full((top + len(rows) * (h + pad) + pad, left + n_cols * (w + pad) + pad, 3), 255, np.uint8)
     for i, row in enumerate(rows):
         for j, image in enumerate(row):
             tile = np.asarray(image, np.float32)
             if tile.shape[:2] != (h, w):
                 tile = np.asarray(Image.fromarray((np.clip(tile, 0, 1) * 255).astype(np.uint8)).resize((w, h))) / 255.0
-            y, x = top + pad + i * (h + pad), pad + j * (w + pad)
+            y, x = top + pad + i * (h + pad), left + pad + j * (w + pad)
             grid[y : y + h, x : x + w] = np.rint(np.clip(tile, 0.0, 1.0) * 255).astype(np.uint8)
-    if labels:
+    if labels or row_labels:
         canvas = Image.fromarray(grid)
         draw = ImageDraw.Draw(canvas)
         for j, label in enumerate(labels[:n_cols]):
-            draw.text((pad + j * (w + pad) + 2, 1), label, fill=(0, 0, 0))
+            draw.text((left + pad + j * (w + pad) + 2, 1), label, fill=(0, 0, 0), font=font)
+        for i, label in enumerate(row_labels[: len(rows)]):
+            # vertically centred on the row's tiles
+            draw.text((pad, top + pad + i * (h + pad) + h // 2), label, fill=(0, 0, 0), font=font, anchor="lm")
         grid = np.asarray(canvas)
     return grid
 
