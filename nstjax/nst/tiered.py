@@ -18,6 +18,7 @@ are the same (accelerators always use XLA's convolutions) or the run is sharded.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -34,7 +35,10 @@ persistent compilation cache loads within it (0.1-0.5 s measured), a compilation
 
 
 def tiering_applies(spec: EngineSpec) -> bool:
-    """Whether :class:`TieredChunks` runs two programs for ``spec`` (one CPU device, ``conv_impl="auto"``)."""
+    """Whether :class:`TieredChunks` runs two programs for ``spec`` (one CPU device, ``conv_impl="auto"``;
+    ``NSTJAX_TIERED=0`` turns it off, e.g. for benchmarks that time one program)."""
+    if os.environ.get("NSTJAX_TIERED", "1") == "0":
+        return False
     return spec.conv_impl == "auto" and jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
