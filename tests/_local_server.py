@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,7 +75,7 @@ class ServeProcess:
     """A running ``nstjax serve``: its base URL and its process (to kill or stop)."""
 
     url: str
-    process: "subprocess.Popen[str]"
+    process: "subprocess.Popen[str]"  # noqa: F821 - imported where the process starts
 
 
 @contextmanager
@@ -113,3 +114,41 @@ def nstjax_serve(root, *args, timeout: float = 120.0, env: dict | None = None) -
         if process.poll() is None:
             process.kill()
         process.wait(30)
+
+
+def wait_for_job(client, job_id: str, until, timeout: float = 180.0, poll: float = 0.05) -> dict:
+    """Poll ``GET /api/jobs/ID`` on an httpx/TestClient ``client`` until ``until(job)``; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if until(job):
+            return job
+        assert time.monotonic() < deadline, f"timed out waiting; last state {job}"
+        time.sleep(poll)
+
+
+class Recorder:
+    """A :class:`~nstjax.serve.kinds.JobContext` that keeps what a kind reports (no queue, no server)."""
+
+    def __init__(self, directory=None):
+        self.directory, self.plans, self.reports, self.notes = directory, [], [], []
+
+    def should_stop(self):
+        return False
+
+    def plan(self, plan):
+        self.plans.append(dict(plan))
+
+    def progress(self, progress, image=None):
+        self.reports.append(dict(progress))
+
+    def warn(self, message):
+        self.notes.append(message)
+
+    def stage(self, name):
+        pass
+
+    def weights(self, spec, seed):
+        from nstjax.weights import load_weights
+
+        return load_weights(spec, seed=seed)

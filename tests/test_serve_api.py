@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from _local_server import Recorder, wait_for_job
 from conftest import smooth_image
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -26,7 +27,6 @@ from nstjax.cli.nst import STYLE_OPTIONS, config_from_options
 from nstjax.serve import LOCAL_HOSTS, ServeLimits, create_app
 from nstjax.serve.jobs import Job
 from nstjax.serve.kinds import SettingsError, StylizeKind
-from nstjax.weights import load_weights
 
 JOB = {"size": 64, "weights": "random", "tolerance": 0}
 TIMEOUT = 60.0
@@ -51,13 +51,7 @@ def post(client, settings=None, **kwargs):
 
 
 def wait(client, job_id, until, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"timed out waiting; last state {job}"
-        time.sleep(0.05)
+    return wait_for_job(client, job_id, until, timeout)
 
 
 def finished(job):
@@ -209,31 +203,6 @@ def test_nothing_the_api_shows_names_a_server_path(client, root, monkeypatch):
                                "or service not known); using random weights"]  # fmt: skip
     for response in (client.get("/api/jobs"), client.get("/api/modes"), client.get(f"/api/jobs/{job['id']}")):
         assert str(root) not in response.text and "/root/" not in response.text and ".cache" not in response.text
-
-
-class Recorder:
-    """A :class:`~nstjax.serve.kinds.JobContext` that keeps what a kind reports (no queue, no server)."""
-
-    def __init__(self, directory: Path):
-        self.directory, self.plans, self.reports, self.notes = directory, [], [], []
-
-    def should_stop(self):
-        return False
-
-    def plan(self, plan):
-        self.plans.append(dict(plan))
-
-    def progress(self, progress, image=None):
-        self.reports.append(dict(progress))
-
-    def warn(self, message):
-        self.notes.append(message)
-
-    def stage(self, name):
-        pass
-
-    def weights(self, spec, seed):
-        return load_weights(spec, seed=seed)
 
 
 def test_a_job_reports_its_estimate_then_compiling_then_the_librarys_eta(tmp_path):

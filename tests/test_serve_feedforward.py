@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from _local_server import Recorder
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -87,22 +88,6 @@ def test_fast_and_adain_jobs_give_an_image_of_the_asked_size(client):
     assert adain.status_code == 201, adain.text
     done = finish(client, adain.json()["id"])
     assert done["status"] == "done" and done["result"]["alpha"] == 0.5, done
-
-
-class Recorder:
-    """A JobContext that keeps the progress a kind reports (no queue, no server)."""
-
-    def __init__(self):
-        self.plans, self.reports = [], []
-
-    def should_stop(self):
-        return False
-
-    def plan(self, plan):
-        self.plans.append(dict(plan))
-
-    def progress(self, progress, image=None):
-        self.reports.append(dict(progress))
 
 
 def test_the_first_pass_at_a_size_is_reported_as_compiling(runs, tmp_path):

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import httpx
 import numpy as np
-from _local_server import nstjax_serve
+from _local_server import nstjax_serve, wait_for_job
 from conftest import smooth_image
 from test_serve_api import JOB, png
 
@@ -31,13 +30,7 @@ def submit(client: httpx.Client, steps: int) -> dict:
 
 
 def wait(client: httpx.Client, job_id: str, until, timeout: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"timed out waiting; last state {job}"
-        time.sleep(0.1)
+    return wait_for_job(client, job_id, until, timeout, poll=0.1)
 
 
 def test_jobs_in_flight_are_reported_lost_after_a_kill_and_a_restart(tmp_path):
