@@ -296,8 +296,11 @@ def test_a_measured_choice_is_kept_per_machine(tmp_path) -> None:
     # Another machine (CPU model, flags, jax) measures for itself, and both are kept in the file.
     other = _tuning.ChoiceCache(path, key="machine B")
     assert conv.measured_vgg_choice(64, 64, 256, 256, cache=other, timer=lambda c: {XLA32: 1.0}) == XLA32
-    assert len(_tuning.ChoiceCache(path, key="machine A")._load()) == 2
-    assert _tuning.ChoiceCache(path, key="machine B").get("256x256@p12") == XLA32
+    # float32 layers are their own classes, between XLA's and float32 Winograd.
+    assert conv.measured_vgg_choice(64, 64, 256, 256, jnp.float32, cache=cache, timer=timer) == WIN32
+    assert calls[-1] == (XLA32, WIN32)
+    assert len(_tuning.ChoiceCache(path, key="machine A")._load()) == 3
+    assert _tuning.ChoiceCache(path, key="machine B").get("bfloat16:256x256@p12") == XLA32
 
 
 def test_a_damaged_choice_file_is_measured_anew(tmp_path) -> None:
@@ -305,12 +308,13 @@ def test_a_damaged_choice_file_is_measured_anew(tmp_path) -> None:
     path.write_text("{not json", encoding="utf-8")
     cache = _tuning.ChoiceCache(path, key="m")
     assert conv.measured_vgg_choice(64, 64, 256, 256, cache=cache, timer=lambda c: {WIN16: 1.0}) == WIN16
-    assert _tuning.ChoiceCache(path, key="m").get("256x256@p12") == WIN16
+    assert _tuning.ChoiceCache(path, key="m").get("bfloat16:256x256@p12") == WIN16
 
 
 def test_plan_takes_the_measured_choice_on_this_machine_only(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NSTJAX_CONV_TUNING", "1")  # tests run with the fixed rules (conftest)
     cache = _tuning.ChoiceCache(tmp_path / "c.json", key="m")
-    cache.put("256x256@p12", XLA32, {XLA32: 1.0})
+    cache.put("bfloat16:256x256@p12", XLA32, {XLA32: 1.0})
     monkeypatch.setattr(conv, "_CHOICES", cache)
     monkeypatch.setattr(conv.runtime, "fast_bfloat16", lambda flags=None: True)
     assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu").method == "xla"
@@ -319,9 +323,13 @@ def test_plan_takes_the_measured_choice_on_this_machine_only(tmp_path, monkeypat
     assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu", cpu_flags=FAST_BF16).method == "winograd"
     monkeypatch.setenv("NSTJAX_CONV_TUNING", "0")
     assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu").method == "winograd"
-    # float32 never measures: 64 channels at 64x64 px is below the Winograd floor (151 M MACs < 250 M).
-    monkeypatch.delenv("NSTJAX_CONV_TUNING")
+    # float32: below the Winograd floor nothing is measured (64 channels at 64x64 px: 151 M MACs < 250 M);
+    # a 64-channel layer above it takes its measured choice, a 256-channel one Winograd (the fixed rule).
+    monkeypatch.setenv("NSTJAX_CONV_TUNING", "1")
     assert vgg.conv_plan(64, 64, 64, 64, jnp.float32, platform="cpu").method == "xla"
+    cache.put("float32:64x64@p14", XLA32, {XLA32: 1.0})
+    assert vgg.conv_plan(128, 128, 64, 64, jnp.float32, platform="cpu").method == "xla"
+    assert vgg.conv_plan(64, 64, 256, 256, jnp.float32, platform="cpu").method == "winograd"
 
 
 def test_timing_works_while_the_caller_traces() -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from .. import runtime
 from ..hub import cache_dir
 from ..io.atomic import atomic_path
+from ._winograd import transposed_kernel, winograd_kernel
 
 __all__ = [
     "CHOICES_FILE",
@@ -37,6 +38,7 @@ __all__ = [
     "machine_key",
     "shape_class",
     "time_candidates",
+    "vgg_layer_call",
 ]
 
 CHOICES_FILE = "conv_choices.json"
@@ -187,3 +189,33 @@ def time_candidates(run: Callable[[Candidate], Callable[[], object]], candidates
     if failure:
         raise failure[0]
     return result
+
+
+def vgg_layer_call(conv3x3: Callable, shape: tuple[int, int, int, int], dtype: str, candidate: Candidate):
+    """A compiled value-and-input-gradient of one VGG layer computed by ``conv3x3``
+    (:func:`nstjax.models.conv.conv3x3`) as ``candidate``: ``shape`` (output height, width, input and
+    output channels), ``dtype`` activations, float32 parameters with their transposed and Winograd
+    forms given, as :mod:`nstjax.models.vgg` has them. For :func:`time_candidates`."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    h, w, c_in, c_out = shape
+    method, compute = candidate
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((1, h, w, c_in)), dtype)
+    g = jnp.asarray(rng.standard_normal((1, h, w, c_out)), dtype)
+    k = np.asarray(rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / (9 * c_in)), np.float32)
+    kt = transposed_kernel(k)
+    forms = {"kernel": k, "kernel_t": kt, "kernel_w": winograd_kernel(k), "kernel_t_w": winograd_kernel(kt)}
+    forms = {name: jnp.asarray(v) for name, v in forms.items()}
+
+    def value(image, p):
+        c = jnp.dtype(compute)
+        given = {n: v.astype(c) for n, v in p.items()} if method == "winograd" else {}
+        y = conv3x3(image.astype(c), p["kernel"].astype(c), ((1, 1), (1, 1)), p["kernel_t"].astype(c), method,
+                    given.get("kernel_w"), given.get("kernel_t_w"))  # fmt: skip
+        return jnp.vdot(y.astype(jnp.float32), g.astype(jnp.float32))
+
+    step = jax.jit(jax.value_and_grad(value))
+    return lambda: jax.block_until_ready(step(x, forms))

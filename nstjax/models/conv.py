@@ -43,7 +43,7 @@ from ._gemm import (
     shift_conv_forward,
     tap_kernel_gradient,
 )
-from ._tuning import Candidate, ChoiceCache, class_shape, fastest, shape_class, time_candidates
+from ._tuning import Candidate, ChoiceCache, class_shape, fastest, shape_class, time_candidates, vgg_layer_call
 from ._winograd import transposed_kernel, winograd_conv3x3, winograd_kernel
 from .vgg_layers import CONV_IMPLS  # declared where configs read it without importing JAX
 
@@ -131,6 +131,11 @@ class ConvThresholds:
     tuning_min_macs: int = 250_000_000
     """MACs: bfloat16 VGG layers this large (on CPUs with fast bfloat16) take the measured choice
     (:func:`measured_vgg_choice`); smaller ones take milliseconds either way and follow the fixed rule."""
+    tuning_f32_max_channels: int = 256
+    """Channels (the fewer side): float32 VGG layers where Winograd pays by the fixed rule but have fewer
+    channels than this take the measured choice between Winograd and XLA's: 64-128-channel layers went to
+    Winograd 1.1-1.5x faster on the AVX2 EPYC and to XLA's 1.4-2x faster on the AVX-512 Xeon (both in
+    docs/benchmarks.md); from 256 channels Winograd won on both."""
 
 
 THRESHOLDS = ConvThresholds()
@@ -187,12 +192,14 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
 
     ``use="vgg"`` (3x3, stride 1):
 
-    1. bfloat16 on this machine's CPU with fast bfloat16 (``amx_bf16`` or ``avx512_bf16``,
-       :func:`nstjax.runtime.fast_bfloat16`), layers of ``t.tuning_min_macs`` and
-       ``t.winograd_min_channels`` on both sides: the fastest of XLA's (float32), Winograd
-       and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16 products, as measured on this machine (:func:`measured_vgg_choice`; off with
-       ``NSTJAX_CONV_TUNING=0``, and when ``cpu_flags`` or ``thresholds`` are given:
-       they describe another machine);
+    1. as measured on this machine (:func:`measured_vgg_choice`; off with
+       ``NSTJAX_CONV_TUNING=0``, and when ``cpu_flags`` or ``thresholds`` are given: they
+       describe another machine): bfloat16 on a CPU with fast bfloat16 (``amx_bf16`` or
+       ``avx512_bf16``, :func:`nstjax.runtime.fast_bfloat16`), layers of ``t.tuning_min_macs``
+       and ``t.winograd_min_channels`` on both sides: the fastest of XLA's (float32),
+       Winograd and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16 products;
+       float32 (and bfloat16 without fast bfloat16) where rule 3 below says Winograd with
+       fewer than ``t.tuning_f32_max_channels`` on a side: Winograd or XLA's, in float32;
     2. otherwise bfloat16 with fast bfloat16 (``cpu_flags``, default this CPU's):
        Winograd with bfloat16 products where rule 3 above says Winograd, else a bfloat16
        GEMM with ``t.bf16_gemm_min_channels`` input channels, ``t.bf16_gemm_min_macs``
@@ -222,9 +229,13 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     winograd = kernel == 3 and stride == 1 and _winograd_pays(pixels, in_channels, out_channels, t)
     if use == "vgg":
         fast_bf16 = dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags)
-        if (fast_bf16 and cpu_flags is None and thresholds is None and macs >= t.tuning_min_macs
-                and min(in_channels, out_channels) >= t.winograd_min_channels and tuning_enabled()):  # fmt: skip
-            method, compute = measured_vgg_choice(height, width, in_channels, out_channels)
+        here = cpu_flags is None and thresholds is None and tuning_enabled()
+        if (here and fast_bf16 and macs >= t.tuning_min_macs
+                and min(in_channels, out_channels) >= t.winograd_min_channels):  # fmt: skip
+            method, compute = measured_vgg_choice(height, width, in_channels, out_channels, dtype)
+            return ConvPlan(method, jnp.dtype(compute))
+        if here and not fast_bf16 and winograd and min(in_channels, out_channels) < t.tuning_f32_max_channels:
+            method, compute = measured_vgg_choice(height, width, in_channels, out_channels, jnp.float32)
             return ConvPlan(method, jnp.dtype(compute))
         if fast_bf16 and winograd:
             return ConvPlan("winograd", dtype)
@@ -271,13 +282,16 @@ def tuning_enabled() -> bool:
     return os.environ.get("NSTJAX_CONV_TUNING", "1") != "0"
 
 
-def vgg_candidates(height: int, width: int, thresholds: ConvThresholds | None = None) -> tuple[Candidate, ...]:
-    """What :func:`measured_vgg_choice` times for a bfloat16 VGG layer with a ``height`` x ``width`` output,
+def vgg_candidates(height: int, width: int, dtype: Any = jnp.bfloat16,
+                   thresholds: ConvThresholds | None = None) -> tuple[Candidate, ...]:  # fmt: skip
+    """What :func:`measured_vgg_choice` times for a ``dtype`` VGG layer with a ``height`` x ``width`` output,
     in order of preference on a tie (XLA's first: it compiles fastest).
 
-    Not float32 Winograd: on the Xeon (AMX) of docs/benchmarks.md it lost to bfloat16 Winograd in all 15
-    VGG shape classes from 16 to 512 px (by 1.3-2.5x), and each candidate costs about a second of
-    compilation on first use."""
+    float32: XLA's and Winograd. bfloat16 (fast): not float32 Winograd: on the Xeon (AMX) of
+    docs/benchmarks.md it lost to bfloat16 Winograd in all 15 VGG shape classes from 16 to 512 px (by
+    1.3-2.5x), and each candidate costs about a second of compilation on first use."""
+    if jnp.dtype(dtype) == jnp.float32:
+        return (("xla", "float32"), ("winograd", "float32"))
     t = THRESHOLDS if thresholds is None else thresholds
     candidates: list[Candidate] = [("xla", "float32"), ("winograd", "bfloat16")]
     if height * width <= t.bf16_gemm_max_pixels:
@@ -285,10 +299,9 @@ def vgg_candidates(height: int, width: int, thresholds: ConvThresholds | None = 
     return tuple(candidates)
 
 
-def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels: int, *,
-                        cache: ChoiceCache | None = None,
-                        timer: Any = None) -> Candidate:  # fmt: skip
-    """The fastest way to compute a bfloat16 VGG layer (``(method, compute dtype)``) on this machine.
+def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels: int, dtype: Any = jnp.bfloat16,
+                        *, cache: ChoiceCache | None = None, timer: Any = None) -> Candidate:  # fmt: skip
+    """The fastest way to compute a ``dtype`` VGG layer (``(method, compute dtype)``) on this machine.
 
     Looked up by :func:`~nstjax.models._tuning.shape_class` in ``cache`` (default: the
     process's, ``<nstjax cache>/conv_choices.json``); on a miss, each of
@@ -301,44 +314,20 @@ def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels:
     if cache is None:
         _CHOICES = _CHOICES if _CHOICES is not None else ChoiceCache()
         cache = _CHOICES
-    key = shape_class(height, width, in_channels, out_channels)
+    name = jnp.dtype(dtype).name
+    key = f"{name}:{shape_class(height, width, in_channels, out_channels)}"
     choice = cache.get(key)
     if choice is None:
-        h, w, c_in, c_out = class_shape(key)
-        candidates = vgg_candidates(h, w)
+        h, w, c_in, c_out = class_shape(key.partition(":")[2])
+        candidates = vgg_candidates(h, w, name)
         if timer is None:
-            seconds = time_candidates(functools.partial(_vgg_layer_call, (h, w, c_in, c_out)), candidates)
+            layer = functools.partial(vgg_layer_call, conv3x3, (h, w, c_in, c_out), name)
+            seconds = time_candidates(layer, candidates)
         else:
             seconds = timer(candidates)
         choice = fastest(seconds, candidates)
         cache.put(key, choice, seconds)
     return choice
-
-
-def _vgg_layer_call(shape: tuple[int, int, int, int], candidate: Candidate):
-    """A compiled value-and-input-gradient of one VGG layer computed as ``candidate`` (bfloat16 activations,
-    float32 parameters with their transposed and Winograd forms given, as :class:`nstjax.models.vgg` has them)."""
-    import numpy as np
-
-    h, w, c_in, c_out = shape
-    method, compute = candidate
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((1, h, w, c_in)), jnp.bfloat16)
-    g = jnp.asarray(rng.standard_normal((1, h, w, c_out)), jnp.bfloat16)
-    k = np.asarray(rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / (9 * c_in)), np.float32)
-    kt = transposed_kernel(k)
-    forms = {"kernel": k, "kernel_t": kt, "kernel_w": winograd_kernel(k), "kernel_t_w": winograd_kernel(kt)}
-    forms = {name: jnp.asarray(v) for name, v in forms.items()}
-
-    def value(image, p):
-        c = jnp.dtype(compute)
-        given = {n: v.astype(c) for n, v in p.items()} if method == "winograd" else {}
-        y = conv3x3(image.astype(c), p["kernel"].astype(c), ((1, 1), (1, 1)), p["kernel_t"].astype(c), method,
-                    given.get("kernel_w"), given.get("kernel_t_w"))  # fmt: skip
-        return jnp.vdot(y.astype(jnp.float32), g.astype(jnp.float32))
-
-    step = jax.jit(jax.value_and_grad(value))
-    return lambda: jax.block_until_ready(step(x, forms))
 
 
 # --------------------------------------------------------------------------- XLA's convolution
