@@ -207,17 +207,10 @@ def test_measured_choices_only_where_bfloat16_is_fast(monkeypatch, tmp_path) -> 
             fixed = expected_plan(h, w, c_in, c_out, BF16, FAST_BF16[name])
             measured = (FAST_BF16[name] and min(c_in, c_out) >= layers.WINOGRAD_MIN_CHANNELS
                         and h * w * 9 * c_in * c_out >= conv.THRESHOLDS.tuning_min_macs)  # fmt: skip
-            # Without fast bfloat16, bfloat16 computes in float32 and is measured as float32 is (below).
-            measured = measured or (not FAST_BF16[name] and fixed[0] == "winograd"
-                                    and min(c_in, c_out) < conv.THRESHOLDS.tuning_f32_max_channels)  # fmt: skip
             assert (plan.method, jnp.dtype(plan.compute_dtype)) == (("xla", F32) if measured else fixed)
-            # float32 layers: Winograd's by the fixed rule with fewer than 256 channels on a side are measured
-            # (the injected timings pick XLA's), on every CPU; the rest follow the fixed rule.
+            # float32 layers follow the fixed rule everywhere.
             plan32 = vgg.conv_plan(h, w, c_in, c_out, F32, "auto", platform="cpu")
-            fixed32 = expected_plan(h, w, c_in, c_out, F32, False)
-            uncertain = fixed32[0] == "winograd" and min(c_in, c_out) < conv.THRESHOLDS.tuning_f32_max_channels
-            assert (plan32.method, jnp.dtype(plan32.compute_dtype)) == (("xla", F32) if uncertain else fixed32)
-        # bfloat16 classes are measured only where bfloat16 is fast.
-        assert any(c == (("xla", "float32"), ("winograd", "bfloat16")) for c in timed) is FAST_BF16[name], name
+            assert (plan32.method, jnp.dtype(plan32.compute_dtype)) == expected_plan(h, w, c_in, c_out, F32, False)
+        assert bool(timed) is FAST_BF16[name], name
         # Each shape class is measured once (the forward and input-gradient shapes of 3_2 .. 3_4 share one).
         assert len(timed) == len(set(conv._CHOICES._load())), name

@@ -131,11 +131,6 @@ class ConvThresholds:
     tuning_min_macs: int = 250_000_000
     """MACs: bfloat16 VGG layers this large (on CPUs with fast bfloat16) take the measured choice
     (:func:`measured_vgg_choice`); smaller ones take milliseconds either way and follow the fixed rule."""
-    tuning_f32_max_channels: int = 256
-    """Channels (the fewer side): float32 VGG layers where Winograd pays by the fixed rule but have fewer
-    channels than this take the measured choice between Winograd and XLA's: 64-128-channel layers went to
-    Winograd 1.1-1.5x faster on the AVX2 EPYC and to XLA's 1.4-2x faster on the AVX-512 Xeon (both in
-    docs/benchmarks.md); from 256 channels Winograd won on both."""
 
 
 THRESHOLDS = ConvThresholds()
@@ -197,9 +192,10 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
        describe another machine): bfloat16 on a CPU with fast bfloat16 (``amx_bf16`` or
        ``avx512_bf16``, :func:`nstjax.runtime.fast_bfloat16`), layers of ``t.tuning_min_macs``
        and ``t.winograd_min_channels`` on both sides: the fastest of XLA's (float32),
-       Winograd and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16 products;
-       float32 (and bfloat16 without fast bfloat16) where rule 3 below says Winograd with
-       fewer than ``t.tuning_f32_max_channels`` on a side: Winograd or XLA's, in float32;
+       Winograd and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16 products
+       (float32 is not measured: its fixed rule below, from per-layer timings, was right on
+       the AVX2 EPYC; on the AVX-512 Xeon XLA's was faster for some 64-128-channel layers,
+       but measuring them cost a first run at 256 px 8 s for 2 %: docs/benchmarks.md);
     2. otherwise bfloat16 with fast bfloat16 (``cpu_flags``, default this CPU's):
        Winograd with bfloat16 products where rule 3 above says Winograd, else a bfloat16
        GEMM with ``t.bf16_gemm_min_channels`` input channels, ``t.bf16_gemm_min_macs``
@@ -233,9 +229,6 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
         if (here and fast_bf16 and macs >= t.tuning_min_macs
                 and min(in_channels, out_channels) >= t.winograd_min_channels):  # fmt: skip
             method, compute = measured_vgg_choice(height, width, in_channels, out_channels, dtype)
-            return ConvPlan(method, jnp.dtype(compute))
-        if here and not fast_bf16 and winograd and min(in_channels, out_channels) < t.tuning_f32_max_channels:
-            method, compute = measured_vgg_choice(height, width, in_channels, out_channels, jnp.float32)
             return ConvPlan(method, jnp.dtype(compute))
         if fast_bf16 and winograd:
             return ConvPlan("winograd", dtype)
