@@ -344,7 +344,7 @@ def run_drift(args) -> dict[str, Any]:
             shape = images["float32"].shape[:2]
             assert shape == content.shape[:2] == style.shape[:2], (shape, content.shape, style.shape)
             targets = engine.plain_targets(weights.params, jnp.asarray(content)[None], jnp.asarray(style)[None], spec)
-            lw = engine.traced_settings(config32)[0]
+            lw = engine.traced_settings(config32, getattr(weights, "style_weight_scale", 1.0))[0]
 
             def f32_loss(img):
                 total, terms = evaluate(jnp.asarray(img)[None], weights.params, targets, lw, spec)
