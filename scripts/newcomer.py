@@ -618,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("docs", nargs="*", default=["README.md"], help="markdown files, relative to the repo")
     parser.add_argument("--workdir", type=Path, help="folder to work in (default: a new temporary one)")
     parser.add_argument("--list", action="store_true", help="print every command as it would run; run nothing")
+    parser.add_argument("--name", default="clone", help="the clone folder's name inside --workdir (its home is shared)")
     parser.add_argument("--in-process", action="store_true",
                         help="run nstjax commands and Python blocks in this process (faster: shared compiled programs)")
     args = parser.parse_args(argv)
@@ -635,7 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     root = args.workdir or Path(tempfile.mkdtemp(prefix="nstjax-newcomer-"))
     root.mkdir(parents=True, exist_ok=True)
-    workdir, env = make_workdir(root)
+    workdir, env = make_workdir(root, args.name)
     start = time.perf_counter()
     try:
         outcomes = run_docs(docs, workdir, env, in_process=args.in_process,

@@ -92,7 +92,10 @@ def nstjax_serve(root, *args, timeout: float = 120.0, env: dict | None = None) -
     from pathlib import Path
 
     command = [str(Path(sys.executable).with_name("nstjax")), "serve", "--port", "0", "--root", str(root), *map(str, args)]
-    environment = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    # A cache of its own beside root: a server the test kills mid-job may be writing a compiled program, and
+    # JAX writes its cache entries in place (not atomically), so a torn entry must not reach the user's cache.
+    cache = {"NSTJAX_CACHE": str(Path(root).parent / "nstjax-cache")}
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu", **cache, **(env or {})}
     environment.pop("NSTJAX_TEST_KILL_AT", None)
     process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:

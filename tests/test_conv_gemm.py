@@ -150,11 +150,13 @@ def test_conv_plan_by_cpu() -> None:
         assert plan(16, 3, 64, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # conv1_1: too thin
         assert plan(16, 64, 3, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # its input gradient
         assert plan(2, 512, 512, f32, cpu_flags=flags, **cpu) == ("xla", "float32")  # too small to pay
-    # bfloat16 where the CPU multiplies it natively: bfloat16 GEMMs up to 64x64, float32 above.
+    # bfloat16 where the CPU multiplies it natively (the fixed rule, flags given): Winograd with bfloat16
+    # products where Winograd pays, else bfloat16 GEMMs up to 64x64 px from 100 M MACs, else float32.
     for flags in (AMX, AVX512_BF16):
-        assert plan(16, 512, 512, bf16, cpu_flags=flags, **cpu) == ("gemm", "bfloat16")
-        assert plan(64, 128, 256, bf16, cpu_flags=flags, **cpu) == ("gemm", "bfloat16")
-        assert plan(128, 64, 128, bf16, cpu_flags=flags, **cpu) == ("winograd", "float32")
+        assert plan(16, 512, 512, bf16, cpu_flags=flags, **cpu) == ("winograd", "bfloat16")
+        assert plan(64, 128, 256, bf16, cpu_flags=flags, **cpu) == ("winograd", "bfloat16")
+        assert plan(128, 64, 128, bf16, cpu_flags=flags, **cpu) == ("winograd", "bfloat16")
+        assert plan(8, 512, 512, bf16, cpu_flags=flags, **cpu) == ("gemm", "bfloat16")  # 151 M MACs
         assert plan(128, 3, 64, bf16, cpu_flags=flags, **cpu) == ("xla", "float32")
     # bfloat16 without it (this AMD EPYC, most AVX2 machines): float32 arithmetic, the float32 plan.
     assert plan(16, 512, 512, bf16, cpu_flags=AVX2, **cpu) == ("winograd", "float32")
@@ -207,7 +209,7 @@ def _conv_ops(jaxpr):
     return out
 
 
-@pytest.mark.parametrize("flags, expect", [(AMX, "bf16-gemm"), (AVX2, "f32")], ids=["amx", "avx2"])
+@pytest.mark.parametrize("flags, expect", [(AMX, "bf16"), (AVX2, "f32")], ids=["amx", "avx2"])
 def test_auto_network_uses_what_the_cpu_has(monkeypatch, flags, expect) -> None:
     """A 128 px bfloat16 image gradient as traced on CPU, with the CPU's flags injected."""
     monkeypatch.setattr(runtime, "cpu_flags", lambda: flags)
@@ -226,20 +228,16 @@ def test_auto_network_uses_what_the_cpu_has(monkeypatch, flags, expect) -> None:
     convs = [o for o in ops if o[0] == "conv_general_dilated"]
     gemms = [o for o in ops if o[0] == "dot_general"]
     winograd = [o for o in ops if o[0] == "winograd"]
-    # Winograd products always in float32: (layers) x (forward, input gradient) x 16.
-    assert all(o[1] == ("float32", "float32") and o[2] == "float32" for o in winograd)
-    if expect == "bf16-gemm":
-        # conv2_1 (64x64) .. conv4_2 (16x16) are bfloat16 GEMMs accumulated in float32 (forward and input
-        # gradient); conv1_2 (128x128, past the size limit) is Winograd in float32, conv1_1 XLA's.
-        assert len(gemms) >= 8 * 2
-        assert all(o[1] == ("bfloat16", "bfloat16") and o[2] == "float32" for o in gemms)
-        assert convs and all(o[1] == ("float32", "float32") for o in convs)
-        assert len(winograd) == 1 * 2 * 16
-    else:
-        # No native bfloat16: everything in float32; Winograd for conv1_2 .. conv4_2, XLA for conv1_1.
+    # Winograd for conv1_2 .. conv4_2 (all past the 250 M MAC floor at 128 px): (layers) x (forward, input
+    # gradient) x 16 products, accumulated in float32, with bfloat16 operands where the CPU has fast bfloat16.
+    assert len(winograd) == 9 * 2 * 16 and all(o[2] == "float32" for o in winograd)
+    assert not gemms  # the GEMM only takes bfloat16 layers Winograd does not (none at 128 px)
+    operands = ("bfloat16", "bfloat16") if expect == "bf16" else ("float32", "float32")
+    assert all(o[1] == operands for o in winograd)
+    # conv1_1 is XLA's in float32 (and, with bfloat16 products, the kernel gradients XLA drops are bfloat16).
+    assert ("float32", "float32") in {o[1] for o in convs}
+    if expect == "f32":
         assert all(o[1] == ("float32", "float32") for o in ops)
-        assert not gemms and convs
-        assert len(winograd) == 9 * 2 * 16
 
 
 def test_conv_impl_from_config_and_options() -> None:

@@ -10,13 +10,15 @@ exist and decode. Weights stay as the docs write them: ``auto`` is the real Imag
 Commands that cannot run here (downloads, installs, servers, benchmarks, GPU-only recipes) are in
 its SKIPS list, each with a reason; a stale entry fails :func:`test_skips_all_match_a_doc_command`.
 
-Commands run in this process (``--in-process``: the Typer app, Python blocks with ``exec``), so
-programs compile once per session; each doc runs in order in its own work folder.
+Each doc runs in a process of its own (``newcomer.py --in-process``: inside it the Typer app and Python
+blocks with ``exec``, so a doc's programs compile once), in order, in its own work folder; all share one
+home (the nstjax cache), so the weights are imported once.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,15 +34,11 @@ DOCS = ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "do
 RUNNABLE = [d for d in DOCS if d != "README.md" and any(
     newcomer.skip_for(c) is None for c in newcomer.read_commands(d))]  # fmt: skip
 
-# Doc commands known to fail as written, each with the exact fix (none now). A doc's test is an xfail while
-# they fail and fails as soon as one passes (strict), so an entry must go with its fix.
-KNOWN_FAILURES: tuple = ()
 
 
 def test_skips_all_match_a_doc_command():
     assert newcomer.stale_skips(DOCS) == []
     assert all(skip.reason for skip in newcomer.SKIPS)
-    assert newcomer.stale_skips(DOCS, KNOWN_FAILURES) == []
 
 
 def test_every_doc_with_blocks_is_read():
@@ -80,25 +78,23 @@ def root(tmp_path_factory):
     return tmp_path_factory.mktemp("docs")
 
 
-def run_doc(doc: str, root: Path) -> None:
-    workdir, env = newcomer.make_workdir(root, Path(doc).stem)
-    outcomes = newcomer.run_docs([doc], workdir, env, in_process=True, expected_failures=KNOWN_FAILURES)
-    known = [o for o in outcomes if o.expected_failure]
-    passed = [o.command.where for o in known if o.failure is None]
-    assert not passed, f"known failures now pass, remove them from KNOWN_FAILURES: {passed}"
-    assert any(o.ran for o in outcomes), doc
-    if known:
-        pytest.xfail("; ".join(f"{o.command.where}: {o.expected_failure.reason}" for o in known))
+def run_newcomer(root: Path, name: str, doc: str) -> subprocess.CompletedProcess:
+    # A process per doc (its commands in-process inside it, sharing compiled programs): the memory of a
+    # doc's compiled programs goes with it, and the test process stays small for the rest of the suite.
+    # All docs share one home (nstjax cache) under root, filled by the first.
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "newcomer.py"), "--in-process", "--workdir",
+                           str(root), "--name", name, doc], capture_output=True, text=True, timeout=1800)  # fmt: skip
 
 
 @pytest.mark.parametrize("doc", RUNNABLE)
 def test_doc_commands_run_and_write_what_they_name(doc, root):
-    run_doc(doc, root)
+    done = run_newcomer(root, Path(doc).stem, doc)
+    assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-4000:])
+    assert "commands ran" in done.stdout and " 0 commands ran" not in done.stdout, done.stdout[-2000:]
 
 
-def test_newcomer_run_of_readme(root, capsys):
+def test_newcomer_run_of_readme(root):
     # The recorded newcomer run: README's commands in order, the recreate example included.
-    status = newcomer.main(["--in-process", "--workdir", str(root / "newcomer"), "README.md"])
-    out = capsys.readouterr()
-    assert status == 0, out.err
-    assert "nstjax recreate" in out.out and (root / "newcomer" / "clone" / "wild.png").is_file()  # recreate ran
+    done = run_newcomer(root, "newcomer", "README.md")
+    assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-4000:])
+    assert "nstjax recreate" in done.stdout and (root / "newcomer" / "wild.png").is_file()  # recreate ran

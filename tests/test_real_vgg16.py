@@ -264,7 +264,7 @@ def test_adain_trains_on_the_real_vgg16_encoder(real_vgg16, tmp_path):
 
     from nstjax.adain import AdaINConfig, adain_transfer, load_adain_model, style_statistics, train_adain
     from nstjax.adain.losses import adain_terms
-    from nstjax.adain.train import init_state
+    from nstjax.adain.train import encoder_params, init_state
     from nstjax.train import TrainSettings
 
     rng = np.random.default_rng(0)
@@ -276,11 +276,14 @@ def test_adain_trains_on_the_real_vgg16_encoder(real_vgg16, tmp_path):
             small = Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8)).resize((32, 32), Image.BILINEAR)
             small.save(tmp_path / folder / f"{i}.png")
             arrays[folder].append(np.asarray(small, np.float32) / 255.0)
-    config = AdaINConfig(size=32, load_size=32, learning_rate=1e-4)
+    # The raw encoder (the normalised default is pinned by tests/test_vgg_normalise.py): on the normalised one
+    # 16-48 steps of these 32 px images lowered the objective by only 4-13 % at lr 1e-3 (3e-3 and 1e-2
+    # overshot), too little to tell learning from noise in a short test.
+    config = AdaINConfig(size=32, load_size=32, learning_rate=1e-4, encoder="raw")
     settings = TrainSettings(steps=16, batch_size=2, log_every=1, sample_every=0, checkpoint_every=16)
     result = train_adain(tmp_path / "photos", tmp_path / "styles", tmp_path / "run", settings=settings,
                          weights=real_vgg16, config=config)  # fmt: skip
-    vgg = jax.tree.map(jnp.asarray, real_vgg16.params)
+    vgg = jax.tree.map(jnp.asarray, encoder_params(real_vgg16, config.encoder))  # the encoder it trained on
     contents, styles = (jnp.asarray(np.stack(arrays[k])) for k in ("photos", "styles"))
 
     def objective(decoder) -> float:
