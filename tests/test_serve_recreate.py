@@ -11,10 +11,10 @@ import base64
 import io
 import json
 import math
-import time
 
 import numpy as np
 import pytest
+from _local_server import wait_for_job
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -66,13 +66,7 @@ def post(client, sketch: bytes, labels: bytes | None = None, settings=None, name
 
 
 def wait(client, job_id, until, timeout=240.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, f"timed out; last state {job}"
-        time.sleep(0.05)
+    return wait_for_job(client, job_id, until, timeout)
 
 
 @pytest.fixture(scope="module")
