@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import faults
 from ..errors import NstjaxError
 
-__all__ = ["NoSpaceLeft", "atomic_path", "new_file_mode", "no_space_left"]
+__all__ = ["NoSpaceLeft", "atomic_path", "exception_chain", "leftover_temporaries", "new_file_mode", "no_space_left"]
 
 _UMASK_LOCK = threading.Lock()
 
@@ -48,6 +48,23 @@ class NoSpaceLeft(NstjaxError):
 def no_space_left(exc: BaseException) -> bool:
     """Whether ``exc`` is an OSError of a full file system or an exhausted quota."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then each exception it was raised from (``__cause__``, else ``__context__``), each once.
+
+    Writers wrap the file system's errors (Pillow, NumPy, orbax, tensorstore): a full disk is found by
+    looking down this chain."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def leftover_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_path` left under ``folder`` (a process killed before its rename)."""
+    return list(Path(folder).rglob(".*.tmp*"))
 
 
 def new_file_mode() -> int:
@@ -101,10 +118,6 @@ def atomic_path(destination: str | os.PathLike, *, mode: int | None = None) -> I
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        # Writers wrap errors (Pillow, NumPy): look down the chain for the file system's ENOSPC.
-        cause: BaseException | None = exc
-        while cause is not None and not no_space_left(cause):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:
+        if any(no_space_left(cause) for cause in exception_chain(exc)):
             raise NoSpaceLeft(destination) from None
         raise

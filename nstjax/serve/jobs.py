@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import NstjaxError
-from ..io.atomic import NoSpaceLeft, atomic_path, no_space_left
+from ..io.atomic import NoSpaceLeft, atomic_path, exception_chain, leftover_temporaries, no_space_left
 from ..io.images import save_image
 from .kinds import KINDS, Outcome, ServeLimits
 from .public import one_line, public_text, public_value
@@ -90,12 +90,7 @@ def _now() -> str:
 
 def disk_full(error: BaseException | None) -> bool:
     """Whether ``error`` (or one it was raised from) is a full file system."""
-    seen = 0
-    while error is not None and seen < 20:
-        if isinstance(error, NoSpaceLeft) or no_space_left(error):
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
+    return any(isinstance(e, NoSpaceLeft) or no_space_left(e) for e in exception_chain(error))
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -499,7 +494,7 @@ class JobQueue:
         """Delete what a job wrote besides its inputs and state: stage images, the result, temporary files."""
         shutil.rmtree(job.directory / "stages", ignore_errors=True)
         job.result_path.unlink(missing_ok=True)
-        for leftover in job.directory.rglob(".*.tmp*"):  # atomic_path's temporary files, should any be left
+        for leftover in leftover_temporaries(job.directory):
             leftover.unlink(missing_ok=True)
         with self.changed(job):
             job.stages = []
@@ -550,7 +545,7 @@ class JobQueue:
             if not (directory / "job.json").exists():  # killed while its request stored the uploads: never accepted
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
-            for leftover in [*directory.rglob(".*.tmp*"), *directory.glob("inputs/*.upload")]:
+            for leftover in [*leftover_temporaries(directory), *directory.glob("inputs/*.upload")]:
                 leftover.unlink(missing_ok=True)  # files a killed write left behind
             try:
                 data = json.loads((directory / "job.json").read_text(encoding="utf-8"))

@@ -43,7 +43,7 @@ import jax
 
 from .. import faults
 from ..errors import NstjaxError
-from ..io.atomic import NoSpaceLeft, atomic_path, no_space_left
+from ..io.atomic import NoSpaceLeft, atomic_path, exception_chain, no_space_left
 from .hosts import barrier, is_primary, multi_process, to_host
 from .plots import read_metrics
 
@@ -91,10 +91,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> int | None:
     Reads the directory only (no JAX, no devices); orbax's temporary folders of a save
     that never finished do not count.
     """
-    import orbax.checkpoint as ocp
-
-    steps = ocp.utils.checkpoint_steps(Path(run_dir).expanduser() / "checkpoints")
-    return max(steps) if steps else None
+    return max(checkpoint_dirs(run_dir), default=None)
 
 
 @contextlib.contextmanager
@@ -105,23 +102,14 @@ def _disk_errors(path: Path) -> Iterator[None]:
     except NoSpaceLeft:
         raise
     except Exception as exc:
-        cause: BaseException | None = exc
-        while cause is not None:
-            if no_space_left(cause) or "no space left" in str(cause).lower():
-                raise NoSpaceLeft(path) from None
-            cause = cause.__cause__ or cause.__context__
+        if any(no_space_left(cause) or "no space left" in str(cause).lower() for cause in exception_chain(exc)):
+            raise NoSpaceLeft(path) from None
         raise
 
 
 def _chain_text(exc: BaseException) -> str:
     """The messages of ``exc`` and of every exception it was raised from, on one line."""
-    texts, seen = [], set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        texts.append(" ".join(str(cause).split()))
-        cause = cause.__cause__ or cause.__context__
-    return " | ".join(texts)
+    return " | ".join(" ".join(str(cause).split()) for cause in exception_chain(exc))
 
 
 def _damaged_file(step_dir: Path, error_text: str) -> Path | None:
