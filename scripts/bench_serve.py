@@ -119,6 +119,17 @@ def files(content: bytes, style: bytes) -> list:
     return [("content", ("photo.png", content, "image/png")), ("styles", ("painting.png", style, "image/png"))]
 
 
+def in_threads(client, count: int) -> float:
+    """Run ``client(i)`` for i in 0..count-1, each in a thread of its own; wall seconds until all have ended."""
+    start = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - start
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, q)) if values else float("nan")
 
@@ -179,13 +190,7 @@ def run(args, url: str, content: bytes, style: bytes) -> dict:
                     time.sleep(rng.uniform(0, 0.02))
 
         steps_before = client.get(f"/api/jobs/{long['id']}").json()["step"]
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=poller, args=(i,)) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - t0
+        elapsed = in_threads(poller, args.clients)
         after = client.get(f"/api/jobs/{long['id']}").json()
         report["polls"] = polls
         report["poll_seconds"] = elapsed
@@ -230,14 +235,8 @@ def run(args, url: str, content: bytes, style: bytes) -> dict:
                         break  # my submissions are made and my jobs have ended
                     time.sleep(rng.uniform(0.05, 0.15))
 
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=loader, args=(i,)) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
         report["load"] = load
-        report["load_seconds"] = time.monotonic() - t0
+        report["load_seconds"] = in_threads(loader, args.clients)
 
         # 3. drain: every accepted job ends, with a reason when it failed
         deadline = time.monotonic() + args.drain_seconds

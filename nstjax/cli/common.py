@@ -289,17 +289,15 @@ def training_job(run_dir: Path, *, resume: bool = False, quiet: bool = False) ->
             resumed = "resumed from step 0 (no checkpoint yet)" if step is None else f"resumed from step {step}"
 
     with cli_errors():
+        ending = None  # (last line, exit code) of a run that did not finish
         try:
             yield
         except TrainingDiverged as e:
-            if resumed:
-                say(resumed)
-            say(f"error: {e}")
-            raise typer.Exit(1) from None
+            ending = f"error: {e}", 1
         except TrainingInterrupted as e:
-            if resumed:
-                say(resumed)
-            say(f"interrupted after step {e.step}: checkpoint saved in {run_dir}; add --resume to continue")
-            raise typer.Exit(130) from None
+            ending = f"interrupted after step {e.step}: checkpoint saved in {run_dir}; add --resume to continue", 130
         if resumed:
             say(resumed)
+        if ending is not None:
+            say(ending[0])
+            raise typer.Exit(ending[1])

@@ -86,7 +86,7 @@ class StageRunner:
         self.times: dict[str, float] = {}
         self.runs: dict[str, Any] = {}
         self.running: str | None = None
-        self.partial: tuple[str, np.ndarray, Any] | None = None
+        self.partial: tuple[str, np.ndarray] | None = None
 
     def _report(self, event) -> None:
         if self.progress is not None:
@@ -134,7 +134,7 @@ class StageRunner:
                     progress=forward if self.progress is not None or self.eta is not None else None, **kwargs,
                 )  # fmt: skip
             except nst_run.StylizeInterrupted as interrupted:  # keep the best image so far, then stop
-                self.partial = (name, interrupted.result.image, interrupted.result)
+                self.partial = (name, interrupted.result.image)
                 self.runs[name] = interrupted.result
                 if self.stages_dir is not None:
                     images.save_image(self.stages_dir / STAGE_FILES[name], interrupted.result.image)
@@ -279,7 +279,7 @@ def interrupted_stage(plan: Plan, runner: StageRunner) -> RecreateInterrupted:
     and the running stage's best so far are in the stages folder already (:class:`StageRunner`)."""
     image, image_stage = None, None
     if runner.partial is not None:
-        image_stage, image, _ = runner.partial
+        image_stage, image = runner.partial
     elif runner.images:
         image_stage = list(runner.images)[-1]
         image = runner.images[image_stage]
