@@ -119,11 +119,6 @@ def vgg_digest(params: Any) -> str:
     return params_digest(params)
 
 
-def _published_normalised(weights: Any) -> bool:
-    """Gatys et al.'s own normalised VGG-19 (the ``gatys`` source), which needs no normalising."""
-    return weights.source == "gatys" or weights.metadata.get("published_source") == "gatys"
-
-
 def encoder_params(weights: Any, encoder: str = "normalised", *, cache: bool = True) -> Any:
     """The encoder's VGG parameters (NumPy) for loaded ``weights`` and ``encoder``
     (:data:`~nstjax.adain.config.ENCODERS`).
@@ -132,7 +127,7 @@ def encoder_params(weights: Any, encoder: str = "normalised", *, cache: bool = T
     digest), except for Gatys et al.'s published normalised VGG-19, used as it is. ``"raw"``: the weights
     as loaded.
     """
-    if encoder == "raw" or _published_normalised(weights):
+    if encoder == "raw" or weights.is_normalised:
         return weights.params
     return normalised_params(weights.params, preprocessing=weights.preprocessing, cache=cache)
 
@@ -143,7 +138,7 @@ def vgg_record(weights: Any, seed: int, encoder: str = "normalised") -> dict[str
     An export without ``encoder`` (before issue 28) was trained on the raw weights."""
     record = {"source": weights.source, "preprocessing": weights.preprocessing, "digest": vgg_digest(weights.params),
               "encoder": encoder}  # fmt: skip
-    if encoder == "normalised" and not _published_normalised(weights):
+    if encoder == "normalised" and not weights.is_normalised:
         record["calibration"] = CALIBRATION_VERSION
     if weights.source == "random":
         record["seed"] = int(weights.metadata.get("seed", seed))

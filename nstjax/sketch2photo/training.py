@@ -151,8 +151,8 @@ def train_system(labels_dir: str | os.PathLike, photos_dir: str | os.PathLike,
 
         vgg = resolve_weights(weights, settings.seed)
         # NVlabs' scale: Gatys et al.'s published normalised VGG has mean-1 filters, not Caffe's scale.
-        normalised = vgg.source == "gatys" or vgg.metadata.get("published_source") == "gatys"
-        scale = vgg_scale(vgg.preprocessing, normalised=normalised) if config.spade.vgg_input == "nvlabs" else 1.0
+        nvlabs = config.spade.vgg_input == "nvlabs"
+        scale = vgg_scale(vgg.preprocessing, normalised=vgg.is_normalised) if nvlabs else 1.0
         vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing, "scale": scale}
     preprocessing = vgg_info["preprocessing"] if vgg_info else "torch"
 

@@ -91,12 +91,17 @@ class VGGWeights:
         return self.source == "random"
 
     @property
+    def is_normalised(self) -> bool:
+        """True for Gatys et al.'s own normalised VGG-19 (the ``gatys`` source, fetched or imported): mean
+        activation 1 per filter already, so it is neither normalised again nor rescaled like Caffe's."""
+        return self.source == "gatys" or self.metadata.get("published_source") == "gatys"
+
+    @property
     def style_weight_scale(self) -> float:
         """What Gatys' style weight is multiplied by on these weights (:data:`CAFFE_STYLE_WEIGHT_SCALE`
         for un-normalised Caffe-convention ImageNet weights; 1 for Gatys' normalised VGG-19, torch-convention
         weights and random features)."""
-        normalised = self.source == "gatys" or self.metadata.get("published_source") == "gatys"
-        if self.is_random or normalised or self.preprocessing != "caffe":
+        if self.is_random or self.is_normalised or self.preprocessing != "caffe":
             return 1.0
         return CAFFE_STYLE_WEIGHT_SCALE
 
