@@ -22,7 +22,6 @@ Folders are read flat (not recursively): their images and videos, sorted by name
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -41,15 +40,7 @@ from .images import (
     resize_image,
     save_image,
 )
-from .video import (
-    VIDEO_SUFFIXES,
-    VideoProgress,
-    VideoResult,
-    is_video,
-    read_frames,
-    require_video_extra,
-    transform_video,
-)
+from .video import VIDEO_SUFFIXES, VideoProgress, VideoResult, is_video, require_video_extra, transform_video
 
 __all__ = [
     "MediaJob",
@@ -236,11 +227,7 @@ def run_jobs(
                 if progress is not None:
                     progress(MediaProgress(job.source, job.dest, index, len(jobs), p.done, p.total))
 
-            video_size = size
-            if size is not None and side == "shortest":  # transform_video takes the longest side
-                with contextlib.closing(read_frames(job.source, 1)) as frames:
-                    video_size = max(fit_side(next(frames).shape[1:3], size, side))
-            video = transform_video(job.source, job.dest, fn, size=video_size, batch_size=batch_size, blend=blend,
+            video = transform_video(job.source, job.dest, fn, size=size, side=side, batch_size=batch_size, blend=blend,
                                     motion=motion, quality=video_quality, progress=frames_done)
             results.append(MediaResult(job, video.shape, time.perf_counter() - start, video))
             continue

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import NstjaxError, NstjaxWarning
 from .atomic import atomic_path
-from .images import fit_longest_side, resize_image
+from .images import fit_side, resize_image
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -432,6 +432,7 @@ def transform_video(
     fn: Callable[[np.ndarray], np.ndarray],
     *,
     size: int | None = None,
+    side: str = "longest",
     batch_size: int = 4,
     blend: float = 0.0,
     motion: float = 0.1,
@@ -442,7 +443,8 @@ def transform_video(
 
     Args:
       fn: frames float32 ``[b, h, w, 3]`` in [0, 1] -> stylised frames of the same shape.
-      size: longest side the frames are resized to before ``fn`` (None: as decoded).
+      size: the side of the frames (the longest, or with ``side="shortest"`` the shortest) they are resized
+        to before ``fn`` (None: as decoded).
       batch_size: frames decoded and transformed at a time.
       blend, motion: :class:`TemporalBlend` settings (``blend=0``: off).
       progress: receives :class:`VideoProgress` after each batch.
@@ -460,7 +462,7 @@ def transform_video(
         warnings.warn(
             VideoWarning(f"{source}: the audio track is dropped (the output has video only)"), stacklevel=2
         )
-    shape = info.shape if size is None else fit_longest_side(info.shape, size)
+    shape = info.shape if size is None else fit_side(info.shape, size, side)
     meter = FlickerMeter()
     blender = TemporalBlend(blend, motion)
     done = 0
