@@ -162,3 +162,14 @@ def test_cli_prints_flicker_and_renders_video(model, tmp_path):
     assert line.startswith(str(tmp_path / "out.mp4")) and f"{FRAMES} frames at 12 fps" in line
     assert "flicker" in line and "blend lag" in line
     assert video.probe_video(tmp_path / "out.mp4").frames == FRAMES
+
+
+def test_size_sets_the_side_asked_for(model, tmp_path):
+    # 32x48 frames (2:3; sides multiples of 16, which mp4 writers keep as they are): size 24 sets the longest
+    # side (16x24) or, as AdaIN's apply asks, the shortest (24x36). Shapes are (height, width).
+    frames = np.kron(np.random.default_rng(4).random((FRAMES, 4, 6, 3)), np.ones((1, 8, 8, 1))).astype(np.float32)
+    source = write_clip(tmp_path / "wide.mp4", frames)
+    assert video.probe_video(source).shape == (32, 48)
+    longest = video.transform_video(source, tmp_path / "longest.mp4", stylise(model), size=24)
+    shortest = video.transform_video(source, tmp_path / "shortest.mp4", stylise(model), size=24, side="shortest")
+    assert (longest.shape, shortest.shape) == ((16, 24), (24, 36))
