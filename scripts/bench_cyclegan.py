@@ -330,7 +330,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from nstjax.launch import reexec_with_huge_pages
+    from nstjax.launch import reexec_with_memory_settings
 
-    reexec_with_huge_pages()  # as the nstjax command runs (both sides of the comparison inherit it)
+    reexec_with_memory_settings()  # as the nstjax command runs (both sides of the comparison inherit it)
     main()

@@ -710,7 +710,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from nstjax.launch import reexec_with_huge_pages
+    from nstjax.launch import reexec_with_memory_settings
 
-    reexec_with_huge_pages()  # as the nstjax command runs (both sides of the comparison inherit it)
+    reexec_with_memory_settings()  # as the nstjax command runs (both sides of the comparison inherit it)
     raise SystemExit(main())

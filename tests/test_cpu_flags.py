@@ -176,13 +176,15 @@ GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
                                           (None, None)])  # fmt: skip
 def test_huge_pages_by_thp_mode(mode, expect) -> None:
     """The console script's start for each THP mode (injected: this machine's is one of them). Only madvise
-    needs glibc's hugetlb tunable; the process then runs again with it, once."""
+    needs glibc's hugetlb tunable (where glibc's malloc stays: no caching allocator); the process then runs
+    again with it, once."""
     if mode == "madvise" and not GLIBC:
         pytest.skip("the tunable is glibc's")
-    code = (f"import os, nstjax.launch as l; l.thp_mode = lambda *a: {mode!r}; l.reexec_with_huge_pages(); "
+    code = (f"import os, nstjax.launch as l; l.thp_mode = lambda *a: {mode!r}; l.reexec_with_memory_settings(); "
             "print(os.environ.get('GLIBC_TUNABLES'))")  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "NSTJAX_HUGE_PAGES")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "NSTJAX_HUGE_PAGES", "LD_PRELOAD")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "NSTJAX_ALLOCATOR": "system"})  # fmt: skip
     assert out.stdout.splitlines() == [str(expect)]
     # The decision is the pure function's, and CPU flags play no part in it.
     assert launch.huge_page_environment({}, system="Linux", libc="glibc", mode=mode) == (
