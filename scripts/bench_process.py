@@ -29,9 +29,11 @@ XLA:CPU allocates each execution's buffers afresh, and on some machines the
 page faults of touching them again cost several percent), ``cold`` (``-q``, every
 run with a fresh, empty nstjax cache but for the weights files: no compiled
 programs, no device-speed calibration, no measured convolution choices — a user's
-first run after installing, or at a new size). The cold start in docs/benchmarks.md:
+first run after installing, or at a new size), ``planned`` (``-q`` with ``NSTJAX_TIERED=0``: the planned
+program, Winograd included, from the first step; the warm-up run compiled it). The cold start in
+docs/benchmarks.md:
 
-    python scripts/bench_process.py --variants quiet,cold --reference-layouts channels-last --repeats 3
+    python scripts/bench_process.py --variants quiet,planned,cold --reference-layouts channels-last --repeats 3
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ SHARED_IMAGES = REPO.parent / "shared" / "images"
 
 MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
               "MALLOC_TOP_PAD_": str(1 << 28)}
+# Environment of the variants that differ by it (``planned``: no tiers, the planned program from the first step).
+VARIANT_ENV = {"nstjax-malloc": MALLOC_ENV, "nstjax-planned": {"NSTJAX_TIERED": "0"}}
 NSTJAX_LOSS = re.compile(r"in [0-9.]+ s: loss ([0-9.eE+-]+)")
 REFERENCE_LOSS = re.compile(r"loss [0-9.eE+-]+ -> ([0-9.eE+-]+)")
 
@@ -92,7 +96,7 @@ def commands(args, content: str, style: str, workdir: Path) -> dict[str, list[st
     out: dict[str, list[str]] = {}
     for variant in args.variants:
         extra = {"quiet": ["-q"], "progress": [], "conv-xla": ["-q", "--conv-impl", "xla"], "malloc": ["-q"],
-                 "cold": ["-q"]}[variant]
+                 "cold": ["-q"], "planned": ["-q"]}[variant]
         out[f"nstjax-{variant}"] = base + extra
     reference = [python, str(SCRIPTS / "torch_reference.py"), content, style, str(workdir / "reference.png"),
                  *common, *(["--bf16"] if args.dtype == "bfloat16" else [])]
@@ -243,7 +247,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variants", default="quiet",
-                        help="nstjax variants: quiet, progress, conv-xla, malloc, cold")
+                        help="nstjax variants: quiet, progress, conv-xla, malloc, cold, planned")
     parser.add_argument("--reference-layouts", default="nchw,channels-last",
                         help="reference memory formats to run: nchw, channels-last")
     parser.add_argument("--nstjax-exe", default=None,
@@ -283,13 +287,13 @@ def main(argv=None) -> int:
     # Warm-up: fills nstjax's compilation cache (and its one-off device-speed measurement), loads
     # torch's libraries into the page cache. Not counted.
     for name, cmd in cmds.items():
-        r = measure(cmd, {**env, **MALLOC_ENV} if name == "nstjax-malloc" else env, args.timeout)
+        r = measure(cmd, {**env, **VARIANT_ENV.get(name, {})}, args.timeout)
         print(f"  warm-up {name}: {r.get('wall_s', float('nan')):.1f} s, exit {r.get('returncode')}", flush=True)
         if r.get("returncode") != 0:
             print(r.get("output", "")[-3000:])
             return 1
 
-    envs = {name: ({**env, **MALLOC_ENV} if name == "nstjax-malloc" else env) for name in cmds}
+    envs = {name: {**env, **VARIANT_ENV.get(name, {})} for name in cmds}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
     names = list(cmds)
     with LoadSampler() as load:

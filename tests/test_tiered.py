@@ -112,3 +112,35 @@ def test_the_two_tiers_agree_where_the_plans_differ():
     (va, ga), (vb, gb) = value_and_grad(planned, spec), value_and_grad(params, engine.quick_spec(spec))
     assert abs(float(va) - float(vb)) <= 1e-5 * abs(float(vb))
     assert float(jnp.linalg.norm(ga - gb)) <= 1e-4 * float(jnp.linalg.norm(gb))
+
+
+def test_a_short_scale_runs_the_quick_program_until_a_run_compiled_the_planned_one(monkeypatch, tmp_path):
+    # Too little work (pixels x steps) for its compilation to pay: no compilation starts, the quick tier runs.
+    # A long scale compiles it and remembers so (it is in the persistent cache from then on); after that a
+    # short scale of the same shapes takes the planned program too.
+    monkeypatch.setenv("NSTJAX_CACHE", str(tmp_path))
+    spec, params, targets, weights, stop, content = problem(32)
+    held = HeldCompile()
+    held.release.set()
+    monkeypatch.setattr(tiered, "run_chunk", held)
+    chunks = tiered.TieredChunks(spec, params)
+    carry = engine.init_carry_jit(content, spec)
+    short = tiered.PLANNED_MIN_PIXEL_STEPS - 1
+    chunks.start(carry, targets, weights, jnp.int32(1), stop, work=short)
+    assert chunks.skipped and chunks.tier == "quick" and not held.lowered.is_set()
+    carry, _ = chunks(carry, targets, weights, jnp.int32(2), stop)
+    chunks.join()
+    assert chunks.tier == "quick" and int(carry.step) == 2 and not held.lowered.is_set()
+
+    chunks.start(carry, targets, weights, jnp.int32(1), stop, work=tiered.PLANNED_MIN_PIXEL_STEPS)
+    chunks.join()
+    assert held.lowered.is_set() and not chunks.skipped and chunks.tier == "planned"
+    held.lowered.clear()
+    again = tiered.TieredChunks(spec, params)  # a later run, same machine and shapes
+    again.start(carry, targets, weights, jnp.int32(1), stop, work=short)
+    again.join()
+    assert held.lowered.is_set() and not again.skipped and again.tier == "planned"
+    # Other shapes are another program.
+    other = engine.init_carry_jit(jnp.concatenate([content, content], axis=1), spec)
+    again.start(other, targets, weights, jnp.int32(1), stop, work=short)
+    assert again.skipped and again.tier == "quick"

@@ -12,26 +12,48 @@ the planned program takes over as soon as it is ready, and at once where the
 persistent cache already holds it. Both compute the same function up to float
 rounding (tests/test_tiered.py).
 
+Like a JIT, it also leaves cold code to the quick tier: a scale with less work than
+:data:`PLANNED_MIN_PIXEL_STEPS` (output pixels x steps) runs on the quick program
+alone unless an earlier run on this machine compiled its planned program (remembered
+by :func:`nstjax.train.estimate.remember`: then it sits in the persistent cache and
+loads in under a second). The compilation would cost more than its faster steps win
+back, and on a small CPU it competes with those steps for the cores.
+
 Only on a single CPU device with ``conv_impl="auto"``: elsewhere the two programs
 are the same (accelerators always use XLA's convolutions) or the run is sharded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import threading
+import time
 from typing import Any
 
 import jax
 
 from ..models import vgg
+from ..train.estimate import remember, remembered
 from .engine import EngineSpec, quick_spec, run_chunk
 
-__all__ = ["TieredChunks", "tiering_applies"]
+__all__ = ["PLANNED_MIN_PIXEL_STEPS", "TieredChunks", "planned_program_key", "tiering_applies"]
 
 READY_WAIT_SECONDS = 1.0
 """How long a scale waits for the planned program before it starts with the quick one: a program in the
 persistent compilation cache loads within it (0.1-0.5 s measured), a compilation does not."""
+
+PLANNED_MIN_PIXEL_STEPS = 10_000_000
+"""Output pixels x steps of a scale below which its planned program is compiled only if an earlier run did:
+about 150 steps at 256x256, 40 at 512x512. Measured on the 2-core Xeon of docs/benchmarks.md ("Cold start"):
+the Winograd program costs ~5 s of wall time to compile beside the steps and saves ~33 ms a step at 256 px."""
+
+
+def planned_program_key(spec: EngineSpec, shapes: Any) -> str:
+    """The name under which a compiled planned program is remembered: its spec and argument shapes, hashed."""
+    digest = hashlib.sha256(repr((spec, jax.tree.leaves(shapes))).encode()).hexdigest()[:20]
+    return f"tiered-planned:{digest}"
 
 
 def tiering_applies(spec: EngineSpec) -> bool:
@@ -60,31 +82,46 @@ class TieredChunks:
         self._compiled: Any = None
         self._thread: threading.Thread | None = None
         self._outcome: dict[str, Any] = {}
+        self.skipped = False
+        """Whether the current scale runs on the quick program alone (too little work to compile the planned one)."""
 
     @property
     def tier(self) -> str:
         """``"planned"`` once the planned program runs the steps, ``"quick"`` before."""
         return "planned" if not self.tiered or self._compiled is not None else "quick"
 
-    def start(self, carry: Any, targets: Any, loss_weights: Any, n_steps: Any, stop: Any) -> None:
+    def start(self, carry: Any, targets: Any, loss_weights: Any, n_steps: Any, stop: Any, *,
+              work: float = math.inf) -> None:  # fmt: skip
         """Begin a scale whose arguments have these shapes: compile its planned program in the background and
-        wait up to :data:`READY_WAIT_SECONDS` for it (a cached program is ready by then)."""
+        wait up to :data:`READY_WAIT_SECONDS` for it (a cached program is ready by then).
+
+        ``work``: output pixels x steps the scale will run. Below :data:`PLANNED_MIN_PIXEL_STEPS`, the
+        planned program is compiled only if an earlier run on this machine compiled it; otherwise the
+        scale runs on the quick program alone (:attr:`skipped` is then True).
+        """
         self.join()  # a previous scale's compilation, if still running, finishes first (it uses the same cores)
         self._compiled = None
+        self.skipped = False
         if not self.tiered:
             return
         shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                               (carry, targets, loss_weights, n_steps, stop))  # fmt: skip
+        key = planned_program_key(self.spec, shapes)
+        if work < PLANNED_MIN_PIXEL_STEPS and remembered(key, -1.0) < 0:
+            self.skipped = True
+            return
         self._outcome = {}
 
         def compile_planned() -> None:
             try:
+                begun = time.perf_counter()
                 if self._planned_params is None:
                     self._planned_params = vgg.with_winograd_kernels(self.params, self.spec.layers,
                                                                      self.spec.conv_impl)  # fmt: skip
                 c, t, w, n, s = shapes
                 params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self._planned_params)
                 self._outcome["compiled"] = run_chunk.lower(c, params, t, w, n, s, spec=self.spec).compile()
+                remember(key, time.perf_counter() - begun)  # in the persistent cache from now on
             except BaseException as e:  # noqa: BLE001 - handed to the caller's thread by _poll
                 self._outcome["error"] = e
 
