@@ -115,7 +115,7 @@ def test_the_two_tiers_agree_where_the_plans_differ():
 
 
 def test_a_short_scale_runs_the_quick_program_until_a_run_compiled_the_planned_one(monkeypatch, tmp_path):
-    # Too little work (pixels x steps) for its compilation to pay: no compilation starts, the quick tier runs.
+    # Too few steps for its compilation to pay: no compilation starts, the quick tier runs.
     # A long scale compiles it and remembers so (it is in the persistent cache from then on); after that a
     # short scale of the same shapes takes the planned program too.
     monkeypatch.setenv("NSTJAX_CACHE", str(tmp_path))
@@ -125,22 +125,34 @@ def test_a_short_scale_runs_the_quick_program_until_a_run_compiled_the_planned_o
     monkeypatch.setattr(tiered, "run_chunk", held)
     chunks = tiered.TieredChunks(spec, params)
     carry = engine.init_carry_jit(content, spec)
-    short = tiered.PLANNED_MIN_PIXEL_STEPS - 1
-    chunks.start(carry, targets, weights, jnp.int32(1), stop, work=short)
+    short = 10  # steps: 32x32 px would need millions (tiered.planned_pays)
+    assert not tiered.planned_pays(32 * 32, short) and tiered.planned_pays(32 * 32, 10**7)
+    chunks.start(carry, targets, weights, jnp.int32(1), stop, steps=short)
     assert chunks.skipped and chunks.tier == "quick" and not held.lowered.is_set()
     carry, _ = chunks(carry, targets, weights, jnp.int32(2), stop)
     chunks.join()
     assert chunks.tier == "quick" and int(carry.step) == 2 and not held.lowered.is_set()
 
-    chunks.start(carry, targets, weights, jnp.int32(1), stop, work=tiered.PLANNED_MIN_PIXEL_STEPS)
+    chunks.start(carry, targets, weights, jnp.int32(1), stop, steps=10**7)
     chunks.join()
     assert held.lowered.is_set() and not chunks.skipped and chunks.tier == "planned"
     held.lowered.clear()
     again = tiered.TieredChunks(spec, params)  # a later run, same machine and shapes
-    again.start(carry, targets, weights, jnp.int32(1), stop, work=short)
+    again.start(carry, targets, weights, jnp.int32(1), stop, steps=short)
     again.join()
     assert held.lowered.is_set() and not again.skipped and again.tier == "planned"
     # Other shapes are another program.
     other = engine.init_carry_jit(jnp.concatenate([content, content], axis=1), spec)
-    again.start(other, targets, weights, jnp.int32(1), stop, work=short)
+    again.start(other, targets, weights, jnp.int32(1), stop, steps=short)
     assert again.skipped and again.tier == "quick"
+
+
+def test_planned_pays_from_fewer_steps_on_larger_images():
+    # The break-even points the constants promise (docs/benchmarks.md, "Cold start"): 200 steps at 256x256,
+    # 17 at 512x512; monotone in both steps and pixels.
+    assert tiered.planned_pays(256 * 256, 200) and not tiered.planned_pays(256 * 256, 199)
+    assert tiered.planned_pays(512 * 512, 18) and not tiered.planned_pays(512 * 512, 16)
+    assert not tiered.planned_pays(256 * 256, 30) and tiered.planned_pays(512 * 512, 30)
+    for steps in (1, 10, 100, 1000):
+        pays = [tiered.planned_pays(side * side, steps) for side in (64, 128, 256, 384, 512, 1024)]
+        assert pays == sorted(pays)  # once it pays at some size, it pays at every larger one

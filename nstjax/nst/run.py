@@ -237,7 +237,7 @@ def run_stylize(
             targets, _ = problem.targets(shape, spec, params)
             init = problem.initial_image(shape) if image is None else upsample(image, shape)
             carry = init_carry_jit(jnp.asarray(init)[None], spec)
-            chunks.start(carry, targets, loss_weights, jnp.int32(1), stop, work=steps * shape[0] * shape[1])
+            chunks.start(carry, targets, loss_weights, jnp.int32(1), stop, steps=steps)
             history = []
             done = 0
             stopped = "steps"

@@ -12,8 +12,8 @@ the planned program takes over as soon as it is ready, and at once where the
 persistent cache already holds it. Both compute the same function up to float
 rounding (tests/test_tiered.py).
 
-Like a JIT, it also leaves cold code to the quick tier: a scale with less work than
-:data:`PLANNED_MIN_PIXEL_STEPS` (output pixels x steps) runs on the quick program
+Like a JIT, it also leaves cold code to the quick tier: a scale too short for the
+planned program's compilation to pay (:func:`planned_pays`) runs on the quick program
 alone unless an earlier run on this machine compiled its planned program (remembered
 by :func:`nstjax.train.estimate.remember`: then it sits in the persistent cache and
 loads in under a second). The compilation would cost more than its faster steps win
@@ -38,16 +38,27 @@ from ..models import vgg
 from ..train.estimate import remember, remembered
 from .engine import EngineSpec, quick_spec, run_chunk
 
-__all__ = ["PLANNED_MIN_PIXEL_STEPS", "TieredChunks", "planned_program_key", "tiering_applies"]
+__all__ = ["TieredChunks", "planned_pays", "planned_program_key", "tiering_applies"]
 
 READY_WAIT_SECONDS = 1.0
 """How long a scale waits for the planned program before it starts with the quick one: a program in the
 persistent compilation cache loads within it (0.1-0.5 s measured), a compilation does not."""
 
-PLANNED_MIN_PIXEL_STEPS = 10_000_000
-"""Output pixels x steps of a scale below which its planned program is compiled only if an earlier run did:
-about 150 steps at 256x256, 40 at 512x512. Measured on the 2-core Xeon of docs/benchmarks.md ("Cold start"):
-the Winograd program costs ~5 s of wall time to compile beside the steps and saves ~33 ms a step at 256 px."""
+PLANNED_BREAK_EVEN_STEPS = 200
+"""Steps of a 256x256 px scale from which compiling its planned program pays within the run (see
+:func:`planned_pays`). Measured on the 2-core Xeon of docs/benchmarks.md ("Cold start"): compiling the
+Winograd program costs ~5 s of wall time beside the steps; it then saves ~23 ms a step at 256 px."""
+
+PLANNED_GAIN_EXPONENT = 1.8
+"""How the planned program's saving per step grows with the pixels: 23 ms at 256x256, 280 ms at 512x512 (XLA's
+convolutions slow down per pixel on large images, Winograd's do not), i.e. as pixels to the 1.8."""
+
+
+def planned_pays(pixels: int, steps: int) -> bool:
+    """Whether a scale of ``steps`` steps at ``pixels`` output pixels wins back its planned program's compilation:
+    ``steps`` at least :data:`PLANNED_BREAK_EVEN_STEPS` x (256² / ``pixels``) ^ :data:`PLANNED_GAIN_EXPONENT`
+    (200 steps at 256x256 px, 57 at 384x384, 17 at 512x512)."""
+    return steps >= PLANNED_BREAK_EVEN_STEPS * (256 * 256 / max(pixels, 1)) ** PLANNED_GAIN_EXPONENT
 
 
 def planned_program_key(spec: EngineSpec, shapes: Any) -> str:
@@ -91,13 +102,13 @@ class TieredChunks:
         return "planned" if not self.tiered or self._compiled is not None else "quick"
 
     def start(self, carry: Any, targets: Any, loss_weights: Any, n_steps: Any, stop: Any, *,
-              work: float = math.inf) -> None:  # fmt: skip
+              steps: float = math.inf) -> None:  # fmt: skip
         """Begin a scale whose arguments have these shapes: compile its planned program in the background and
         wait up to :data:`READY_WAIT_SECONDS` for it (a cached program is ready by then).
 
-        ``work``: output pixels x steps the scale will run. Below :data:`PLANNED_MIN_PIXEL_STEPS`, the
-        planned program is compiled only if an earlier run on this machine compiled it; otherwise the
-        scale runs on the quick program alone (:attr:`skipped` is then True).
+        ``steps``: how many the scale will run. Where :func:`planned_pays` says no, the planned program is
+        compiled only if an earlier run on this machine compiled it; otherwise the scale runs on the quick
+        program alone (:attr:`skipped` is then True).
         """
         self.join()  # a previous scale's compilation, if still running, finishes first (it uses the same cores)
         self._compiled = None
@@ -107,7 +118,8 @@ class TieredChunks:
         shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                               (carry, targets, loss_weights, n_steps, stop))  # fmt: skip
         key = planned_program_key(self.spec, shapes)
-        if work < PLANNED_MIN_PIXEL_STEPS and remembered(key, -1.0) < 0:
+        pixels = carry.image.shape[1] * carry.image.shape[2]
+        if not planned_pays(pixels, steps) and remembered(key, -1.0) < 0:
             self.skipped = True
             return
         self._outcome = {}
