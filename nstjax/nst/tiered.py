@@ -44,21 +44,25 @@ READY_WAIT_SECONDS = 1.0
 """How long a scale waits for the planned program before it starts with the quick one: a program in the
 persistent compilation cache loads within it (0.1-0.5 s measured), a compilation does not."""
 
+PLANNED_BREAK_EVEN_PIXELS = 256 * 170
+"""Output pixels of the scale :data:`PLANNED_BREAK_EVEN_STEPS` is measured at: a 3:2 photo at ``--size 256``."""
+
 PLANNED_BREAK_EVEN_STEPS = 200
-"""Steps of a 256x256 px scale from which compiling its planned program pays within the run (see
-:func:`planned_pays`). Measured on the 2-core Xeon of docs/benchmarks.md ("Cold start"): compiling the
-Winograd program costs ~5 s of wall time beside the steps; it then saves ~23 ms a step at 256 px."""
+"""Steps from which compiling the planned program pays within the run at :data:`PLANNED_BREAK_EVEN_PIXELS`
+(see :func:`planned_pays`). Measured on the 2-core Xeon of docs/benchmarks.md ("Cold start"): compiling the
+Winograd program costs ~5 s of wall time beside the steps; it then saves ~23 ms a step at 256x170 px."""
 
 PLANNED_GAIN_EXPONENT = 1.8
-"""How the planned program's saving per step grows with the pixels: 23 ms at 256x256, 280 ms at 512x512 (XLA's
+"""How the planned program's saving per step grows with the pixels: 23 ms at 256x170, 277 ms at 512x341 (XLA's
 convolutions slow down per pixel on large images, Winograd's do not), i.e. as pixels to the 1.8."""
 
 
-def planned_pays(pixels: int, steps: int) -> bool:
+def planned_pays(pixels: int, steps: float) -> bool:
     """Whether a scale of ``steps`` steps at ``pixels`` output pixels wins back its planned program's compilation:
-    ``steps`` at least :data:`PLANNED_BREAK_EVEN_STEPS` x (256² / ``pixels``) ^ :data:`PLANNED_GAIN_EXPONENT`
-    (200 steps at 256x256 px, 57 at 384x384, 17 at 512x512)."""
-    return steps >= PLANNED_BREAK_EVEN_STEPS * (256 * 256 / max(pixels, 1)) ** PLANNED_GAIN_EXPONENT
+    ``steps`` at least :data:`PLANNED_BREAK_EVEN_STEPS` x (:data:`PLANNED_BREAK_EVEN_PIXELS` / ``pixels``) ^
+    :data:`PLANNED_GAIN_EXPONENT` (200 steps at 256x170 px, 96 at 256x256, 17 at 512x341, 8 at 512x512)."""
+    ratio = PLANNED_BREAK_EVEN_PIXELS / max(pixels, 1)
+    return steps >= PLANNED_BREAK_EVEN_STEPS * ratio**PLANNED_GAIN_EXPONENT
 
 
 def planned_program_key(spec: EngineSpec, shapes: Any) -> str:
