@@ -13,7 +13,10 @@ compute convolutions from them.
 from __future__ import annotations
 
 import functools
+import gc
 import os
+import signal
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +27,7 @@ from .hub import cache_dir
 
 __all__ = [
     "FAST_BFLOAT16_FLAGS",
+    "Interrupts",
     "cpu_flags",
     "cpu_model",
     "enable_compilation_cache",
@@ -134,3 +138,54 @@ def fast_bfloat16(flags: Iterable[str] | None = None) -> bool:
     emulates bfloat16 arithmetic in float32.
     """
     return bool(FAST_BFLOAT16_FLAGS & frozenset(cpu_flags() if flags is None else flags))
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+def _in_gc_callback(frame: Any) -> bool:
+    """Whether ``frame`` runs inside a garbage-collection callback (``gc.callbacks``), where Python prints an
+    exception and drops it: JAX registers one, so a Ctrl-C raised there would be lost."""
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class Interrupts:
+    """SIGINT (Ctrl-C) while a long job runs, noted so that none is lost (a context manager, main thread only;
+    elsewhere it installs nothing and :attr:`requested` stays False).
+
+    Each SIGINT sets :attr:`requested`. With ``immediate`` the first one also raises ``KeyboardInterrupt`` at
+    once (a stylization stops mid-chunk), else only a second one does (training stops after its step). It is
+    never raised inside a garbage-collection callback, which would print and drop it; the job's loop calls
+    :meth:`check` between chunks or steps, which raises it then.
+    """
+
+    def __init__(self, *, immediate: bool):
+        self.immediate = immediate
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        again, self.requested = self.requested, True
+        if (self.immediate or again) and not _in_gc_callback(frame):
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def check(self) -> None:
+        """Raise the ``KeyboardInterrupt`` an immediate SIGINT asked for, if it has not reached the caller."""
+        if self.immediate and self.requested:
+            raise KeyboardInterrupt

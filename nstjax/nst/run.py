@@ -23,7 +23,7 @@ from ..io import images
 from ..io.images import ImageLike
 from ..models.vgg import network_of
 from ..weights import resolve_weights
-from ..runtime import enable_compilation_cache
+from ..runtime import Interrupts, enable_compilation_cache
 from .config import StylizeConfig, preset
 from ..train.estimate import describe_device  # noqa: F401 - re-exported (nstjax.recreate uses it from here)
 from .estimate import RunEstimate, estimate_run, nst_eta, remember_speed
@@ -229,80 +229,84 @@ def run_stylize(
             weights_source=getattr(weights, "label", weights.source),
         )
 
-    try:
-        for scale_index, (longest, steps) in enumerate(schedule):
-            if eta is not None:
-                eta.start(scale_index)  # this scale's programs compile from here (targets first)
-            shape = problem.shape_at(longest)
-            targets, _ = problem.targets(shape, spec, params)
-            init = problem.initial_image(shape) if image is None else upsample(image, shape)
-            carry = init_carry_jit(jnp.asarray(init)[None], spec)
-            chunks.start(carry, targets, loss_weights, jnp.int32(1), stop, steps=steps)
-            history = []
-            done = 0
-            stopped = "steps"
-            chunk = 1  # the first chunk also pays for compilation; then aim for ~1 s per chunk
-            scale_start = time.perf_counter()
-            while done < steps:
-                n = min(chunk, steps - done, HISTORY_LEN)
-                if config.save_every:
-                    n = min(n, config.save_every - done % config.save_every)
-                t0 = time.perf_counter()
-                carry, hist = chunks(carry, targets, loss_weights, jnp.int32(n), stop)
-                hist = np.asarray(hist)
-                ran = int(carry.step) - done
-                history.append(hist[:ran])
-                done += ran
-                dt = time.perf_counter() - t0
-                if ran and dt > 0:
-                    chunk = max(1, min(HISTORY_LEN, int(ran / dt)))
-                loss = float(carry.best_loss)
-                if progress is not None:
-                    _, t = evaluate(carry.best_image, params, targets, loss_weights, quick_spec(spec))
-                    terms = {k: float(v[0]) for k, v in t.items()}
-                # After evaluate: its compilation (first chunk) counts as this scale's, not as its steps'.
-                left = math.nan if eta is None else eta.update(scale_index, done)
-                if progress is not None:
-                    progress(
-                        Progress(
-                            scale=scale_index + 1,
-                            scales=len(schedule),
-                            size=shape,
-                            step=done,
-                            steps=steps,
-                            evaluations=total_evals + int(carry.evaluations),
-                            loss=loss,
-                            terms=terms,
-                            elapsed=time.perf_counter() - scale_start,
-                            evals_per_second=int(carry.evaluations) / max(time.perf_counter() - scale_start, 1e-9),
-                            best_image=lambda c=carry: problem.finish(np.asarray(c.best_image[0])),
-                            eta=left,
+    # Ctrl-C stops the steps at once; one that lands in a garbage-collection callback (JAX has one), where
+    # Python would drop it, stops them after the chunk (runtime.Interrupts).
+    with Interrupts(immediate=True) as interrupts:
+        try:
+            for scale_index, (longest, steps) in enumerate(schedule):
+                if eta is not None:
+                    eta.start(scale_index)  # this scale's programs compile from here (targets first)
+                shape = problem.shape_at(longest)
+                targets, _ = problem.targets(shape, spec, params)
+                init = problem.initial_image(shape) if image is None else upsample(image, shape)
+                carry = init_carry_jit(jnp.asarray(init)[None], spec)
+                chunks.start(carry, targets, loss_weights, jnp.int32(1), stop, steps=steps)
+                history = []
+                done = 0
+                stopped = "steps"
+                chunk = 1  # the first chunk also pays for compilation; then aim for ~1 s per chunk
+                scale_start = time.perf_counter()
+                while done < steps:
+                    n = min(chunk, steps - done, HISTORY_LEN)
+                    if config.save_every:
+                        n = min(n, config.save_every - done % config.save_every)
+                    t0 = time.perf_counter()
+                    carry, hist = chunks(carry, targets, loss_weights, jnp.int32(n), stop)
+                    hist = np.asarray(hist)
+                    interrupts.check()
+                    ran = int(carry.step) - done
+                    history.append(hist[:ran])
+                    done += ran
+                    dt = time.perf_counter() - t0
+                    if ran and dt > 0:
+                        chunk = max(1, min(HISTORY_LEN, int(ran / dt)))
+                    loss = float(carry.best_loss)
+                    if progress is not None:
+                        _, t = evaluate(carry.best_image, params, targets, loss_weights, quick_spec(spec))
+                        terms = {k: float(v[0]) for k, v in t.items()}
+                    # After evaluate: its compilation (first chunk) counts as this scale's, not as its steps'.
+                    left = math.nan if eta is None else eta.update(scale_index, done)
+                    if progress is not None:
+                        progress(
+                            Progress(
+                                scale=scale_index + 1,
+                                scales=len(schedule),
+                                size=shape,
+                                step=done,
+                                steps=steps,
+                                evaluations=total_evals + int(carry.evaluations),
+                                loss=loss,
+                                terms=terms,
+                                elapsed=time.perf_counter() - scale_start,
+                                evals_per_second=int(carry.evaluations) / max(time.perf_counter() - scale_start, 1e-9),
+                                best_image=lambda c=carry: problem.finish(np.asarray(c.best_image[0])),
+                                eta=left,
+                            )
                         )
-                    )
-                if bool(carry.nonfinite):
-                    stopped = "nonfinite"
+                    if bool(carry.nonfinite):
+                        stopped = "nonfinite"
+                        break
+                    if ran < n:  # the loop left early: converged at this scale
+                        stopped = "converged"
+                        break
+                histories.append(np.concatenate(history) if history else np.zeros((0,), np.float32))
+                total_steps += int(carry.step)
+                total_evals += int(carry.evaluations)
+                image = np.asarray(carry.best_image[0])
+                carry = None  # counted: an interrupt before the next scale starts keeps `image`
+                if stopped == "nonfinite":
                     break
-                if ran < n:  # the loop left early: converged at this scale
-                    stopped = "converged"
-                    break
-            histories.append(np.concatenate(history) if history else np.zeros((0,), np.float32))
-            total_steps += int(carry.step)
-            total_evals += int(carry.evaluations)
-            image = np.asarray(carry.best_image[0])
-            carry = None  # counted: an interrupt before the next scale starts keeps `image`
-            if stopped == "nonfinite":
-                break
-    except (KeyboardInterrupt, StopStylize):
-        stopped = "interrupted"
-        best = image
-        if carry is not None and np.isfinite(float(carry.best_loss)):
-            best = np.asarray(carry.best_image[0])
-            total_steps += int(carry.step)
-            total_evals += int(carry.evaluations)
-            histories.append(np.concatenate(history) if history else np.zeros((0,), np.float32))
-        if best is None:
-            raise  # nothing ran yet: no image to keep
-        raise StylizeInterrupted(result_now(best)) from None
+        except (KeyboardInterrupt, StopStylize):
+            stopped = "interrupted"
+            best = image
+            if carry is not None and np.isfinite(float(carry.best_loss)):
+                best = np.asarray(carry.best_image[0])
+                total_steps += int(carry.step)
+                total_evals += int(carry.evaluations)
+                histories.append(np.concatenate(history) if history else np.zeros((0,), np.float32))
+            if best is None:
+                raise  # nothing ran yet: no image to keep
+            raise StylizeInterrupted(result_now(best)) from None
 
     chunks.join()  # a compilation still running finishes, so the next run finds it in the cache
     if eta is not None:  # the next plan on this machine expects as much

@@ -23,8 +23,6 @@ import contextlib
 import dataclasses
 import itertools
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +33,7 @@ import numpy as np
 
 from .. import faults
 from ..errors import NstjaxError
+from ..runtime import Interrupts
 from .checkpoint import RunDir
 from .data import BatchLoader
 from .estimate import Phase, WorkEta, describe_device, measured_flops_per_second, remember, remembered, step_flops
@@ -157,30 +156,6 @@ class TrainingDiverged(NstjaxError):
         self.step = step
 
 
-class _StopFlag:
-    """Turns the first SIGINT into a request to stop after the current step (main thread only)."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-
-            def handler(signum, frame):
-                if self.requested:  # the second Ctrl-C: stop now
-                    raise KeyboardInterrupt
-                self.requested = True
-
-            signal.signal(signal.SIGINT, handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _mean(metrics: list[dict[str, Any]]) -> dict[str, float]:
     host = to_host(metrics)
     return {k: float(np.mean([float(m[k]) for m in host])) for k in host[0]}
@@ -278,7 +253,7 @@ def fit(
         return state
     batches: Iterator = loader.iterate(start_step, total_steps)
     done = start_step
-    with _StopFlag() as flag, contextlib.closing(batches):
+    with Interrupts(immediate=False) as flag, contextlib.closing(batches):
         first = next(batches, None)
         if first is not None and progress is not None and run.primary:
             plan = plan_training(system, train_step, state, shard_batch(first[1], mesh), start_step, total_steps)
