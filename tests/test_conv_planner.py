@@ -40,12 +40,13 @@ EPS = 2.0**-24
 
 # --------------------------------------------------------------------------- the plan at its thresholds
 
-# A table where nothing triggers unless a test lowers it: every floor out of reach, every ceiling at 0.
+# A table where nothing triggers unless a test lowers it: every floor out of reach, every ceiling at 0
+# (trained_winograd_min_pixels only narrows Winograd, which its other floors already rule out: 0).
 NEVER = ConvThresholds(
     winograd_min_channels=10**9, winograd_min_macs=10**18, tap_gradient_min_channels=10**9,
     tap_gradient_min_rows=10**9, tap_gradient_min_macs=10**18, products_min_macs=10**18, tiny_output_pixels=0,
     xla_min_pixels=10**9, xla_min_in_channels=10**9, bf16_gemm_min_channels=10**9, bf16_gemm_min_macs=10**18,
-    bf16_gemm_max_pixels=0,
+    bf16_gemm_max_pixels=0, trained_winograd_min_pixels=0,
 )  # fmt: skip
 FAST_BF16, SLOW = frozenset({"amx_bf16"}), frozenset({"avx2"})
 
@@ -85,6 +86,12 @@ def test_gan_winograd_thresholds() -> None:
     assert gan(4, 4, 8, 9, 3, 1, **{**on, "winograd_min_channels": 9}) == ("gemm", False)  # both sides count
     assert gan(4, 4, 8, 8, 3, 2, **on) == ("gemm", False)  # stride 2: never
     assert gan(4, 4, 8, 8, 4, 1, **on) == ("gemm", False)  # 4x4: never
+    # Trained kernels are transformed every step: only outputs of trained_winograd_min_pixels amortize that.
+    assert gan(4, 4, 8, 8, 3, 1, **on, trained_winograd_min_pixels=16) == ("winograd", False)
+    assert gan(4, 4, 8, 8, 3, 1, **on, trained_winograd_min_pixels=17) == ("gemm", False)
+    # VGG's kernels are transformed once a run: the floor does not apply there.
+    assert vgg_plan(4, 4, 8, 8, jnp.float32, winograd_min_channels=8, winograd_min_macs=9216,
+                    trained_winograd_min_pixels=10**9) == ("winograd", "float32")  # fmt: skip
 
 
 def test_gan_large_outputs_keep_xla() -> None:

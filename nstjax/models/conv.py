@@ -109,6 +109,11 @@ class ConvThresholds:
     """MACs: smaller layers keep XLA's kernel gradient."""
 
     # use="gan": trained layers (CycleGAN, pix2pix, SPADE).
+    trained_winograd_min_pixels: int = 1024
+    """Pixels (output): a trained layer's kernel is Winograd-transformed at every step, forward and again for the
+    input gradient (16 x Cin x Cout values each, from a strided read of the kernel), which only outputs this
+    large amortize: 3x3 layers of 512-1024 channels at 4x4-16x16 px (pix2pix's and SPADE's inner layers at
+    128 px) spent more time transforming kernels than multiplying. VGG's kernels are transformed once a run."""
     products_min_macs: int = 20_000_000
     """MACs: smaller layers (test-sized networks) stay XLA convolutions, which compile faster."""
     tiny_output_pixels: int = 16
@@ -177,8 +182,8 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     1. outputs of at most ``t.tiny_output_pixels`` and stride-1 outputs of one channel:
        the products;
     2. under ``t.products_min_macs``: XLA's;
-    3. stride-1 3x3 layers with ``t.winograd_min_channels`` on both sides and
-       ``t.winograd_min_macs``: Winograd;
+    3. stride-1 3x3 layers with ``t.winograd_min_channels`` on both sides,
+       ``t.winograd_min_macs`` and ``t.trained_winograd_min_pixels``: Winograd;
     4. stride-1 outputs of ``t.xla_min_pixels`` or more, 3x3 with
        ``t.xla_min_in_channels`` input channels or narrowing the channels: XLA's;
     5. the products elsewhere (strided layers, the 7x7 stems, 4x4 discriminator layers,
@@ -240,7 +245,7 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     if not generic_path:
         if macs < t.products_min_macs:
             return ConvPlan("xla", dtype)
-        if winograd:
+        if winograd and pixels >= t.trained_winograd_min_pixels:
             return ConvPlan("winograd", dtype)
         if stride == 1 and pixels >= t.xla_min_pixels and (
             (kernel == 3 and in_channels >= t.xla_min_in_channels) or out_channels < in_channels
