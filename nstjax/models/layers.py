@@ -24,6 +24,7 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .conv import (
     CONV_IMPLS,
@@ -174,15 +175,17 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, padding: int, output
     lo, hi = min(offsets), max(offsets)
     size = hi - lo + 1
     c_in, c_out = kernel.shape[2], kernel.shape[3]
-    phases = []
+    # The four phases' kernels side by side, channels ordered (a, b, cout), as one product with a constant 0/1
+    # selection (exact: each entry is one tap or zero). Its gradient is the transposed product; built from
+    # per-tap slices instead, the kernel gradient was 16 zero-padded copies of the kernel added up.
+    select = np.zeros((size, size, 2, 2, k, k), np.float32)  # [dy, dx, a, b, t, u]
     for a in (0, 1):
         for b in (0, 1):
-            sub = jnp.zeros((size, size, c_in, c_out), kernel.dtype)
             for t, dy in taps[a]:
                 for u, dx in taps[b]:
-                    sub = sub.at[dy - lo, dx - lo].set(kernel[t, u])
-            phases.append(sub)
-    combined = jnp.concatenate(phases, axis=-1)  # channels ordered (a, b, cout)
+                    select[dy - lo, dx - lo, a, b, t, u] = 1.0
+    combined = jnp.einsum("deabtu,tuio->deiabo", jnp.asarray(select, kernel.dtype), kernel,
+                          precision=jax.lax.Precision.HIGHEST).reshape(size, size, c_in, 4 * c_out)  # fmt: skip
     xp = jnp.pad(x, ((0, 0), (-lo, hi), (-lo, hi), (0, 0)))
     y = convolve(xp, combined, impl=impl)
     n, h, w, _ = y.shape
