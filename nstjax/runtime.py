@@ -155,8 +155,8 @@ def _in_gc_callback(frame: Any) -> bool:
 
 
 class Interrupts:
-    """SIGINT (Ctrl-C) while a long job runs, noted so that none is lost (a context manager, main thread only;
-    elsewhere it installs nothing and :attr:`requested` stays False).
+    """SIGINT (Ctrl-C) while a long job runs, noted so that none is lost (a context manager, main thread only,
+    and not where SIGINT is ignored; elsewhere it installs nothing and :attr:`requested` stays False).
 
     Each SIGINT sets :attr:`requested`. With ``immediate`` the first one also raises ``KeyboardInterrupt`` at
     once (a stylization stops mid-chunk), else only a second one does (training stops after its step). It is
@@ -175,7 +175,9 @@ class Interrupts:
             raise KeyboardInterrupt
 
     def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
+        # A process started with SIGINT ignored (nohup, a background job) keeps ignoring it.
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handler)
         return self

@@ -20,6 +20,15 @@ from nstjax.runtime import Interrupts
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
+@pytest.fixture(autouse=True)
+def python_default_handler():
+    """Python's own SIGINT handler for each test: a process started in the background (CI's `nohup ... &`)
+    inherits SIGINT ignored, which would hide what these tests look at."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def sigint_inside_a_gc_callback() -> None:
     """Run one collection whose callback receives a SIGINT (its handler runs in the callback's frame)."""
     fired = []
@@ -78,3 +87,15 @@ def test_deferred_interrupts_stop_at_the_next_check_and_a_second_one_at_once() -
             os.kill(os.getpid(), signal.SIGINT)
             for _ in range(1000):
                 pass
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    # A job started with SIGINT ignored (nohup, `&` in a script) must not become interruptible.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with Interrupts(immediate=True) as interrupts:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+        assert not interrupts.requested
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

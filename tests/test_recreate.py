@@ -364,7 +364,14 @@ def test_ctrl_c_on_a_real_recreate_keeps_the_stages_and_the_latest_image(tmp_pat
     args = [sys.executable, "-m", "nstjax.launch", "recreate", files.sketch, "--painting", files.painting,
             "--exemplars", files.sky_ex, "-o", out, "--stages", stages, "--weights", "random", "--size", "32",
             "--steps", "200", "--painter", "nst"]  # fmt: skip
-    proc = subprocess.Popen([str(a) for a in args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a test run started in the background (`nohup ... &`) has SIGINT ignored, which the
+    # child would inherit and keep (as nstjax should); a handled SIGINT here reaches the child as the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([str(a) for a in args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 240
         while not (stages / "photo.png").exists() and proc.poll() is None and time.monotonic() < deadline:
