@@ -148,7 +148,7 @@ def reexec_with_memory_settings() -> None:
     Call it first thing in a ``__main__`` (before JAX is imported: the work done so
     far is repeated). Returns normally when there is nothing to do or exec fails.
     """
-    allocator = None if _preloaded(os.environ) else find_allocator(os.environ)
+    allocator = None if _preloaded(os.environ) else find_allocator(os.environ)  # no library search when preloaded
     env = launch_environment(os.environ, system=platform.system(), libc=platform.libc_ver()[0], mode=thp_mode(),
                              allocator=allocator)  # fmt: skip
     if env is None:

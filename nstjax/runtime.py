@@ -176,10 +176,11 @@ class Interrupts:
 
     def __enter__(self) -> Interrupts:
         # A process started with SIGINT ignored (nohup, a background job) keeps ignoring it.
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -286,14 +286,14 @@ def main(argv=None) -> int:
 
     # Warm-up: fills nstjax's compilation cache (and its one-off device-speed measurement), loads
     # torch's libraries into the page cache. Not counted.
+    envs = {name: {**env, **VARIANT_ENV.get(name, {})} for name in cmds}
     for name, cmd in cmds.items():
-        r = measure(cmd, {**env, **VARIANT_ENV.get(name, {})}, args.timeout)
+        r = measure(cmd, envs[name], args.timeout)
         print(f"  warm-up {name}: {r.get('wall_s', float('nan')):.1f} s, exit {r.get('returncode')}", flush=True)
         if r.get("returncode") != 0:
             print(r.get("output", "")[-3000:])
             return 1
 
-    envs = {name: {**env, **VARIANT_ENV.get(name, {})} for name in cmds}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
     names = list(cmds)
     with LoadSampler() as load:
