@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nstjax.models import layers, vgg
+from nstjax.models import conv, layers, vgg
 from nstjax.nst import config as nst_config
 from nstjax.nst import engine
 
@@ -139,14 +139,36 @@ def test_with_winograd_kernels_adds_what_the_plan_uses() -> None:
     # conv1_1 (3 channels) never runs by Winograd; nothing past conv3_1 is needed.
     assert with_forms == ["conv1_2", "conv2_1", "conv2_2", "conv3_1"]
     layer = prepared["conv2_1"]
-    np.testing.assert_array_equal(layer["kernel_w"], layers.winograd_kernel(layer["kernel"]))
-    np.testing.assert_array_equal(layer["kernel_t_w"], layers.winograd_kernel(vgg.transposed_kernel(layer["kernel"])))
+    # Split into the 16 product matrices, float32 (no bfloat16 activations asked for).
+    for name, kernel in (("kernel_w", layer["kernel"]), ("kernel_t_w", vgg.transposed_kernel(layer["kernel"]))):
+        expected = conv.split_winograd_kernel(layers.winograd_kernel(kernel))
+        assert len(layer[name]) == 16 and all(a.dtype == jnp.float32 for a in layer[name])
+        for got, want in zip(layer[name], expected, strict=True):
+            np.testing.assert_array_equal(got, want)
     assert vgg.with_winograd_kernels(prepared, ("relu3_1",), platform="cpu")["conv2_1"]["kernel_w"] is layer["kernel_w"]
     assert not any("kernel_w" in p for p in vgg.with_winograd_kernels(params, ("relu5_1",), platform="gpu").values())
     assert not any("kernel_w" in p for p in vgg.with_winograd_kernels(params, ("relu5_1",), "xla").values())
     assert [n for n, p in vgg.with_winograd_kernels(params, ("conv1_1",), "winograd").items() if "kernel_w" in p] == [
         "conv1_1"
     ]
+
+
+def test_winograd_forms_are_stored_in_the_products_dtype() -> None:
+    """bfloat16 forms where the products are bfloat16 (rounded from the float32 forms, exactly what a cast in
+    the program gave), float32 where they are float32: a cast in the program cost every form a conversion."""
+    fast, plain = ("avx2", "amx_bf16"), ("avx2", "avx512f")
+    assert conv.vgg_winograd_dtype(jnp.bfloat16, platform="cpu", cpu_flags=fast) == jnp.bfloat16
+    assert conv.vgg_winograd_dtype(jnp.bfloat16, platform="cpu", cpu_flags=plain) == jnp.float32
+    assert conv.vgg_winograd_dtype(jnp.float32, platform="cpu", cpu_flags=fast) == jnp.float32
+    assert conv.vgg_winograd_dtype(jnp.bfloat16, platform="gpu", cpu_flags=fast) == jnp.float32
+    assert conv.vgg_winograd_dtype(jnp.bfloat16, "winograd", platform="cpu", cpu_flags=plain) == jnp.bfloat16
+    params = {"conv1_2": vgg.init_params(0)["conv1_2"]}
+    f32 = vgg.with_winograd_kernels(params, ("relu1_2",), "winograd")["conv1_2"]
+    bf16 = vgg.with_winograd_kernels(params, ("relu1_2",), "winograd", dtype=jnp.bfloat16)["conv1_2"]
+    for name in ("kernel_w", "kernel_t_w"):
+        assert all(a.dtype == jnp.bfloat16 for a in bf16[name])
+        for got, exact in zip(bf16[name], f32[name], strict=True):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(exact.astype(jnp.bfloat16)))
 
 
 def test_device_params_follow_the_spec() -> None:

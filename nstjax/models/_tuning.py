@@ -28,7 +28,7 @@ from pathlib import Path
 from .. import runtime
 from ..hub import cache_dir
 from ..io.atomic import atomic_path
-from ._winograd import transposed_kernel, winograd_kernel
+from ._winograd import split_winograd_kernel, transposed_kernel, winograd_kernel
 
 __all__ = [
     "CHOICES_FILE",
@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 CHOICES_FILE = "conv_choices.json"
-_VERSION = 1
+_VERSION = 2  # 2: the Winograd candidates are timed with their forms stored as VGG now stores them (split, in
+# the compute dtype); version 1 timed a conversion of every form per call and favoured float32 XLA wrongly.
 
 Candidate = tuple[str, str]
 """(method, compute dtype name), e.g. ``("winograd", "bfloat16")``."""
@@ -194,8 +195,8 @@ def time_candidates(run: Callable[[Candidate], Callable[[], object]], candidates
 def vgg_layer_call(conv3x3: Callable, shape: tuple[int, int, int, int], dtype: str, candidate: Candidate):
     """A compiled value-and-input-gradient of one VGG layer computed by ``conv3x3``
     (:func:`nstjax.models.conv.conv3x3`) as ``candidate``: ``shape`` (output height, width, input and
-    output channels), ``dtype`` activations, float32 parameters with their transposed and Winograd
-    forms given, as :mod:`nstjax.models.vgg` has them. For :func:`time_candidates`."""
+    output channels), ``dtype`` activations, float32 parameters with their transposed form and their
+    Winograd forms split and in the compute dtype given, as :mod:`nstjax.models.vgg` has them. For :func:`time_candidates`."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -207,12 +208,14 @@ def vgg_layer_call(conv3x3: Callable, shape: tuple[int, int, int, int], dtype: s
     g = jnp.asarray(rng.standard_normal((1, h, w, c_out)), dtype)
     k = np.asarray(rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / (9 * c_in)), np.float32)
     kt = transposed_kernel(k)
-    forms = {"kernel": k, "kernel_t": kt, "kernel_w": winograd_kernel(k), "kernel_t_w": winograd_kernel(kt)}
-    forms = {name: jnp.asarray(v) for name, v in forms.items()}
+    # The Winograd forms split and in the dtype they are multiplied in, as vgg.with_winograd_kernels stores them.
+    forms = {"kernel": jnp.asarray(k), "kernel_t": jnp.asarray(kt),
+             **{name: split_winograd_kernel(jnp.asarray(winograd_kernel(v), compute))
+                for name, v in (("kernel_w", k), ("kernel_t_w", kt))}}  # fmt: skip
 
     def value(image, p):
         c = jnp.dtype(compute)
-        given = {n: v.astype(c) for n, v in p.items()} if method == "winograd" else {}
+        given = {n: jax.tree.map(lambda a: a.astype(c), v) for n, v in p.items()} if method == "winograd" else {}
         y = conv3x3(image.astype(c), p["kernel"].astype(c), ((1, 1), (1, 1)), p["kernel_t"].astype(c), method,
                     given.get("kernel_w"), given.get("kernel_t_w"))  # fmt: skip
         return jnp.vdot(y.astype(jnp.float32), g.astype(jnp.float32))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["transposed_kernel", "winograd_conv3x3", "winograd_kernel"]
+__all__ = ["split_winograd_kernel", "transposed_kernel", "winograd_conv3x3", "winograd_kernel"]
 
 
 def _winograd_rows(t0, t1, t2):
@@ -39,18 +39,30 @@ def winograd_kernel(kernel: Any) -> Any:
     return stack([stack(_winograd_rows(r[0], r[1], r[2])) for r in rows])
 
 
+def split_winograd_kernel(kernel_w: Any) -> tuple[Any, ...]:
+    """The 16 [Cin, Cout] matrices of a [4, 4, Cin, Cout] :func:`winograd_kernel`, in row-major (row,
+    column) order: the right-hand operands of :func:`winograd_conv3x3`'s 16 products, each its own array.
+
+    Stored this way (:func:`nstjax.models.vgg.with_winograd_kernels`), a program multiplies them as they
+    are; slicing them out of one array costs a copy of every form at every call (on CPU in bfloat16 also
+    two conversions, as XLA:CPU slices bfloat16 in float32).
+    """
+    return tuple(kernel_w[a, j] for a in range(4) for j in range(4))
+
+
 def _winograd_input(t0, t1, t2, t3):
     """Bᵀ applied along one axis of a 4-row (or 4-column) input tile (lax: traced often)."""
     add, sub = jax.lax.add, jax.lax.sub
     return [sub(t0, t2), add(t1, t2), sub(t2, t1), sub(t1, t3)]
 
 
-def winograd_conv3x3(x: jax.Array, kernel_w: jax.Array, padding) -> jax.Array:
+def winograd_conv3x3(x: jax.Array, kernel_w: Any, padding) -> jax.Array:
     """3x3 stride-1 cross-correlation by Winograd's F(2x2, 3x3), with float32 products.
 
     Args:
       x: [B, H, W, Cin], any float dtype.
-      kernel_w: :func:`winograd_kernel` of a [3, 3, Cin, Cout] HWIO kernel, [4, 4, Cin, Cout].
+      kernel_w: :func:`winograd_kernel` of a [3, 3, Cin, Cout] HWIO kernel, [4, 4, Cin, Cout], or its
+        :func:`split_winograd_kernel` (16 arrays [Cin, Cout]).
       padding: ``((top, bottom), (left, right))`` zeros, each 0 or more.
 
     Returns:
@@ -65,12 +77,14 @@ def winograd_conv3x3(x: jax.Array, kernel_w: jax.Array, padding) -> jax.Array:
     if min(pt, pb, pl, pr) < 0:
         raise ValueError(f"winograd_conv3x3 takes non-negative padding, got {padding}")
     b, h, w, c_in = x.shape
-    c_out = kernel_w.shape[-1]
+    if not isinstance(kernel_w, (tuple, list)):
+        kernel_w = split_winograd_kernel(kernel_w)
+    c_out = kernel_w[0].shape[-1]
     ho, wo = h + pt + pb - 2, w + pl + pr - 2
     th, tw = -(-ho // 2), -(-wo // 2)  # 2x2 output tiles per column and row
     # 4x4 input tiles overlap by 2: the tile grid needs 2·tiles + 2 rows and columns.
     xp = jnp.pad(x, ((0, 0), (pt, 2 * th + 2 - h - pt), (pl, 2 * tw + 2 - w - pl), (0, 0)))
-    kernel_w = kernel_w.astype(x.dtype)
+    kernel_w = [w.astype(x.dtype) for w in kernel_w]
     lax = jax.lax  # lax primitives: this runs 57 times per traced VGG evaluation, jnp's indexing costs ~3x more
     # Bᵀ along rows on the four row phases, then along columns: 16 arrays [B, th, tw, Cin],
     # the input tiles' transformed entries (slices and additions XLA fuses into each product's operand).
@@ -81,8 +95,7 @@ def winograd_conv3x3(x: jax.Array, kernel_w: jax.Array, padding) -> jax.Array:
         tiles = _winograd_input(*(lax.slice(row, (0, 0, v, 0), (b, th, v + 2 * tw - 1, c_in), (1, 1, 2, 1))
                                   for v in range(4)))  # fmt: skip
         products.append([
-            lax.dot_general(d, lax.index_in_dim(lax.index_in_dim(kernel_w, a, 0, False), j, 0, False),
-                            (((3,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+            lax.dot_general(d, kernel_w[4 * a + j], (((3,), (0,)), ((), ())), preferred_element_type=jnp.float32)
             for j, d in enumerate(tiles)
         ])  # fmt: skip
     # Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]] along both axes of each tile: its 2x2 outputs.

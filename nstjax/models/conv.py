@@ -44,7 +44,7 @@ from ._gemm import (
     tap_kernel_gradient,
 )
 from ._tuning import Candidate, ChoiceCache, class_shape, fastest, shape_class, time_candidates, vgg_layer_call
-from ._winograd import transposed_kernel, winograd_conv3x3, winograd_kernel
+from ._winograd import split_winograd_kernel, transposed_kernel, winograd_conv3x3, winograd_kernel
 from .vgg_layers import CONV_IMPLS  # declared where configs read it without importing JAX
 
 __all__ = [
@@ -61,7 +61,9 @@ __all__ = [
     "gemm_conv_forward",
     "measured_vgg_choice",
     "vgg_candidates",
+    "vgg_winograd_dtype",
     "plan",
+    "split_winograd_kernel",
     "tap_kernel_gradient",
     "transposed_kernel",
     "tuning_enabled",
@@ -252,6 +254,24 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
         ):
             return ConvPlan("xla", dtype)
     return ConvPlan(products, dtype, xla_forward=products == "gemm" and kernel >= 3 and pixels >= t.xla_min_pixels)
+
+
+def vgg_winograd_dtype(dtype: Any, impl: str = "auto", *, platform: str | None = None,
+                       cpu_flags: Iterable[str] | None = None) -> jnp.dtype:  # fmt: skip
+    """The dtype in which :func:`plan` (``use="vgg"``) multiplies a ``dtype`` layer's Winograd products.
+
+    ``dtype`` itself for ``impl="winograd"``; for ``"auto"``, bfloat16 where ``dtype`` is bfloat16 on a CPU
+    with fast bfloat16 (``cpu_flags``, default this one's), else float32 (so also where no layer takes
+    Winograd). The Winograd forms of VGG's kernels are stored in it
+    (:func:`nstjax.models.vgg.with_winograd_kernels`): cast inside the program, they cost a conversion of
+    every form at every evaluation (a third of a bfloat16 evaluation at 256 px on a 2-core Xeon).
+    """
+    dtype = jnp.dtype(dtype)
+    if impl == "winograd":
+        return dtype
+    platform = jax.default_backend() if platform is None else platform
+    fast = impl == "auto" and platform == "cpu" and dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags)
+    return dtype if fast else jnp.dtype(jnp.float32)
 
 
 def winograd_possible(in_channels: int, out_channels: int, impl: str = "auto", *, platform: str | None = None,

@@ -30,6 +30,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,8 +46,10 @@ from .conv import (
     conv3x3,
     gemm_conv_forward,
     plan,
+    split_winograd_kernel,
     transposed_kernel,
     winograd_kernel,
+    vgg_winograd_dtype,
     winograd_possible,
 )
 
@@ -128,10 +131,13 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], .
 
 
 def with_winograd_kernels(params: Any, layers: Iterable[str], conv_impl: str = "auto", *,
-                          platform: str | None = None) -> Any:
+                          dtype: Any = jnp.float32, platform: str | None = None) -> Any:
     """``params`` with ``"kernel_w"`` / ``"kernel_t_w"`` (:func:`nstjax.models.conv.winograd_kernel`
     of ``kernel`` and of its :func:`transposed_kernel`) for the convolutions up to the deepest of ``layers``
-    that :func:`conv_plan` may compute by Winograd (:func:`winograd_possible`).
+    that :func:`conv_plan` may compute by Winograd (:func:`winograd_possible`), for ``dtype`` activations:
+    each form is stored as its 16 product matrices (:func:`nstjax.models.conv.split_winograd_kernel`), in
+    the dtype the products take (:func:`nstjax.models.conv.vgg_winograd_dtype`: bfloat16 for bfloat16
+    activations on a CPU with fast bfloat16, float32 otherwise), rounded from float32 forms.
 
     Without them those layers transform their kernels on every evaluation (about
     4 ms per 512->512 layer on a 2-core CPU). Once per run, like
@@ -149,17 +155,19 @@ def with_winograd_kernels(params: Any, layers: Iterable[str], conv_impl: str = "
     }  # fmt: skip
     if not todo:
         return params
-    forms = _winograd_forms(todo)
+    forms = _winograd_forms(todo, vgg_winograd_dtype(dtype, conv_impl, platform=platform).name)
     return {name: {**layer, "kernel_w": forms[name][0], "kernel_t_w": forms[name][1]} if name in forms else layer
             for name, layer in params.items()}  # fmt: skip
 
 
-@jax.jit
-def _winograd_forms(kernels: dict[str, tuple[Any, Any]]) -> dict[str, tuple[jax.Array, jax.Array]]:
+@functools.partial(jax.jit, static_argnums=1)
+def _winograd_forms(kernels: dict[str, tuple[Any, Any]], dtype: str) -> dict[str, tuple[jax.Array, jax.Array]]:
     # kernel_t when given (with_transposed_kernels made it in NumPy): XLA:CPU's transpose of the
-    # channel axes costs more than the Winograd transforms themselves.
-    return {name: (winograd_kernel(k), winograd_kernel(transposed_kernel(k) if kt is None else kt))
-            for name, (k, kt) in kernels.items()}  # fmt: skip
+    # channel axes costs more than the Winograd transforms themselves. Transformed in float32, then rounded.
+    def form(k):
+        return split_winograd_kernel(winograd_kernel(jnp.asarray(k, jnp.float32)).astype(dtype))
+
+    return {name: (form(k), form(transposed_kernel(k) if kt is None else kt)) for name, (k, kt) in kernels.items()}
 
 
 def conv_plan(
@@ -220,7 +228,8 @@ class Conv3x3(nn.Module):
         _, h, w, c = x.shape
         plan = conv_plan(h, w, c, self.features, self.dtype, self.conv_impl)
         compute = plan.compute_dtype
-        given = {name: None if v is None else v.astype(compute) for name, v in given.items()}
+        given = {name: None if v is None else jax.tree.map(lambda a: a.astype(compute), v)
+                 for name, v in given.items()}  # fmt: skip
         y = conv3x3(x.astype(compute), kernel.astype(compute), pad, given["kernel_t"], plan.method,
                     given["kernel_w"], given["kernel_t_w"])
         return (y + bias.astype(compute)).astype(self.dtype)

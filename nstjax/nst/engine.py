@@ -194,7 +194,7 @@ def device_params(params: Any, sharding: Any = None, spec: EngineSpec | None = N
     """
     prepared = vgg.with_transposed_kernels(params)
     if spec is not None:
-        prepared = vgg.with_winograd_kernels(prepared, spec.layers, spec.conv_impl)
+        prepared = vgg.with_winograd_kernels(prepared, spec.layers, spec.conv_impl, dtype=spec.dtype)
     return jax.device_put(prepared, sharding)
 
 
