@@ -84,10 +84,15 @@ def winograd_conv3x3(x: jax.Array, kernel_w: Any, padding) -> jax.Array:
     th, tw = -(-ho // 2), -(-wo // 2)  # 2x2 output tiles per column and row
     # 4x4 input tiles overlap by 2: the tile grid needs 2·tiles + 2 rows and columns.
     xp = jnp.pad(x, ((0, 0), (pt, 2 * th + 2 - h - pt), (pl, 2 * tw + 2 - w - pl), (0, 0)))
+    # The transforms run in float32 whatever x's dtype, each tile rounded once for its product: XLA:CPU
+    # computes bfloat16 element-wise code in float32 anyway and rounded every intermediate it kept (the
+    # row-transformed input, the strided slices) back to bfloat16: 13 % of a bfloat16 VGG evaluation at
+    # 256 px on a 2-core Xeon, and a second rounding of every tile.
+    xp = xp.astype(jnp.float32)
     kernel_w = [w.astype(x.dtype) for w in kernel_w]
     lax = jax.lax  # lax primitives: this runs 57 times per traced VGG evaluation, jnp's indexing costs ~3x more
-    # Bᵀ along rows on the four row phases, then along columns: 16 arrays [B, th, tw, Cin],
-    # the input tiles' transformed entries (slices and additions XLA fuses into each product's operand).
+    # Bᵀ along rows on the four row phases, then along columns: 16 arrays [B, th, tw, Cin], the input
+    # tiles' transformed entries (slices and additions XLA fuses into each product's operand), in x's dtype.
     rows = _winograd_input(*(lax.slice(xp, (0, u, 0, 0), (b, u + 2 * th - 1, 2 * tw + 2, c_in), (1, 2, 1, 1))
                              for u in range(4)))  # fmt: skip
     products = []
@@ -95,7 +100,8 @@ def winograd_conv3x3(x: jax.Array, kernel_w: Any, padding) -> jax.Array:
         tiles = _winograd_input(*(lax.slice(row, (0, 0, v, 0), (b, th, v + 2 * tw - 1, c_in), (1, 1, 2, 1))
                                   for v in range(4)))  # fmt: skip
         products.append([
-            lax.dot_general(d, kernel_w[4 * a + j], (((3,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+            lax.dot_general(d.astype(x.dtype), kernel_w[4 * a + j], (((3,), (0,)), ((), ())),
+                            preferred_element_type=jnp.float32)
             for j, d in enumerate(tiles)
         ])  # fmt: skip
     # Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]] along both axes of each tile: its 2x2 outputs.
