@@ -189,12 +189,14 @@ def _conv_ops(jaxpr):
     """(kind, operand dtypes, result dtype) of every convolution (``conv_general_dilated``), every
     matrix product that maps pixels to output channels as an im2col GEMM (``dot_general``) or as
     one of Winograd's 16 products (``winograd``), recursively. Kernel gradients (unused, XLA drops
-    them) are products over pixels and convolutions, so only convolutions include dead code."""
+    them) are products over pixels, left out, and convolutions, so only convolutions include dead code."""
     out = []
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         dims = eqn.params.get("dimension_numbers") if name == "dot_general" else None
         kind = {(((1,), (0,)), ((), ())): "dot_general", WINOGRAD_DIMS: "winograd"}.get(dims)
+        if kind == "dot_general" and eqn.invars[1].aval.shape[0] > eqn.invars[0].aval.shape[0]:
+            kind = None  # contracts over pixels: a kernel gradient (plane_kernel_gradient), dead code XLA drops
         if name == "conv_general_dilated":
             kind = name
         if kind:

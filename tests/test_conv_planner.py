@@ -46,7 +46,8 @@ NEVER = ConvThresholds(
     winograd_min_channels=10**9, winograd_min_macs=10**18, tap_gradient_min_channels=10**9,
     tap_gradient_min_rows=10**9, tap_gradient_min_macs=10**18, products_min_macs=10**18, tiny_output_pixels=0,
     xla_min_pixels=10**9, xla_min_in_channels=10**9, bf16_gemm_min_channels=10**9, bf16_gemm_min_macs=10**18,
-    bf16_gemm_max_pixels=0, trained_winograd_min_pixels=0,
+    bf16_gemm_max_pixels=0, trained_winograd_min_pixels=0, plane_gradient_max_channels=0,
+    plane_gradient_min_macs=10**18,
 )  # fmt: skip
 FAST_BF16, SLOW = frozenset({"amx_bf16"}), frozenset({"avx2"})
 
@@ -196,6 +197,7 @@ def operands(h, w, c_in, c_out, k, seed=0, batch=2):
 
 ON_CPU = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the per-tap gradients and XLA's forward are CPU paths")
 TAPS_ALWAYS = dict(tap_gradient_min_channels=1, tap_gradient_min_rows=1, tap_gradient_min_macs=0)
+PLANES_ALWAYS = dict(plane_gradient_max_channels=10**9, plane_gradient_min_macs=0)
 
 # (name, impl, stride, padding, channels in -> out, kernel, table overrides or None, Winograd value / input gradient)
 CASES = [
@@ -208,6 +210,11 @@ CASES = [
     ("shift", "gemm", 1, ((2, 1), (0, 1)), (5, 3), 3, None, False),
     ("winograd", "winograd", 1, ((2, 1), (0, 2)), (4, 5), 3, None, True),
     ("winograd, per-tap kernel gradient", "winograd", 1, ((1, 1), (1, 1)), (4, 5), 3, TAPS_ALWAYS, True),
+    # The planes of the thinner side: the input's (any stride), or the output gradient's (stride 1).
+    ("xla, planes kernel gradient", "xla", 2, ((1, 0), (2, 1)), (2, 5), 3, PLANES_ALWAYS, False),
+    ("xla, planes kernel gradient (output side)", "xla", 1, ((0, 0), (1, 2)), (5, 2), 4, PLANES_ALWAYS, False),
+    ("gemm, planes kernel gradient", "gemm", 2, ((1, 2), (0, 1)), (3, 5), 4, PLANES_ALWAYS, False),
+    ("shift, planes kernel gradient", "gemm", 1, ((2, 1), (0, 1)), (5, 1), 3, PLANES_ALWAYS, False),
 ]  # fmt: skip
 
 
@@ -231,6 +238,12 @@ def test_convolve_equals_the_exact_convolution(monkeypatch, name, impl, stride, 
         taps = [e for e in _eqns(jaxpr.jaxpr)
                 if e.primitive.name == "dot_general" and e.outvars[0].aval.shape == channels[::-1]]  # fmt: skip
         assert len(taps) == k * k
+    if "planes" in name:  # ... or one product of k*k planes of the thin side against the other side
+        jaxpr = jax.make_jaxpr(lambda a, b: jax.vjp(fn, a, b)[1](fn(a, b)))(x, w)
+        thin, wide = sorted(channels)
+        planes = [e for e in _eqns(jaxpr.jaxpr)
+                  if e.primitive.name == "dot_general" and e.outvars[0].aval.shape == (k * k * thin, wide)]  # fmt: skip
+        assert len(planes) == 1
 
 
 def _eqns(jaxpr):

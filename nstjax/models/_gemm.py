@@ -17,6 +17,7 @@ __all__ = [
     "gemm_input_gradient",
     "gemm_kernel_gradient",
     "pad4",
+    "plane_kernel_gradient",
     "shift_conv_backward",
     "shift_conv_forward",
     "tap_kernel_gradient",
@@ -120,6 +121,43 @@ def tap_kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, ...
         for j in range(k_w)
     ]
     return jnp.stack(taps).reshape(k_h, k_w, c_out, c_in).transpose(0, 1, 3, 2).astype(x.dtype)
+
+
+def plane_kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, ...], stride: int, pads) -> jax.Array:
+    """The kernel gradient of a layer with few input or few output channels, as one matrix product over the
+    channel planes of its thin side.
+
+    ``x`` [B, H, W, Cin] the convolution's input, ``g`` [B, Ho, Wo, Cout] the gradient of its output,
+    ``pads`` ``((top, bottom), (left, right))`` zeros; returns [kh, kw, Cin, Cout] in ``x``'s dtype,
+    accumulated in float32. With fewer input than output channels, the rows are the input's planes as each
+    tap reads them (kh·kw·Cin rows of B·Ho·Wo positions, any stride), times ``g`` as [B·Ho·Wo, Cout];
+    otherwise (stride 1 only) the rows are ``g``'s planes moved to the input positions each tap reads
+    (kh·kw·Cout rows of B·Hp·Wp), times the padded input. Either way the product contracts over the rows'
+    minor axis, the form XLA:CPU hands to its fast GEMM, and the planes are copied from a few channels only:
+    XLA:CPU's own kernel-gradient convolution of the 7x7 RGB heads and stems ran 2x slower, and its
+    transposed contractions (the per-tap products, the im2col product) slower still (docs/benchmarks.md).
+    """
+    k_h, k_w, c_in, c_out = kernel_shape
+    xp = pad4(x, pads)
+    b, hp, wp, _ = xp.shape
+    ho, wo = g.shape[1], g.shape[2]
+    if c_in <= c_out:
+        planes = jnp.transpose(xp, (3, 0, 1, 2))  # [Cin, B, Hp, Wp]: a transpose of a few channels
+        span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+        rows = jnp.stack([planes[:, :, dy : dy + span_h : stride, dx : dx + span_w : stride]
+                          for dy in range(k_h) for dx in range(k_w)])  # fmt: skip
+        columns = g.reshape(b * ho * wo, c_out).astype(x.dtype)
+        product = jax.lax.dot(rows.reshape(k_h * k_w * c_in, b * ho * wo), columns, preferred_element_type=jnp.float32)
+        return product.reshape(k_h, k_w, c_in, c_out).astype(x.dtype)
+    if stride != 1:
+        raise ValueError(f"plane_kernel_gradient takes stride 1 where Cout < Cin, got stride {stride}")
+    planes = jnp.transpose(g.astype(x.dtype), (3, 0, 1, 2))  # [Cout, B, Ho, Wo]
+    # Tap (dy, dx) of output pixel (i, j) read input pixel (i + dy, j + dx): g's plane shifted by (dy, dx).
+    rows = jnp.stack([jnp.pad(planes, ((0, 0), (0, 0), (dy, hp - ho - dy), (dx, wp - wo - dx)))
+                      for dy in range(k_h) for dx in range(k_w)])  # fmt: skip
+    product = jax.lax.dot(rows.reshape(k_h * k_w * c_out, b * hp * wp), xp.reshape(b * hp * wp, c_in),
+                          preferred_element_type=jnp.float32)  # fmt: skip
+    return product.reshape(k_h, k_w, c_out, c_in).transpose(0, 1, 3, 2).astype(x.dtype)
 
 
 # The shifted sum: for stride-1 layers with fewer output than input channels (the RGB heads), the input times

@@ -196,7 +196,8 @@ def vgg_layer_call(conv3x3: Callable, shape: tuple[int, int, int, int], dtype: s
     """A compiled value-and-input-gradient of one VGG layer computed by ``conv3x3``
     (:func:`nstjax.models.conv.conv3x3`) as ``candidate``: ``shape`` (output height, width, input and
     output channels), ``dtype`` activations, float32 parameters with their transposed form and their
-    Winograd forms split and in the compute dtype given, as :mod:`nstjax.models.vgg` has them. For :func:`time_candidates`."""
+    Winograd forms split and in the compute dtype given, as :mod:`nstjax.models.vgg` has them.
+    For :func:`time_candidates`."""
     import jax
     import jax.numpy as jnp
     import numpy as np

@@ -5,7 +5,9 @@ A cross-correlation of ``x`` [B, H, W, Cin] (NHWC) with ``kernel`` [k, k, Cin, C
 
 * ``"xla"``: XLA's convolution (:func:`conv2d`, which every XLA convolution of the
   package goes through), on CPU with the kernel gradient of large layers as per-tap
-  matrix products (:func:`tap_kernel_gradient`);
+  matrix products (:func:`tap_kernel_gradient`), and of layers with few input or
+  output channels as one product over those channels' planes (:func:`plane_kernel_gradient`,
+  also for the products below);
 * ``"gemm"``: one matrix product over the input's k x k windows (im2col,
   :func:`gemm_conv_forward`), or ``"shift"``: the input times all taps' kernels, then a
   shifted sum, for stride-1 layers with fewer output than input channels;
@@ -39,6 +41,7 @@ from ._gemm import (
     gemm_conv_forward,
     gemm_input_gradient,
     gemm_kernel_gradient,
+    plane_kernel_gradient,
     shift_conv_backward,
     shift_conv_forward,
     tap_kernel_gradient,
@@ -63,6 +66,7 @@ __all__ = [
     "vgg_candidates",
     "vgg_winograd_dtype",
     "plan",
+    "plane_kernel_gradient",
     "split_winograd_kernel",
     "tap_kernel_gradient",
     "transposed_kernel",
@@ -109,6 +113,13 @@ class ConvThresholds:
     """Rows (batch x output pixels) the per-tap products contract over; below, one im2col product was faster."""
     tap_gradient_min_macs: int = 20_000_000
     """MACs: smaller layers keep XLA's kernel gradient."""
+    plane_gradient_max_channels: int = 8
+    """Channels, on the thinner side: on CPU the kernel gradient of layers this thin on one side (the RGB
+    stems and heads, the discriminators' first and last layers), with :attr:`plane_gradient_min_macs`, is one
+    product over the planes of that side (:func:`plane_kernel_gradient`); at 16 channels the per-tap products
+    were as fast. Stride 1 where the output side is the thin one."""
+    plane_gradient_min_macs: int = 2_000_000
+    """MACs: smaller layers (test-sized networks) keep their method's kernel gradient."""
 
     # use="gan": trained layers (CycleGAN, pix2pix, SPADE).
     trained_winograd_min_pixels: int = 1024
@@ -383,7 +394,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VAL
     layers of the generators, the AdaIN encoder and decoder and the feed-forward
     networks are all unpadded convolutions. On CPU, large layers (the ``tap_gradient_*``
     thresholds of :data:`THRESHOLDS`) take their kernel gradient as per-tap matrix
-    products (:func:`tap_kernel_gradient`); the value and the input gradient stay
+    products (:func:`tap_kernel_gradient`), and layers with a thin side (the
+    ``plane_gradient_*`` ones, e.g. the 7x7 RGB heads) as one product over that side's
+    planes (:func:`plane_kernel_gradient`); the value and the input gradient stay
     XLA's. Those layers have a custom VJP, so they support reverse-mode
     differentiation only. Measurements: docs/benchmarks.md, "Convolution planner thresholds".
     """
@@ -391,8 +404,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VAL
     if isinstance(padding, str):
         padding = jax.lax.padtype_to_pads(x.shape[1:3], (k_h, k_w), (stride, stride), padding)
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-    if jax.default_backend() == "cpu" and _tap_gradient_pays(x.shape, kernel.shape, stride, pads):
-        return _conv_tap_gradient(x, kernel, stride, pads)
+    if jax.default_backend() == "cpu" and _kernel_gradient_products(x.shape, kernel.shape, stride, pads):
+        return _conv_product_gradient(x, kernel, stride, pads)
     return _xla_conv(x, kernel, stride, pads)
 
 
@@ -407,32 +420,47 @@ def _xla_conv(x: jax.Array, kernel: jax.Array, stride: int, pads: tuple[tuple[in
     return y[:, int(crop[0]) :, int(crop[1]) :]
 
 
-def _tap_gradient_pays(x_shape, kernel_shape, stride: int, pads) -> bool:
+def _kernel_gradient_products(x_shape, kernel_shape, stride: int, pads) -> str | None:
+    """How a layer's kernel gradient is computed as matrix products on CPU: ``"planes"``
+    (:func:`plane_kernel_gradient`), ``"taps"`` (:func:`tap_kernel_gradient`), or None (the method's own)."""
     t = THRESHOLDS
     k_h, k_w, c_in, c_out = kernel_shape
     ho = (x_shape[1] + sum(pads[0]) - k_h) // stride + 1
     wo = (x_shape[2] + sum(pads[1]) - k_w) // stride + 1
-    return (k_h * k_w > 1 and min(c_in, c_out) >= t.tap_gradient_min_channels
-            and x_shape[0] * ho * wo >= t.tap_gradient_min_rows
-            and ho * wo * k_h * k_w * c_in * c_out >= t.tap_gradient_min_macs)  # fmt: skip
+    macs = ho * wo * k_h * k_w * c_in * c_out
+    if k_h * k_w == 1:
+        return None
+    if (min(c_in, c_out) <= t.plane_gradient_max_channels and macs >= t.plane_gradient_min_macs
+            and (c_in <= c_out or stride == 1)):  # fmt: skip
+        return "planes"
+    if (min(c_in, c_out) >= t.tap_gradient_min_channels and x_shape[0] * ho * wo >= t.tap_gradient_min_rows
+            and macs >= t.tap_gradient_min_macs):  # fmt: skip
+        return "taps"
+    return None
+
+
+def _product_kernel_gradient(route: str, x, g, kernel_shape, stride: int, pads):
+    gradient = plane_kernel_gradient if route == "planes" else tap_kernel_gradient
+    return gradient(x, g.astype(x.dtype), kernel_shape, stride, pads)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_tap_gradient(x, kernel, stride, pads):
+def _conv_product_gradient(x, kernel, stride, pads):
     return _xla_conv(x, kernel, stride, pads)
 
 
-def _conv_tap_gradient_fwd(x, kernel, stride, pads):
+def _conv_product_gradient_fwd(x, kernel, stride, pads):
     return _xla_conv(x, kernel, stride, pads), (x, kernel)
 
 
-def _conv_tap_gradient_bwd(stride, pads, residuals, g):
+def _conv_product_gradient_bwd(stride, pads, residuals, g):
     x, kernel = residuals
     (dx,) = jax.vjp(lambda v: _xla_conv(v, kernel, stride, pads), x)[1](g)
-    return dx, tap_kernel_gradient(x, g.astype(x.dtype), kernel.shape, stride, pads).astype(kernel.dtype)
+    route = _kernel_gradient_products(x.shape, kernel.shape, stride, pads)
+    return dx, _product_kernel_gradient(route, x, g, kernel.shape, stride, pads).astype(kernel.dtype)
 
 
-_conv_tap_gradient.defvjp(_conv_tap_gradient_fwd, _conv_tap_gradient_bwd)
+_conv_product_gradient.defvjp(_conv_product_gradient_fwd, _conv_product_gradient_bwd)
 
 
 # --------------------------------------------------------------------------- the GAN layers' convolution
@@ -481,8 +509,9 @@ def _winograd_conv_bwd(pads, residuals, g):
     g = g.astype(x.dtype)
     # The input gradient is the "full" correlation of g with the flipped, transposed kernel.
     dx = winograd_conv3x3(g, winograd_kernel(transposed_kernel(kernel)), tuple((2 - lo, 2 - hi) for lo, hi in pads))
-    if _tap_gradient_pays(x.shape, kernel.shape, 1, pads):
-        dkernel = tap_kernel_gradient(x, g, kernel.shape, 1, pads)
+    route = _kernel_gradient_products(x.shape, kernel.shape, 1, pads)
+    if route is not None:
+        dkernel = _product_kernel_gradient(route, x, g, kernel.shape, 1, pads)
     else:
         (dkernel,) = jax.vjp(lambda k: _xla_conv(x, k, 1, pads), kernel)[1](g)
     return dx, dkernel.astype(kernel.dtype)
@@ -506,8 +535,9 @@ def _gemm_conv_bwd(stride, padding, xla_forward, residuals, g):
     # Keeps x, not its k*k-fold copy, for the backward pass (the copy is rebuilt here): memory as XLA's.
     x, kernel = residuals
     g = g.astype(x.dtype)
-    if _tap_gradient_pays(x.shape, kernel.shape, stride, padding):
-        dkernel = tap_kernel_gradient(x, g, kernel.shape, stride, padding)
+    route = _kernel_gradient_products(x.shape, kernel.shape, stride, padding)
+    if route is not None:
+        dkernel = _product_kernel_gradient(route, x, g, kernel.shape, stride, padding)
     else:
         dkernel = gemm_kernel_gradient(x, g, kernel.shape, stride, padding)
     return gemm_input_gradient(x.shape, g, kernel, stride, padding), dkernel.astype(kernel.dtype)
@@ -526,7 +556,13 @@ def _shift_conv_fwd(x, kernel, padding):
 
 
 def _shift_conv_bwd(padding, residuals, g):
-    return shift_conv_backward(*residuals, g, padding)
+    x, kernel = residuals
+    dx, dkernel = shift_conv_backward(x, kernel, g, padding)
+    if _kernel_gradient_products(x.shape, kernel.shape, 1, padding) == "planes":
+        # Its own kernel gradient (the padded input transposed against the shifted output gradients) is dead
+        # code then, which XLA drops.
+        dkernel = plane_kernel_gradient(x, g.astype(x.dtype), kernel.shape, 1, padding).astype(kernel.dtype)
+    return dx, dkernel
 
 
 _shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
