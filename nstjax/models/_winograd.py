@@ -92,7 +92,8 @@ def winograd_conv3x3(x: jax.Array, kernel_w: Any, padding) -> jax.Array:
     kernel_w = [w.astype(x.dtype) for w in kernel_w]
     lax = jax.lax  # lax primitives: this runs 57 times per traced VGG evaluation, jnp's indexing costs ~3x more
     # Bᵀ along rows on the four row phases, then along columns: 16 arrays [B, th, tw, Cin], the input
-    # tiles' transformed entries (slices and additions XLA fuses into each product's operand), in x's dtype.
+    # tiles' transformed entries (slices and additions XLA fuses into each product's operand, which is
+    # rounded to x's dtype).
     rows = _winograd_input(*(lax.slice(xp, (0, u, 0, 0), (b, u + 2 * th - 1, 2 * tw + 2, c_in), (1, 2, 1, 1))
                              for u in range(4)))  # fmt: skip
     products = []
