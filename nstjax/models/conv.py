@@ -22,7 +22,9 @@ The products accumulate in float32 whatever the operands' dtype (bfloat16 includ
   forward and image gradient, with the kernel's transposed and Winograd forms
   computed once per run, and bfloat16 GEMMs on CPUs with fast bfloat16.
 
-The measurements behind every threshold: docs/benchmarks.md, "Convolution planner thresholds".
+The trained layers' hand-written gradients live in :mod:`nstjax.models._gradients`; the planner
+here decides their kernel gradient's route. The measurements behind every threshold:
+docs/benchmarks.md, "Convolution planner thresholds".
 """
 
 from __future__ import annotations
@@ -37,15 +39,8 @@ import jax
 import jax.numpy as jnp
 
 from .. import runtime
-from ._gemm import (
-    gemm_conv_forward,
-    gemm_input_gradient,
-    gemm_kernel_gradient,
-    plane_kernel_gradient,
-    shift_conv_backward,
-    shift_conv_forward,
-    tap_kernel_gradient,
-)
+from ._gemm import gemm_conv_forward, plane_kernel_gradient, tap_kernel_gradient
+from ._gradients import gemm_conv, shift_conv, winograd_conv, xla_conv, xla_conv_products
 from ._tuning import Candidate, ChoiceCache, class_shape, fastest, shape_class, time_candidates, vgg_layer_call
 from ._winograd import split_winograd_kernel, transposed_kernel, winograd_conv3x3, winograd_kernel
 from .vgg_layers import CONV_IMPLS  # declared where configs read it without importing JAX
@@ -405,20 +400,10 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VAL
     if isinstance(padding, str):
         padding = jax.lax.padtype_to_pads(x.shape[1:3], (k_h, k_w), (stride, stride), padding)
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-    if jax.default_backend() == "cpu" and _kernel_gradient_products(x.shape, kernel.shape, stride, pads):
-        return _conv_product_gradient(x, kernel, stride, pads)
-    return _xla_conv(x, kernel, stride, pads)
-
-
-def _xla_conv(x: jax.Array, kernel: jax.Array, stride: int, pads: tuple[tuple[int, int], ...]) -> jax.Array:
-    pads_used = [tuple(p) for p in pads]
-    crop = [False, False]
-    if jax.default_backend() == "cpu":
-        for axis, (lo, hi) in enumerate(pads_used):
-            if lo == 0 and hi == 0:
-                pads_used[axis], crop[axis] = (stride, 0), True
-    y = jax.lax.conv_general_dilated(x, kernel, (stride, stride), pads_used, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y[:, int(crop[0]) :, int(crop[1]) :]
+    route = _kernel_gradient_products(x.shape, kernel.shape, stride, pads) if jax.default_backend() == "cpu" else None
+    if route is not None:
+        return xla_conv_products(x, kernel, stride, pads, route)
+    return xla_conv(x, kernel, stride, pads)
 
 
 def _kernel_gradient_products(x_shape, kernel_shape, stride: int, pads) -> str | None:
@@ -440,30 +425,6 @@ def _kernel_gradient_products(x_shape, kernel_shape, stride: int, pads) -> str |
     return None
 
 
-def _product_kernel_gradient(route: str, x, g, kernel_shape, stride: int, pads):
-    gradient = plane_kernel_gradient if route == "planes" else tap_kernel_gradient
-    return gradient(x, g.astype(x.dtype), kernel_shape, stride, pads)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_product_gradient(x, kernel, stride, pads):
-    return _xla_conv(x, kernel, stride, pads)
-
-
-def _conv_product_gradient_fwd(x, kernel, stride, pads):
-    return _xla_conv(x, kernel, stride, pads), (x, kernel)
-
-
-def _conv_product_gradient_bwd(stride, pads, residuals, g):
-    x, kernel = residuals
-    (dx,) = jax.vjp(lambda v: _xla_conv(v, kernel, stride, pads), x)[1](g)
-    route = _kernel_gradient_products(x.shape, kernel.shape, stride, pads)
-    return dx, _product_kernel_gradient(route, x, g, kernel.shape, stride, pads).astype(kernel.dtype)
-
-
-_conv_product_gradient.defvjp(_conv_product_gradient_fwd, _conv_product_gradient_bwd)
-
-
 # --------------------------------------------------------------------------- the GAN layers' convolution
 
 
@@ -480,93 +441,19 @@ def convolve(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "V
     ho = (x.shape[1] + sum(pads[0]) - k) // stride + 1
     wo = (x.shape[2] + sum(pads[1]) - k) // stride + 1
     how = plan(ho, wo, kernel.shape[2], kernel.shape[3], k, stride, dtype=x.dtype, impl=impl, use="gan")
+    route = _kernel_gradient_products(x.shape, kernel.shape, stride, pads)
     if how.method == "winograd" and _winograd_applies(kernel.shape, stride, pads):
-        return _winograd_conv(x, kernel, pads)
+        return winograd_conv(x, kernel, pads, route)
     if how.method == "shift":
-        return _shift_conv(x, kernel, pads)
+        return shift_conv(x, kernel, pads, route)
     if how.method == "gemm":
-        return _gemm_conv(x, kernel, stride, pads, how.xla_forward)
+        return gemm_conv(x, kernel, stride, pads, how.xla_forward, route)
     return conv2d(x, kernel, stride, pads)
 
 
 def _winograd_applies(kernel_shape, stride: int, pads) -> bool:
     # 3x3, stride 1, and padding the input gradient can mirror (2 - p on each side).
     return kernel_shape[:2] == (3, 3) and stride == 1 and all(0 <= p <= 2 for side in pads for p in side)
-
-
-# Winograd for trained kernels: the forms are computed per call, and the kernel gradient is taken directly
-# (per-tap products for large layers on CPU) rather than through conv3x3's, which is built for fixed kernels.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _winograd_conv(x, kernel, pads):
-    return winograd_conv3x3(x, winograd_kernel(kernel), pads)
-
-
-def _winograd_conv_fwd(x, kernel, pads):
-    return _winograd_conv(x, kernel, pads), (x, kernel)
-
-
-def _winograd_conv_bwd(pads, residuals, g):
-    x, kernel = residuals
-    g = g.astype(x.dtype)
-    # The input gradient is the "full" correlation of g with the flipped, transposed kernel.
-    dx = winograd_conv3x3(g, winograd_kernel(transposed_kernel(kernel)), tuple((2 - lo, 2 - hi) for lo, hi in pads))
-    route = _kernel_gradient_products(x.shape, kernel.shape, 1, pads)
-    if route is not None:
-        dkernel = _product_kernel_gradient(route, x, g, kernel.shape, 1, pads)
-    else:
-        (dkernel,) = jax.vjp(lambda k: _xla_conv(x, k, 1, pads), kernel)[1](g)
-    return dx, dkernel.astype(kernel.dtype)
-
-
-_winograd_conv.defvjp(_winograd_conv_fwd, _winograd_conv_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _gemm_conv(x, kernel, stride, padding, xla_forward):
-    return _gemm_conv_fwd(x, kernel, stride, padding, xla_forward)[0]
-
-
-def _gemm_conv_fwd(x, kernel, stride, padding, xla_forward):
-    if xla_forward:
-        return conv2d(x, kernel, stride, padding), (x, kernel)
-    return gemm_conv_forward(x, kernel, stride, padding), (x, kernel)
-
-
-def _gemm_conv_bwd(stride, padding, xla_forward, residuals, g):
-    # Keeps x, not its k*k-fold copy, for the backward pass (the copy is rebuilt here): memory as XLA's.
-    x, kernel = residuals
-    g = g.astype(x.dtype)
-    route = _kernel_gradient_products(x.shape, kernel.shape, stride, padding)
-    if route is not None:
-        dkernel = _product_kernel_gradient(route, x, g, kernel.shape, stride, padding)
-    else:
-        dkernel = gemm_kernel_gradient(x, g, kernel.shape, stride, padding)
-    return gemm_input_gradient(x.shape, g, kernel, stride, padding), dkernel.astype(kernel.dtype)
-
-
-_gemm_conv.defvjp(_gemm_conv_fwd, _gemm_conv_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _shift_conv(x, kernel, padding):
-    return shift_conv_forward(x, kernel, padding)
-
-
-def _shift_conv_fwd(x, kernel, padding):
-    return shift_conv_forward(x, kernel, padding), (x, kernel)
-
-
-def _shift_conv_bwd(padding, residuals, g):
-    x, kernel = residuals
-    dx, dkernel = shift_conv_backward(x, kernel, g, padding)
-    if _kernel_gradient_products(x.shape, kernel.shape, 1, padding) == "planes":
-        # Its own kernel gradient (the padded input transposed against the shifted output gradients) is dead
-        # code then, which XLA drops.
-        dkernel = plane_kernel_gradient(x, g.astype(x.dtype), kernel.shape, 1, padding).astype(kernel.dtype)
-    return dx, dkernel
-
-
-_shift_conv.defvjp(_shift_conv_fwd, _shift_conv_bwd)
 
 
 # --------------------------------------------------------------------------- 3x3 convolutions with fixed kernels (VGG)
