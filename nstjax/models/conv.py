@@ -400,13 +400,13 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VAL
     if isinstance(padding, str):
         padding = jax.lax.padtype_to_pads(x.shape[1:3], (k_h, k_w), (stride, stride), padding)
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-    route = _kernel_gradient_products(x.shape, kernel.shape, stride, pads) if jax.default_backend() == "cpu" else None
+    route = _kernel_gradient_route(x.shape, kernel.shape, stride, pads) if jax.default_backend() == "cpu" else None
     if route is not None:
         return xla_conv_products(x, kernel, stride, pads, route)
     return xla_conv(x, kernel, stride, pads)
 
 
-def _kernel_gradient_products(x_shape, kernel_shape, stride: int, pads) -> str | None:
+def _kernel_gradient_route(x_shape, kernel_shape, stride: int, pads) -> str | None:
     """How a layer's kernel gradient is computed as matrix products on CPU: ``"planes"``
     (:func:`plane_kernel_gradient`), ``"taps"`` (:func:`tap_kernel_gradient`), or None (the method's own)."""
     t = THRESHOLDS
@@ -441,7 +441,7 @@ def convolve(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "V
     ho = (x.shape[1] + sum(pads[0]) - k) // stride + 1
     wo = (x.shape[2] + sum(pads[1]) - k) // stride + 1
     how = plan(ho, wo, kernel.shape[2], kernel.shape[3], k, stride, dtype=x.dtype, impl=impl, use="gan")
-    route = _kernel_gradient_products(x.shape, kernel.shape, stride, pads)
+    route = _kernel_gradient_route(x.shape, kernel.shape, stride, pads)
     if how.method == "winograd" and _winograd_applies(kernel.shape, stride, pads):
         return winograd_conv(x, kernel, pads, route)
     if how.method == "shift":

@@ -48,8 +48,8 @@ from .conv import (
     plan,
     split_winograd_kernel,
     transposed_kernel,
-    winograd_kernel,
     vgg_winograd_dtype,
+    winograd_kernel,
     winograd_possible,
 )
 

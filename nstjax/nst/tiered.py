@@ -132,8 +132,9 @@ class TieredChunks:
             try:
                 begun = time.perf_counter()
                 if self._planned_params is None:
-                    self._planned_params = vgg.with_winograd_kernels(self.params, self.spec.layers,
-                                                                     self.spec.conv_impl, dtype=self.spec.dtype)  # fmt: skip
+                    self._planned_params = vgg.with_winograd_kernels(
+                        self.params, self.spec.layers, self.spec.conv_impl, dtype=self.spec.dtype
+                    )
                 c, t, w, n, s = shapes
                 params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self._planned_params)
                 self._outcome["compiled"] = run_chunk.lower(c, params, t, w, n, s, spec=self.spec).compile()
