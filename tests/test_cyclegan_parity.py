@@ -134,16 +134,37 @@ def images(seed: int, shape=(BATCH, 32, 32, 3)) -> np.ndarray:
 # ----------------------------------------------------------------------------- networks
 
 
-def test_transposed_convolution_is_pytorchs():
-    rng = np.random.default_rng(0)
-    for k, pad, out_pad in ((3, 1, 1), (4, 1, 0)):
-        x = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
-        w = rng.standard_normal((6, 4, k, k)).astype(np.float32)  # PyTorch: [Cin, Cout, k, k]
-        want = torch.nn.functional.conv_transpose2d(nchw(x), torch.tensor(w), stride=2, padding=pad,
-                                                    output_padding=out_pad)  # fmt: skip
-        got = conv_transpose_stride2(jnp.asarray(x), jnp.asarray(w.transpose(2, 3, 0, 1)), pad, out_pad)
-        assert got.shape == (2, 10, 14, 4)
-        np.testing.assert_allclose(np.asarray(got), nhwc(want), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("impl", ["auto", "xla", "gemm"])
+@pytest.mark.parametrize("k, pad, out_pad", [(2, 0, 0), (3, 1, 1), (4, 1, 0), (6, 2, 0)])
+def test_transposed_convolution_is_pytorchs(k, pad, out_pad, impl):
+    # Value and both gradients against PyTorch's conv_transpose2d in float64, for the odd kernel (one
+    # convolution to 4 Cout channels) and even ones (four phase convolutions with their own kernel gradient).
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((6, 4, k, k)).astype(np.float32)  # PyTorch: [Cin, Cout, k, k]
+    g = rng.standard_normal((2, 4, 10, 14)).astype(np.float32)  # the output's gradient, NCHW
+
+    def torch_side(x, w, g):  # (value, dx, dw) in float64, NHWC / HWIO
+        xt = torch.tensor(x.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
+        wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+        y = torch.nn.functional.conv_transpose2d(xt, wt, stride=2, padding=pad, output_padding=out_pad)
+        (y * torch.tensor(g, dtype=torch.float64)).sum().backward()
+        return (y.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+                wt.grad.numpy().transpose(2, 3, 0, 1))  # fmt: skip
+
+    exact = torch_side(x, w, g)
+    # Each result is a sum of n products, so float32 (with any summation order) is within (n + 2) eps of
+    # the sum of their magnitudes, which is the same computation on |x|, |w|, |g|.
+    magnitude = torch_side(np.abs(x), np.abs(w), np.abs(g))
+    terms = (k * k * 6, k * k * 4, 2 * 5 * 7)
+
+    fn = lambda a, b: conv_transpose_stride2(a, b, pad, out_pad, impl)  # noqa: E731
+    y, vjp = jax.vjp(fn, jnp.asarray(x), jnp.asarray(w.transpose(2, 3, 0, 1)))
+    got = (y, *vjp(jnp.asarray(g.transpose(0, 2, 3, 1))))
+    assert got[0].shape == (2, 10, 14, 4)
+    for name, ours, want, size, n in zip(("value", "dx", "dw"), got, exact, magnitude, terms, strict=True):
+        err = np.abs(np.asarray(ours, np.float64) - want)
+        assert ours.shape == want.shape and np.all(err <= (n + 2) * np.finfo(np.float32).eps * size), name
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])

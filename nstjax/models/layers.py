@@ -19,6 +19,7 @@ accumulate in float32 whatever the operands' dtype.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -163,12 +164,16 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, padding: int, output
         so the output is exactly [B, 2H, 2W, Cout] (the generators' x2 upsamplings).
 
     Each output phase ``(a, b)`` (row and column parity) is a small correlation of
-    ``x``; one stride-1 convolution (:func:`convolve` with ``impl``) computes all four
-    as ``4 Cout`` channels.
+    ``x``. For even ``k`` each phase takes (k/2)^2 of the taps and is its own
+    stride-1 convolution (:func:`convolve` with ``impl``); for odd ``k`` the phases'
+    kernels differ in shape, and one convolution computes all four as ``4 Cout``
+    channels, the taps a phase does not use being zeros.
     """
     k = kernel.shape[0]
     if k + output_padding - 2 * padding != 2:
         raise ValueError(f"kernel {k}, padding {padding}, output_padding {output_padding} does not double the size")
+    if k % 2 == 0:
+        return _phase_convolutions(x, kernel, padding, impl)
     # Phase a of output row o = 2m + a takes kernel tap t from input row m + d, d = (a + padding - t) / 2.
     taps = {a: [(t, (a + padding - t) // 2) for t in range(k) if (a + padding - t) % 2 == 0] for a in (0, 1)}
     offsets = [d for a in (0, 1) for _, d in taps[a]]
@@ -191,6 +196,52 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, padding: int, output
     n, h, w, _ = y.shape
     y = y.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(n, 2 * h, 2 * w, c_out)
+
+
+def _phase_convolutions(x: jax.Array, kernel: jax.Array, padding: int, impl: ConvImpl) -> jax.Array:
+    # Even k (so output_padding 0, padding (k - 2) / 2). With the kernel flipped, r = k - 1 - t, output row
+    # o = 2m + a takes flipped tap r = 2i + s(a), s(a) = (a + padding + 1) % 2, from input row m + d(a) + i,
+    # d(a) = (s(a) + a - padding - 1) / 2 (from o = 2(m + d) - padding + t): each phase is a (k/2)^2 correlation
+    # whose kernel is a strided slice of the flipped one. Four of them do the 16/36 of the MACs that the one
+    # 3x3 x 4 Cout convolution did for k = 4, and no product builds their kernels (that and its gradient were
+    # half of pix2pix's step at 64 px: docs/benchmarks.md).
+    half = kernel.shape[0] // 2
+    n, h, w, _ = x.shape
+    kernels = _phase_kernels(kernel, padding)
+    rows = []
+    for a in (0, 1):
+        d_a = ((a + padding + 1) % 2 + a - padding - 1) // 2
+        phases = []
+        for b in (0, 1):
+            d_b = ((b + padding + 1) % 2 + b - padding - 1) // 2
+            pads = ((-d_a, d_a + half - 1), (-d_b, d_b + half - 1))
+            phases.append(convolve(x, kernels[2 * a + b], padding=pads, impl=impl))  # [n, h, w, Cout]
+        rows.append(jnp.stack(phases, axis=3))  # [n, h, w, b, Cout]
+    return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])  # [n, h, a, w, b, Cout]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _phase_kernels(kernel: jax.Array, padding: int) -> tuple[jax.Array, ...]:
+    """The four phases' [k/2, k/2, Cin, Cout] kernels of an even [k, k, Cin, Cout] kernel, phase (a, b) at 2a + b."""
+    half = kernel.shape[0] // 2
+    flipped = kernel[::-1, ::-1].reshape(half, 2, half, 2, *kernel.shape[2:])  # [i, s, j, s', Cin, Cout]
+    return tuple(flipped[:, (a + padding + 1) % 2, :, (b + padding + 1) % 2] for a in (0, 1) for b in (0, 1))
+
+
+def _phase_kernels_fwd(kernel, padding):
+    return _phase_kernels(kernel, padding), None
+
+
+def _phase_kernels_bwd(padding, _, grads):
+    # The phases partition the taps: the kernel's gradient is theirs put back in place, one copy. (Autodiff
+    # would pad each phase's gradient to the whole kernel and add the four.)
+    half, _, c_in, c_out = grads[0].shape
+    by_parity = {((a + padding + 1) % 2, (b + padding + 1) % 2): grads[2 * a + b] for a in (0, 1) for b in (0, 1)}
+    flipped = jnp.stack([jnp.stack([by_parity[s, t] for t in (0, 1)], axis=2) for s in (0, 1)], axis=1)
+    return (flipped.reshape(2 * half, 2 * half, c_in, c_out)[::-1, ::-1],)
+
+
+_phase_kernels.defvjp(_phase_kernels_fwd, _phase_kernels_bwd)
 
 
 class Upsample2x(nn.Module):
