@@ -215,6 +215,8 @@ CASES = [
     ("xla, planes kernel gradient (output side)", "xla", 1, ((0, 0), (1, 2)), (5, 2), 4, PLANES_ALWAYS, False),
     ("gemm, planes kernel gradient", "gemm", 2, ((1, 2), (0, 1)), (3, 5), 4, PLANES_ALWAYS, False),
     ("shift, planes kernel gradient", "gemm", 1, ((2, 1), (0, 1)), (5, 1), 3, PLANES_ALWAYS, False),
+    # A 1x1 layer's kernel gradient is one product whatever the table says.
+    ("xla, per-tap kernel gradient (1x1)", "auto", 2, ((1, 0), (0, 1)), (4, 5), 1, {}, False),
 ]  # fmt: skip
 
 

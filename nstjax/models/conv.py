@@ -388,9 +388,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "VAL
     output row (column) is dropped: XLA:CPU runs convolutions with no padding on a
     side 3-5x slower than padded ones of the same size, and the reflection-padded
     layers of the generators, the AdaIN encoder and decoder and the feed-forward
-    networks are all unpadded convolutions. On CPU, large layers (the ``tap_gradient_*``
-    thresholds of :data:`THRESHOLDS`) take their kernel gradient as per-tap matrix
-    products (:func:`tap_kernel_gradient`), and layers with a thin side (the
+    networks are all unpadded convolutions. On CPU, 1x1 layers and large layers (the
+    ``tap_gradient_*`` thresholds of :data:`THRESHOLDS`) take their kernel gradient as
+    per-tap matrix products (:func:`tap_kernel_gradient`; one for a 1x1 kernel), and layers with a thin side (the
     ``plane_gradient_*`` ones, e.g. the 7x7 RGB heads) as one product over that side's
     planes (:func:`plane_kernel_gradient`); the value and the input gradient stay
     XLA's. Those layers have a custom VJP, so they support reverse-mode
@@ -415,7 +415,9 @@ def _kernel_gradient_route(x_shape, kernel_shape, stride: int, pads) -> str | No
     wo = (x_shape[2] + sum(pads[1]) - k_w) // stride + 1
     macs = ho * wo * k_h * k_w * c_in * c_out
     if k_h * k_w == 1:
-        return None
+        # One product. XLA:CPU ran a 1x1 layer's kernel gradient as a generic convolution: 0.34 s for SPADE's
+        # 128->64 shortcut at 128 px, a fifth of the step (docs/benchmarks.md).
+        return "taps"
     if (min(c_in, c_out) <= t.plane_gradient_max_channels and macs >= t.plane_gradient_min_macs
             and (c_in <= c_out or stride == 1)):  # fmt: skip
         return "planes"
