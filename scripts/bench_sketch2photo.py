@@ -51,7 +51,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from nstjax.models.pix2pix import pix2pix_dropout_blocks  # noqa: E402
 from nstjax.weights import random_weights  # noqa: E402
-from nstjax.sketch2photo import Pix2PixConfig, Sketch2PhotoConfig, SpadeConfig, init_state, train_step_fn  # noqa: E402
+from nstjax.sketch2photo import (  # noqa: E402
+    Pix2PixConfig,
+    Sketch2PhotoConfig,
+    SpadeConfig,
+    init_state,
+    train_step_fn,
+    vgg_loss_params,
+)
 from nstjax.train import TrainSettings, data_mesh, replicate, shard_batch  # noqa: E402
 
 K = 17
@@ -78,7 +85,9 @@ def jax_runner(config: Sketch2PhotoConfig, batch: int, vgg):
     state = replicate(init_state(config, K, 10**6, 0), mesh)
     labels, real = batch_arrays(batch, config.size)
     data = shard_batch({"labels": labels, "image": real}, mesh)
-    vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh) if config.model == "spade" else None
+    vgg_params = None
+    if config.model == "spade":  # as nstjax sketch2photo train passes them
+        vgg_params = replicate(jax.tree.map(jnp.asarray, vgg_loss_params(vgg.params, config)), mesh)
     step = train_step_fn(config, K, vgg.preprocessing)
     t = time.perf_counter()
     compiled = step.lower(state, data, vgg_params).compile()  # what the first call would compile

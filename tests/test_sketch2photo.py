@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -45,6 +46,8 @@ from nstjax.sketch2photo import (
     render_labels,
     split_facades,
     train,
+    vgg_loss,
+    vgg_loss_params,
 )
 from nstjax.train import TrainingInterrupted, TrainSettings, load_export
 
@@ -166,6 +169,27 @@ def test_pix2pix_renders_each_class_in_its_colour(pix2pix_run, baselines, capsys
               f"global mean {baselines['global_mean']:.4f}")
     # At most 0.75 of the label-blind baseline (0.323). Seen: 0.184 (0.57 of it) on both machines.
     assert error < 0.75 * baselines["mean_photo"]
+
+
+def test_the_perceptual_loss_network_is_prepared_once(random_weights):
+    # What training passes the step (vgg_loss_params) gives the same loss, and its gradient flips no kernel:
+    # the input-gradient kernels were made once, outside the step.
+    rng = np.random.default_rng(0)
+    fake, real = (jnp.asarray(rng.uniform(-1, 1, (1, 32, 32, 3)), jnp.float32) for _ in range(2))
+    prepared = vgg_loss_params(random_weights.params, TINY)
+    assert all("kernel_t" in layer for layer in prepared.values())
+
+    def loss(params, image):
+        return vgg_loss(params, image, real, preprocessing=random_weights.preprocessing, layers=TINY.spade.vgg_layers)
+
+    raw = jax.tree.map(jnp.asarray, random_weights.params)
+    np.testing.assert_array_equal(loss(prepared, fake), loss(raw, fake))
+
+    def kernel_flips(params):  # in the optimised program (dead code dropped)
+        hlo = jax.jit(jax.grad(loss, argnums=1)).lower(params, fake).compile().as_text()
+        return [line for line in hlo.splitlines() if " reverse(" in line and "[3,3," in line]
+
+    assert kernel_flips(raw) and not kernel_flips(prepared)
 
 
 def test_export_and_rendering(spade_run, synth):

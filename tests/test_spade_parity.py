@@ -47,6 +47,7 @@ from nstjax.sketch2photo import (  # noqa: E402
     step_keys,
     train_step_fn,
     vgg_loss,
+    vgg_loss_params,
 )
 from nstjax.train import data_mesh, replicate, shard_batch  # noqa: E402
 from test_sketch2photo import BATCH, K, TINY  # noqa: E402
@@ -281,7 +282,8 @@ def test_one_training_step_matches(random_weights):
     state = init_state(TINY, K, TINY.train.steps, TINY.train.decay_steps(TINY.train.steps))
     state = state.replace(g=state.g.replace(params=gp), d=state.d.replace(params=dp), g_stats=gs, d_stats=ds)
     state = replicate(jax.tree.map(jnp.asarray, state), mesh)
-    vgg = replicate(jax.tree.map(jnp.asarray, random_weights.params), mesh)
+    # The loss network as nstjax sketch2photo train passes it: with its kernel forms made once.
+    vgg = replicate(jax.tree.map(jnp.asarray, vgg_loss_params(random_weights.params, TINY)), mesh)
     key_g, key_d = step_keys(state.key, state.step)
     eps_g, eps_d = np.array(noise(TINY, key_g, BATCH)), np.array(noise(TINY, key_d, BATCH))
 

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..models.adain import init_decoder
+from ..models.adain import STYLE_LAYERS, init_decoder
+from ..models.vgg import prepared_params
 from ..models.vgg_normalise import CALIBRATION_VERSION, normalised_params, params_digest
 from ..weights import resolve_weights
 from ..train import (
@@ -185,7 +186,9 @@ def train_system(
     def vgg_on(mesh) -> Any:  # one copy on the mesh for the step and the samples
         # Normalised here, not above: the calibration pass is a JAX computation, and train.run must
         # start jax.distributed (several hosts) before any.
-        return replicate(jax.tree.map(jnp.asarray, encoder_params(vgg, config.encoder)), mesh)
+        # With its kernel forms, made once here rather than in every step.
+        prepared = prepared_params(encoder_params(vgg, config.encoder), STYLE_LAYERS, dtype=config.dtype)
+        return replicate(jax.tree.map(jnp.asarray, prepared), mesh)
 
     def make_step(mesh):
         return functools.partial(train_step, vgg_params=vgg_on(mesh), config=config, preprocessing=vgg.preprocessing)

@@ -32,6 +32,7 @@ import optax
 from ..hub import sha256_file
 from ..io.images import fit_longest_side, load_image, resize_image
 from ..models.johnson import TransformerNet, init_transformer
+from ..models.vgg import prepared_params
 from ..models.vgg_layers import validate_layers
 from ..weights import resolve_weights
 from ..train import (
@@ -217,7 +218,10 @@ def train_system(
     }  # fmt: skip
 
     def make_step(mesh):
-        vgg_params = replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
+        loss_layers = [config.content_layer, *(name for name, _ in config.style_layers)]
+        # The loss network's kernel forms once, not in every step.
+        prepared = prepared_params(vgg.params, loss_layers, dtype=config.dtype)
+        vgg_params = replicate(jax.tree.map(jnp.asarray, prepared), mesh)
         grams = replicate(
             _style_grams(vgg_params, jnp.asarray(style_image), config.style_layers, pooling=config.pooling,
                          preprocessing=vgg.preprocessing, dtype=config.dtype),

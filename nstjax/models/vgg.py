@@ -160,6 +160,20 @@ def with_winograd_kernels(params: Any, layers: Iterable[str], conv_impl: str = "
             for name, layer in params.items()}  # fmt: skip
 
 
+def prepared_params(params: Any, layers: Iterable[str] = (), conv_impl: str = "auto", *,
+                    dtype: Any = jnp.float32) -> Any:
+    """``params`` as a fixed network reads them step after step: with :func:`with_transposed_kernels`'
+    input-gradient kernels and :func:`with_winograd_kernels`' forms for the convolutions up to the deepest
+    of ``layers`` (none: no forms) computed in ``dtype``.
+
+    For the loss networks of the trainers and the optimiser of ``stylize``: once per run, outside the
+    jitted step (inside, a SPADE step at 128 px re-derived the forms of every layer it ran, forward and
+    backward, ~0.4 s of CPU time; docs/benchmarks.md). The features are unchanged; the added arrays
+    receive no gradient, so the kernels must not be trained.
+    """
+    return with_winograd_kernels(with_transposed_kernels(params), layers, conv_impl, dtype=dtype)
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _winograd_forms(kernels: dict[str, tuple[Any, Any]], dtype: str) -> dict[str, tuple[jax.Array, jax.Array]]:
     # kernel_t when given (with_transposed_kernels made it in NumPy): XLA:CPU's transpose of the

@@ -188,14 +188,13 @@ def plain_targets(params: Any, content: Array, style: Array, spec: EngineSpec) -
 def device_params(params: Any, sharding: Any = None, spec: EngineSpec | None = None) -> Any:
     """``params`` as the optimiser takes them, put on the device (or ``sharding``) once per run.
 
-    With :func:`nstjax.models.vgg.with_transposed_kernels`' input-gradient kernels
-    and, given the ``spec``, :func:`nstjax.models.vgg.with_winograd_kernels`' forms
-    of the layers up to its deepest that may run by Winograd (on CPU).
+    :func:`nstjax.models.vgg.prepared_params`: with the input-gradient kernels and, given
+    the ``spec``, the Winograd forms of the layers up to its deepest that may run by
+    Winograd (on CPU).
     """
-    prepared = vgg.with_transposed_kernels(params)
-    if spec is not None:
-        prepared = vgg.with_winograd_kernels(prepared, spec.layers, spec.conv_impl, dtype=spec.dtype)
-    return jax.device_put(prepared, sharding)
+    if spec is None:
+        return jax.device_put(vgg.prepared_params(params), sharding)
+    return jax.device_put(vgg.prepared_params(params, spec.layers, spec.conv_impl, dtype=spec.dtype), sharding)
 
 
 # --------------------------------------------------------------------------- objective

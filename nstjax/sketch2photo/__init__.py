@@ -61,6 +61,7 @@ _EXPORTS = {
     "step_keys": "._steps",
     "train_step_fn": "._steps",
     "vgg_loss": "._steps",
+    "vgg_loss_params": "._steps",
     "vgg_scale": "._steps",
     "SKETCH2PHOTO_TRAIN_SETTINGS": ".settings",
     "EXPORT_FORMAT": ".training",

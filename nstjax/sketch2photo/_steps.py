@@ -40,6 +40,7 @@ from ..labels import one_hot
 from ..losses.gan import fake_loss, generator_loss, real_loss
 from ..models.vgg import TORCH_MEAN, TORCH_STD
 from ..models.vgg import features as vgg_features
+from ..models.vgg import prepared_params
 from ..train.state import apply_gradients, linear_decay_rate
 from ._config import DTYPES, VGG_LAYERS, Sketch2PhotoConfig, make_networks
 from ._state import Sketch2PhotoState, optimizers
@@ -56,6 +57,7 @@ __all__ = [
     "spade_generator_losses",
     "train_step_fn",
     "vgg_loss",
+    "vgg_loss_params",
     "vgg_scale",
 ]
 
@@ -97,6 +99,14 @@ def vgg_scale(preprocessing: str, *, normalised: bool = False) -> float:
     if preprocessing == "caffe":
         return float(1.0 / (255.0 * (sum(TORCH_STD) / 3.0)))
     raise ValueError(f"unknown preprocessing {preprocessing!r}")
+
+
+def vgg_loss_params(vgg_params: Any, config: Sketch2PhotoConfig) -> Any:
+    """The perceptual loss network's parameters as the step takes them: with the kernel forms its
+    layers (``config.spade.vgg_layers``, in ``config.dtype``) read, made once
+    (:func:`nstjax.models.vgg.prepared_params`) rather than in every step."""
+    layers = [name for name, _ in config.spade.vgg_layers]
+    return prepared_params(vgg_params, layers, dtype=DTYPES[config.dtype])
 
 
 def vgg_loss(vgg_params: Any, fake: jax.Array, real: jax.Array, *, preprocessing: str, vgg_input: str = "nvlabs",

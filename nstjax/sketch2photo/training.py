@@ -33,7 +33,7 @@ from ..train import (
 )
 from ._config import Sketch2PhotoConfig, make_networks
 from ._state import Sketch2PhotoState, init_state
-from ._steps import generate, generator_input, train_step_fn, vgg_scale
+from ._steps import generate, generator_input, train_step_fn, vgg_loss_params, vgg_scale
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -157,7 +157,8 @@ def train_system(labels_dir: str | os.PathLike, photos_dir: str | os.PathLike,
     preprocessing = vgg_info["preprocessing"] if vgg_info else "torch"
 
     def make_step(mesh):
-        vgg_params = None if vgg is None else replicate(jax.tree.map(jnp.asarray, vgg.params), mesh)
+        vgg_params = None if vgg is None else replicate(jax.tree.map(jnp.asarray, vgg_loss_params(vgg.params, config)),
+                                                        mesh)  # fmt: skip
         return functools.partial(train_step_fn(config, num_classes, preprocessing, scale), vgg_params=vgg_params)
 
     def make_sampler(mesh, loader: BatchLoader):
