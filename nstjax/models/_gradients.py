@@ -23,7 +23,7 @@ from ._gemm import (
     shift_conv_forward,
     tap_kernel_gradient,
 )
-from ._winograd import transposed_kernel, winograd_conv3x3, winograd_kernel
+from ._winograd import split_winograd_kernel, winograd_conv3x3, winograd_kernel
 
 __all__ = ["gemm_conv", "product_kernel_gradient", "shift_conv", "winograd_conv", "xla_conv", "xla_conv_products"]
 
@@ -75,14 +75,23 @@ def winograd_conv(x, kernel, pads, route):
 
 
 def _winograd_conv_fwd(x, kernel, pads, route):
-    return winograd_conv(x, kernel, pads, route), (x, kernel)
+    forms = split_winograd_kernel(winograd_kernel(kernel))
+    return winograd_conv3x3(x, forms, pads), (x, kernel, forms)
+
+
+# The flipped kernel's form: G J = P G, with J the 3x3 flip and P swapping rows 0 and 3 of Winograd's G, so
+# the form of the flipped, transposed kernel is P U P per channel pair: the forward's 16 matrices reordered
+# and transposed. Transforming the transposed kernel instead read it in strided loops: 87 ms a pass for
+# SPADE's 1024->512 layer (docs/benchmarks.md).
+_FLIPPED = (3, 1, 2, 0)
 
 
 def _winograd_conv_bwd(pads, route, residuals, g):
-    x, kernel = residuals
+    x, kernel, forms = residuals
     g = g.astype(x.dtype)
     # The input gradient is the "full" correlation of g with the flipped, transposed kernel.
-    dx = winograd_conv3x3(g, winograd_kernel(transposed_kernel(kernel)), tuple((2 - lo, 2 - hi) for lo, hi in pads))
+    flipped = tuple(forms[4 * _FLIPPED[a] + _FLIPPED[j]].T for a in range(4) for j in range(4))
+    dx = winograd_conv3x3(g, flipped, tuple((2 - lo, 2 - hi) for lo, hi in pads))
     if route is not None:
         dkernel = product_kernel_gradient(route, x, g, kernel.shape, 1, pads)
     else:
