@@ -2,7 +2,9 @@
 
 One process, both implementations, interleaved: every repetition runs ``--steps``
 train steps of each (nstjax then the reference, the order reversed every other
-repetition), so load from other processes hits both; the median over
+repetition), each after ``--settle-steps`` untimed ones (the first step after the
+other side's pays for the memory it freed), so load from other processes hits
+both; the median over
 repetitions is reported. Default model: the paper's (ResNet generator, ngf 64,
 9 blocks; 70x70 PatchGAN, ndf 64; LSGAN, cycle 10, identity 0.5, 50-image pools),
 batch 1.
@@ -229,6 +231,10 @@ def bench_size(size: int, args, torch_device: str) -> list[dict[str, Any]]:
     for rep in range(args.repeats):
         order = workloads if rep % 2 == 0 else workloads[::-1]
         for w in order:
+            # Untimed first (as bench_speed.py's --settle-calls): the first step after another program's
+            # pays for the memory that program freed, so each side is timed in its steady state.
+            if args.settle_steps:
+                w(args.settle_steps)
             start, cpu_start = time.perf_counter(), time.process_time()
             worker_cpu = w(args.steps)
             times[w.name].append((time.perf_counter() - start) / args.steps)
@@ -286,6 +292,8 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32", help="nstjax compute dtypes, e.g. float32,bfloat16")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1, help="train steps per timed unit")
+    parser.add_argument("--settle-steps", type=int, default=1,
+                        help="untimed steps of each implementation before its timed ones in every repetition")
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1, help="CPU threads of the reference")
     parser.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE"),
                         help="the reference's OpenMP idle threads: PASSIVE sleeps (default: spinning threads cost "

@@ -12,8 +12,10 @@ same random batch (label maps of blocky regions, images in [-1, 1]):
   the conditional PatchGAN built with ``norm="instance"``, the discriminator
   nstjax trains (the authors' pix2pix uses batch norm there; docs/sketch2photo.md).
 
-Timing rounds alternate between all contenders (each round runs every one once),
-so a busy machine slows them alike; the median round is reported, and each nstjax
+Timing rounds alternate between all contenders (each round runs every one once,
+after ``--settle-steps`` untimed steps of it: the first step after another
+program's pays for the memory that program freed), so a busy machine slows them
+alike; the median round is reported, and each nstjax
 row gets ``vs_reference``: its steps/s over its model's reference at the
 reference's fastest thread count (``--torch-threads``). Also: nstjax's first call
 (compile) time and XLA's FLOP count of one step (``cost_analysis``), from which
@@ -202,6 +204,8 @@ def main(argv=None) -> int:
     p.add_argument("--vae", action="store_true", help="with the image encoder")
     p.add_argument("--steps", type=int, default=3, help="steps per timing round")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--settle-steps", type=int, default=1,
+                   help="untimed steps of each contender before its timed ones in every round")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-pix2pix", action="store_true")
@@ -212,7 +216,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = p.parse_args(argv)
     if args.smoke:
-        args.steps, args.rounds = 1, 1
+        args.steps, args.rounds, args.settle_steps = 1, 1, 0
 
     import _bench_common as bc
 
@@ -256,6 +260,10 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(args.rounds):
         for name, run in runners.items():  # interleaved: each round runs every contender once
+            # Untimed first (as bench_speed.py's --settle-calls): the first step after another program's
+            # pays for the memory that program freed, so each side is timed in its steady state.
+            for _ in range(args.settle_steps):
+                run(1)
             times[name].append(run(args.steps) / args.steps)
     for row in rows:
         sec = statistics.median(times[f"{row['model']}/{row['impl']}"])
