@@ -100,7 +100,8 @@ def test_gan_large_outputs_keep_xla() -> None:
     assert gan(8, 8, 8, 16, 3, 1, **on) == ("xla", False)
     assert gan(8, 7, 8, 16, 3, 1, **on) == ("gemm", False)  # 56 pixels
     assert gan(8, 8, 7, 16, 3, 1, **on) == ("gemm", True)  # 7 input channels; the products' forward is XLA's
-    assert gan(8, 8, 16, 8, 4, 1, **on) == ("xla", False)  # narrowing the channels: any kernel
+    assert gan(8, 8, 16, 8, 4, 1, **on) == ("xla", False)  # narrowing the channels, kernels of 3 or more
+    assert gan(8, 8, 16, 8, 2, 1, **on) == ("shift", False)  # ... but 2x2 (transposed convolutions' phases)
     # Strided layers keep the products, with XLA's forward pass from xla_min_pixels for kernels of 3 or more.
     assert gan(8, 8, 8, 16, 3, 2, **on) == ("gemm", True)
     assert gan(8, 7, 8, 16, 3, 2, **on) == ("gemm", False)

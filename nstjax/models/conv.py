@@ -129,8 +129,9 @@ class ConvThresholds:
     runs them on a generic, slow path)."""
     xla_min_pixels: int = 2048
     """Pixels: stride-1 layers with outputs this large keep XLA's convolution when 3x3 with
-    :attr:`xla_min_in_channels` input channels or narrowing the channels; the products' forward pass is XLA's
-    there too (kernels of 3 or more: their k·k-fold im2col copy costs more than it saves)."""
+    :attr:`xla_min_in_channels` input channels or narrowing the channels with a kernel of 3 or more (2x2
+    layers, pix2pix's transposed-convolution phases, are faster as products); the products' forward pass
+    is XLA's there too (kernels of 3 or more: their k·k-fold im2col copy costs more than it saves)."""
     xla_min_in_channels: int = 64
     """Channels (input): see :attr:`xla_min_pixels`."""
 
@@ -193,7 +194,8 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     3. stride-1 3x3 layers with ``t.winograd_min_channels`` on both sides,
        ``t.winograd_min_macs`` and ``t.trained_winograd_min_pixels``: Winograd;
     4. stride-1 outputs of ``t.xla_min_pixels`` or more, 3x3 with
-       ``t.xla_min_in_channels`` input channels or narrowing the channels: XLA's;
+       ``t.xla_min_in_channels`` input channels or narrowing the channels with a
+       kernel of 3 or more: XLA's;
     5. the products elsewhere (strided layers, the 7x7 stems, 4x4 discriminator layers,
        few input channels, small images), with XLA's forward pass for kernels of 3 or
        more at ``t.xla_min_pixels`` or more.
@@ -255,7 +257,7 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
             return ConvPlan("xla", dtype)
         if winograd and pixels >= t.trained_winograd_min_pixels:
             return ConvPlan("winograd", dtype)
-        if stride == 1 and pixels >= t.xla_min_pixels and (
+        if stride == 1 and pixels >= t.xla_min_pixels and kernel >= 3 and (
             (kernel == 3 and in_channels >= t.xla_min_in_channels) or out_channels < in_channels
         ):
             return ConvPlan("xla", dtype)
