@@ -262,8 +262,8 @@ def main(argv=None) -> int:
         for name, run in runners.items():  # interleaved: each round runs every contender once
             # Untimed first (as bench_speed.py's --settle-calls): the first step after another program's
             # pays for the memory that program freed, so each side is timed in its steady state.
-            for _ in range(args.settle_steps):
-                run(1)
+            if args.settle_steps:
+                run(args.settle_steps)
             times[name].append(run(args.steps) / args.steps)
     for row in rows:
         sec = statistics.median(times[f"{row['model']}/{row['impl']}"])

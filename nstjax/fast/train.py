@@ -205,7 +205,8 @@ def train_system(
         config = config.replace(style_weight=default_style_weight(vgg.preprocessing, vgg.source))
     if config.style_layers is None:  # the paper's loss network and layers when the weights are VGG-16's
         config = config.replace(style_layers=default_style_layers(vgg.network))
-    validate_layers([config.content_layer, *(name for name, _ in config.style_layers)], "loss layer", vgg.network)
+    loss_layers = [config.content_layer, *(name for name, _ in config.style_layers)]
+    validate_layers(loss_layers, "loss layer", vgg.network)
     vgg_info = {"source": vgg.source, "preprocessing": vgg.preprocessing}
     run_config = {
         "system": SYSTEM,
@@ -218,7 +219,6 @@ def train_system(
     }  # fmt: skip
 
     def make_step(mesh):
-        loss_layers = [config.content_layer, *(name for name, _ in config.style_layers)]
         # The loss network's kernel forms once, not in every step.
         prepared = prepared_params(vgg.params, loss_layers, dtype=config.dtype)
         vgg_params = replicate(jax.tree.map(jnp.asarray, prepared), mesh)

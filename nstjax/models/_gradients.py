@@ -71,7 +71,7 @@ xla_conv_products.defvjp(_xla_conv_products_fwd, _xla_conv_products_bwd)
 # (as ``route`` says on CPU) rather than through conv3x3's, which is built for fixed kernels.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def winograd_conv(x, kernel, pads, route):
-    return winograd_conv3x3(x, winograd_kernel(kernel), pads)
+    return _winograd_conv_fwd(x, kernel, pads, route)[0]
 
 
 def _winograd_conv_fwd(x, kernel, pads, route):

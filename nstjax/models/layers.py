@@ -200,24 +200,34 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, padding: int, output
 
 def _phase_convolutions(x: jax.Array, kernel: jax.Array, padding: int, impl: ConvImpl) -> jax.Array:
     # Even k (so output_padding 0, padding (k - 2) / 2). With the kernel flipped, r = k - 1 - t, output row
-    # o = 2m + a takes flipped tap r = 2i + s(a), s(a) = (a + padding + 1) % 2, from input row m + d(a) + i,
-    # d(a) = (s(a) + a - padding - 1) / 2 (from o = 2(m + d) - padding + t): each phase is a (k/2)^2 correlation
-    # whose kernel is a strided slice of the flipped one. Four of them do the 16/36 of the MACs that the one
-    # 3x3 x 4 Cout convolution did for k = 4, and no product builds their kernels (that and its gradient were
-    # half of pix2pix's step at 64 px: docs/benchmarks.md).
+    # o = 2m + a takes flipped tap r = 2i + s(a) from input row m + d(a) + i (_flipped_parity, _phase_offset;
+    # from o = 2(m + d) - padding + t): each phase is a (k/2)^2 correlation whose kernel is a strided slice of
+    # the flipped one. Four of them do the 16/36 of the MACs that the one 3x3 x 4 Cout convolution did for
+    # k = 4, and no product builds their kernels (that and its gradient were half of pix2pix's step at 64 px:
+    # docs/benchmarks.md).
     half = kernel.shape[0] // 2
     n, h, w, _ = x.shape
     kernels = _phase_kernels(kernel, padding)
     rows = []
     for a in (0, 1):
-        d_a = ((a + padding + 1) % 2 + a - padding - 1) // 2
+        d_a = _phase_offset(a, padding)
         phases = []
         for b in (0, 1):
-            d_b = ((b + padding + 1) % 2 + b - padding - 1) // 2
+            d_b = _phase_offset(b, padding)
             pads = ((-d_a, d_a + half - 1), (-d_b, d_b + half - 1))
             phases.append(convolve(x, kernels[2 * a + b], padding=pads, impl=impl))  # [n, h, w, Cout]
         rows.append(jnp.stack(phases, axis=3))  # [n, h, w, b, Cout]
     return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])  # [n, h, a, w, b, Cout]
+
+
+def _flipped_parity(a: int, padding: int) -> int:
+    """s(a): the parity of the flipped taps that output phase ``a`` (row or column parity) takes."""
+    return (a + padding + 1) % 2
+
+
+def _phase_offset(a: int, padding: int) -> int:
+    """d(a): the input row (column) offset of phase ``a``'s first tap."""
+    return (_flipped_parity(a, padding) + a - padding - 1) // 2
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -225,7 +235,8 @@ def _phase_kernels(kernel: jax.Array, padding: int) -> tuple[jax.Array, ...]:
     """The four phases' [k/2, k/2, Cin, Cout] kernels of an even [k, k, Cin, Cout] kernel, phase (a, b) at 2a + b."""
     half = kernel.shape[0] // 2
     flipped = kernel[::-1, ::-1].reshape(half, 2, half, 2, *kernel.shape[2:])  # [i, s, j, s', Cin, Cout]
-    return tuple(flipped[:, (a + padding + 1) % 2, :, (b + padding + 1) % 2] for a in (0, 1) for b in (0, 1))
+    return tuple(flipped[:, _flipped_parity(a, padding), :, _flipped_parity(b, padding)]
+                 for a in (0, 1) for b in (0, 1))  # fmt: skip
 
 
 def _phase_kernels_fwd(kernel, padding):
@@ -236,7 +247,8 @@ def _phase_kernels_bwd(padding, _, grads):
     # The phases partition the taps: the kernel's gradient is theirs put back in place, one copy. (Autodiff
     # would pad each phase's gradient to the whole kernel and add the four.)
     half, _, c_in, c_out = grads[0].shape
-    by_parity = {((a + padding + 1) % 2, (b + padding + 1) % 2): grads[2 * a + b] for a in (0, 1) for b in (0, 1)}
+    by_parity = {(_flipped_parity(a, padding), _flipped_parity(b, padding)): grads[2 * a + b]
+                 for a in (0, 1) for b in (0, 1)}  # fmt: skip
     flipped = jnp.stack([jnp.stack([by_parity[s, t] for t in (0, 1)], axis=2) for s in (0, 1)], axis=1)
     return (flipped.reshape(2 * half, 2 * half, c_in, c_out)[::-1, ::-1],)
 
