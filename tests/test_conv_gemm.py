@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nstjax import runtime
+from nstjax import native, runtime
 from nstjax.errors import NstjaxError
 from nstjax.models import vgg
 from nstjax.nst import config as nst_config
@@ -213,8 +213,10 @@ def _conv_ops(jaxpr):
 
 @pytest.mark.parametrize("flags, expect", [(AMX, "bf16"), (AVX2, "f32")], ids=["amx", "avx2"])
 def test_auto_network_uses_what_the_cpu_has(monkeypatch, flags, expect) -> None:
-    """A 128 px bfloat16 image gradient as traced on CPU, with the CPU's flags injected."""
+    """A 128 px bfloat16 image gradient as traced on CPU, with the CPU's flags injected, without the oneDNN
+    bridge (with it, every layer is a oneDNN call: test_onednn.py)."""
     monkeypatch.setattr(runtime, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(native, "onednn_available", lambda: False)
     params = jax.eval_shape(lambda: vgg.with_transposed_kernels(vgg.init_params(0)))
     image = jax.ShapeDtypeStruct((1, 128, 128, 3), jnp.float32)
 

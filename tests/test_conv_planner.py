@@ -259,9 +259,11 @@ def _eqns(jaxpr):
                     yield from _eqns(inner)
 
 
-@pytest.mark.parametrize("method", ["xla", "gemm", "winograd"])
+@pytest.mark.parametrize("method", ["xla", "gemm", "winograd", "onednn"])
 @pytest.mark.parametrize("given", [False, True], ids=["computed", "precomputed"])
-def test_vgg_conv3x3_equals_the_exact_convolution(method, given) -> None:
+def test_vgg_conv3x3_equals_the_exact_convolution(request, method, given) -> None:
+    if method == "onednn":
+        request.getfixturevalue("onednn")  # float32 here: oneDNN's direct convolution is a plain sum too
     x, w = operands(6, 7, 4, 5, 3, seed=1)
     pads = ((1, 0), (2, 1))
     forms = {}
@@ -336,6 +338,7 @@ def test_a_damaged_choice_file_is_measured_anew(tmp_path) -> None:
 
 def test_plan_takes_the_measured_choice_on_this_machine_only(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("NSTJAX_CONV_TUNING", "1")  # tests run with the fixed rules (conftest)
+    monkeypatch.setattr(conv.native, "onednn_available", lambda: False)  # as without the onednn extra
     cache = _tuning.ChoiceCache(tmp_path / "c.json", key="m")
     cache.put("bfloat16:256x256@p12", XLA32, {XLA32: 1.0})
     monkeypatch.setattr(conv, "_CHOICES", cache)

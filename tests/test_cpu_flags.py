@@ -1,8 +1,9 @@
 """Code paths chosen by the CPU, for every flag set the tests can inject, whatever this machine has.
 
 ``/proc/cpuinfo`` flags decide one thing in nstjax: whether bfloat16 convolutions of
-the VGG network run with bfloat16 products, by Winograd or GEMMs, and are measured on
-first use (:func:`nstjax.runtime.fast_bfloat16`, read by :func:`nstjax.models.vgg.conv_plan`). The GAN layers' :func:`~nstjax.models.layers.conv_method`
+the VGG network run with bfloat16 products, by oneDNN (where its bridge is available: both
+ways are tested), Winograd or GEMMs, and are measured on first use
+(:func:`nstjax.runtime.fast_bfloat16`, read by :func:`nstjax.models.vgg.conv_plan`). The GAN layers' :func:`~nstjax.models.layers.conv_method`
 and the console script's huge pages (:mod:`nstjax.launch`: the kernel's THP mode, not a
 CPU flag) must not depend on them. The flag sets: AVX2 only (the AMD EPYC most numbers
 were measured on), AVX-512 without bfloat16, AVX512-BF16, and AMX.
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import pytest
 
 from nstjax import launch, runtime
-from nstjax.models import layers, vgg
+from nstjax.models import conv, layers, vgg
 
 FLAG_SETS = {
     "avx2": frozenset({"sse4_2", "avx", "avx2", "fma"}),
@@ -36,9 +37,11 @@ F32, BF16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)
 
 @pytest.fixture(params=sorted(FLAG_SETS), ids=str)
 def flags(request, monkeypatch):
-    """(name, flags), with nstjax.runtime.cpu_flags() answering them for the test's duration, and the
-    fixed rules in force (no measuring: test_measured_choices_only_where_bfloat16_is_fast covers that)."""
+    """(name, flags), with nstjax.runtime.cpu_flags() answering them for the test's duration, the
+    fixed rules in force (no measuring: test_measured_choices_only_where_bfloat16_is_fast covers that),
+    and no oneDNN bridge (test_vgg_conv_plan_with_onednn_by_flags covers it)."""
     monkeypatch.setattr(runtime, "cpu_flags", lambda: FLAG_SETS[request.param])
+    monkeypatch.setattr(conv.native, "onednn_available", lambda: False)
     monkeypatch.setenv("NSTJAX_CONV_TUNING", "0")
     return request.param, FLAG_SETS[request.param]
 
@@ -88,6 +91,21 @@ def test_vgg_conv_plan_by_flags(flags, dtype) -> None:
     # Accelerators and explicit choices ignore the flags.
     assert vgg.conv_plan(16, 16, 512, 512, dtype, "auto", platform="gpu", cpu_flags=given).method == "xla"
     assert vgg.conv_plan(16, 16, 512, 512, dtype, "xla", platform="cpu", cpu_flags=given).method == "xla"
+
+
+@pytest.mark.parametrize("dtype", [F32, BF16], ids=["float32", "bfloat16"])
+def test_vgg_conv_plan_with_onednn_by_flags(flags, dtype, monkeypatch) -> None:
+    # With the bridge available, bfloat16 layers on CPUs with fast bfloat16 all take oneDNN's convolution
+    # (fixed rule); asked about another CPU (explicit flags) or in float32, the rules without it.
+    name, given = flags
+    monkeypatch.setattr(conv.native, "onednn_available", lambda: True)
+    onednn = dtype == BF16 and FAST_BF16[name]
+    for h, w, c_in, c_out in vgg_layer_shapes():
+        plan = vgg.conv_plan(h, w, c_in, c_out, dtype, "auto", platform="cpu")
+        assert (plan.method, jnp.dtype(plan.compute_dtype)) == (
+            ("onednn", BF16) if onednn else expected_plan(h, w, c_in, c_out, dtype, FAST_BF16[name]))
+        plan = vgg.conv_plan(h, w, c_in, c_out, dtype, "auto", platform="cpu", cpu_flags=given)
+        assert (plan.method, jnp.dtype(plan.compute_dtype)) == expected_plan(h, w, c_in, c_out, dtype, FAST_BF16[name])
 
 
 def test_gan_conv_method_ignores_flags(monkeypatch) -> None:
@@ -194,9 +212,10 @@ def test_huge_pages_by_thp_mode(mode, expect) -> None:
 def test_measured_choices_only_where_bfloat16_is_fast(monkeypatch, tmp_path) -> None:
     """With measuring on (the default): on CPUs with fast bfloat16 the large bfloat16 layers take the
     measured choice (injected here: XLA's, float32), on the others nothing is ever measured."""
-    from nstjax.models import _tuning, conv
+    from nstjax.models import _tuning
 
     monkeypatch.setenv("NSTJAX_CONV_TUNING", "1")  # tests run with the fixed rules (conftest)
+    monkeypatch.setattr(conv.native, "onednn_available", lambda: False)  # its candidates: test_onednn.py
     timed = []
     monkeypatch.setattr(conv, "time_candidates", lambda run, candidates: timed.append(candidates) or
                         {c: (0.5 if c == ("xla", "float32") else 1.0) for c in candidates})  # fmt: skip

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from .. import runtime
+from .. import native, runtime
 from ._gemm import gemm_conv_forward, plane_kernel_gradient, tap_kernel_gradient
 from ._gradients import gemm_conv, shift_conv, winograd_conv, xla_conv, xla_conv_products
 from ._tuning import Candidate, ChoiceCache, class_shape, fastest, shape_class, time_candidates, vgg_layer_call
@@ -59,6 +59,7 @@ __all__ = [
     "gemm_conv_forward",
     "measured_vgg_choice",
     "vgg_candidates",
+    "vgg_onednn",
     "vgg_winograd_dtype",
     "plan",
     "plane_kernel_gradient",
@@ -157,7 +158,7 @@ Read at each call (at trace time under ``jit``): to try other values, replace it
 class ConvPlan:
     """How one convolution is computed.
 
-    ``method``: ``"xla"``, ``"gemm"``, ``"shift"`` or ``"winograd"``. ``compute_dtype``:
+    ``method``: ``"xla"``, ``"gemm"``, ``"shift"``, ``"winograd"`` or ``"onednn"`` (VGG only). ``compute_dtype``:
     the convolution's operands are cast to it and its result back (for ``use="gan"``
     always the layer's dtype). ``xla_forward``: a ``"gemm"`` layer computes its forward
     pass as XLA's convolution (its gradients stay products).
@@ -176,7 +177,8 @@ def _winograd_pays(pixels: int, in_channels: int, out_channels: int, t: ConvThre
 
 def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, *,
          dtype: Any = jnp.float32, impl: ConvImpl = "auto", use: str = "gan", platform: str | None = None,
-         cpu_flags: Iterable[str] | None = None, thresholds: ConvThresholds | None = None) -> ConvPlan:
+         cpu_flags: Iterable[str] | None = None, thresholds: ConvThresholds | None = None,
+         onednn: bool | None = None) -> ConvPlan:
     """How a ``kernel`` x ``kernel`` convolution to a [*, height, width, out_channels] output is computed.
 
     ``height``, ``width``: the output's. ``impl``: ``"xla"``, ``"gemm"`` (the products:
@@ -200,21 +202,26 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
        few input channels, small images), with XLA's forward pass for kernels of 3 or
        more at ``t.xla_min_pixels`` or more.
 
-    ``use="vgg"`` (3x3, stride 1):
+    ``use="vgg"`` (3x3, stride 1; ``onednn``: whether oneDNN's convolution may be used, default
+    where ``cpu_flags`` is not given and :func:`nstjax.native.onednn_available`, asked only for
+    bfloat16 on a CPU with fast bfloat16):
 
     1. as measured on this machine (:func:`measured_vgg_choice`; off with
        ``NSTJAX_CONV_TUNING=0``, and when ``cpu_flags`` or ``thresholds`` are given: they
        describe another machine): bfloat16 on a CPU with fast bfloat16 (``amx_bf16`` or
        ``avx512_bf16``, :func:`nstjax.runtime.fast_bfloat16`), layers of ``t.tuning_min_macs``
-       and ``t.winograd_min_channels`` on both sides: the fastest of XLA's (float32),
-       Winograd and (up to ``t.bf16_gemm_max_pixels``) the GEMM with bfloat16 products
-       (float32 is not measured: its fixed rule below, from per-layer timings, was right on
-       the AVX2 EPYC; on the AVX-512 Xeon XLA's was faster for some 64-128-channel layers,
-       but measuring them cost a first run at 256 px 8 s for 2 %: docs/benchmarks.md);
-    2. otherwise bfloat16 with fast bfloat16 (``cpu_flags``, default this CPU's):
-       Winograd with bfloat16 products where rule 3 above says Winograd, else a bfloat16
-       GEMM with ``t.bf16_gemm_min_channels`` input channels, ``t.bf16_gemm_min_macs``
-       and at most ``t.bf16_gemm_max_pixels``;
+       and ``t.winograd_min_channels`` on both sides: the fastest of oneDNN's (with
+       ``onednn``), XLA's (float32), Winograd and (up to ``t.bf16_gemm_max_pixels``) the
+       GEMM with bfloat16 products (float32 is not measured: its fixed rule below, from
+       per-layer timings, was right on the AVX2 EPYC; on the AVX-512 Xeon XLA's was faster
+       for some 64-128-channel layers, but measuring them cost a first run at 256 px 8 s for
+       2 %: docs/benchmarks.md);
+    2. otherwise bfloat16 with fast bfloat16 (``cpu_flags``, default this CPU's): oneDNN's
+       with ``onednn`` (its bfloat16 kernels; no XLA formulation comes near them, and the
+       small layers here take milliseconds either way); else Winograd with bfloat16
+       products where rule 3 above says Winograd, else a bfloat16 GEMM with
+       ``t.bf16_gemm_min_channels`` input channels, ``t.bf16_gemm_min_macs`` and at most
+       ``t.bf16_gemm_max_pixels``;
     3. Winograd as rule 3 above, else XLA's, both computed in float32 (XLA:CPU has no
        faster bfloat16 convolution; without fast bfloat16 its arithmetic is emulated).
 
@@ -241,10 +248,15 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     if use == "vgg":
         fast_bf16 = dtype == jnp.bfloat16 and runtime.fast_bfloat16(cpu_flags)
         here = cpu_flags is None and thresholds is None and tuning_enabled()
+        if fast_bf16 and onednn is None:
+            onednn = vgg_onednn(dtype, platform="cpu", cpu_flags=cpu_flags)
         if (here and fast_bf16 and macs >= t.tuning_min_macs
                 and min(in_channels, out_channels) >= t.winograd_min_channels):  # fmt: skip
-            method, compute = measured_vgg_choice(height, width, in_channels, out_channels, dtype)
+            method, compute = measured_vgg_choice(height, width, in_channels, out_channels, dtype,
+                                                  onednn=bool(onednn))  # fmt: skip
             return ConvPlan(method, jnp.dtype(compute))
+        if fast_bf16 and onednn:
+            return ConvPlan("onednn", dtype)
         if fast_bf16 and winograd:
             return ConvPlan("winograd", dtype)
         if (fast_bf16 and in_channels >= t.bf16_gemm_min_channels and macs >= t.bf16_gemm_min_macs
@@ -262,6 +274,19 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
         ):
             return ConvPlan("xla", dtype)
     return ConvPlan(products, dtype, xla_forward=products == "gemm" and kernel >= 3 and pixels >= t.xla_min_pixels)
+
+
+def vgg_onednn(dtype: Any, impl: str = "auto", *, platform: str | None = None,
+               cpu_flags: Iterable[str] | None = None) -> bool:  # fmt: skip
+    """Whether :func:`plan` (``use="vgg"``, ``impl``) computes ``dtype`` layers by oneDNN's convolution here.
+
+    For ``impl="auto"``, bfloat16 on this machine's CPU (``cpu_flags`` not given) with fast bfloat16
+    where :func:`nstjax.native.onednn_available` (the first ask builds the bridge). Layers of
+    ``t.tuning_min_macs`` may still measure Winograd faster (:func:`measured_vgg_choice`); all others take it.
+    """
+    platform = jax.default_backend() if platform is None else platform
+    return (impl == "auto" and platform == "cpu" and jnp.dtype(dtype) == jnp.bfloat16 and cpu_flags is None
+            and runtime.fast_bfloat16() and native.onednn_available())  # fmt: skip
 
 
 def vgg_winograd_dtype(dtype: Any, impl: str = "auto", *, platform: str | None = None,
@@ -310,15 +335,20 @@ def tuning_enabled() -> bool:
 
 
 def vgg_candidates(height: int, width: int, dtype: Any = jnp.bfloat16,
-                   thresholds: ConvThresholds | None = None) -> tuple[Candidate, ...]:  # fmt: skip
+                   thresholds: ConvThresholds | None = None, *, onednn: bool = False) -> tuple[Candidate, ...]:  # fmt: skip
     """What :func:`measured_vgg_choice` times for a ``dtype`` VGG layer with a ``height`` x ``width`` output,
-    in order of preference on a tie (XLA's first: it compiles fastest).
+    in order of preference on a tie (the first compiles fastest).
 
-    float32: XLA's and Winograd. bfloat16 (fast): not float32 Winograd: on the Xeon (AMX) of
-    docs/benchmarks.md it lost to bfloat16 Winograd in all 15 VGG shape classes from 16 to 512 px (by
-    1.3-2.5x), and each candidate costs about a second of compilation on first use."""
+    float32: XLA's and Winograd. bfloat16 (fast): with ``onednn``, oneDNN's convolution and bfloat16
+    Winograd (which wins for 256-512 channels at 16-32 px on the Xeon with AMX of docs/benchmarks.md,
+    where XLA's float32 convolution and the bfloat16 GEMM lost every class to oneDNN's by 2-7x);
+    without, XLA's (float32), bfloat16 Winograd and, up to ``bf16_gemm_max_pixels``, the bfloat16
+    GEMM. Never float32 Winograd: on that Xeon it lost to bfloat16 Winograd in all 15 VGG shape classes
+    from 16 to 512 px (by 1.3-2.5x), and each candidate costs about a second of compilation on first use."""
     if jnp.dtype(dtype) == jnp.float32:
         return (("xla", "float32"), ("winograd", "float32"))
+    if onednn:
+        return (("onednn", "bfloat16"), ("winograd", "bfloat16"))
     t = THRESHOLDS if thresholds is None else thresholds
     candidates: list[Candidate] = [("xla", "float32"), ("winograd", "bfloat16")]
     if height * width <= t.bf16_gemm_max_pixels:
@@ -327,10 +357,11 @@ def vgg_candidates(height: int, width: int, dtype: Any = jnp.bfloat16,
 
 
 def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels: int, dtype: Any = jnp.bfloat16,
-                        *, cache: ChoiceCache | None = None, timer: Any = None) -> Candidate:  # fmt: skip
+                        *, onednn: bool = False, cache: ChoiceCache | None = None, timer: Any = None) -> Candidate:  # fmt: skip
     """The fastest way to compute a ``dtype`` VGG layer (``(method, compute dtype)``) on this machine.
 
-    Looked up by :func:`~nstjax.models._tuning.shape_class` in ``cache`` (default: the
+    Looked up by :func:`~nstjax.models._tuning.shape_class` (and ``onednn``: whether oneDNN's
+    convolution is a candidate, so that installing it measures afresh) in ``cache`` (default: the
     process's, ``<nstjax cache>/conv_choices.json``); on a miss, each of
     :func:`vgg_candidates` is timed on random data of the class's shape, forward and
     input gradient as :func:`conv3x3` computes them in VGG (about a second per candidate,
@@ -342,11 +373,11 @@ def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels:
         _CHOICES = _CHOICES if _CHOICES is not None else ChoiceCache()
         cache = _CHOICES
     name = jnp.dtype(dtype).name
-    key = f"{name}:{shape_class(height, width, in_channels, out_channels)}"
+    key = f"{name}{'+onednn' if onednn else ''}:{shape_class(height, width, in_channels, out_channels)}"
     choice = cache.get(key)
     if choice is None:
         h, w, c_in, c_out = class_shape(key.partition(":")[2])
-        candidates = vgg_candidates(h, w, name)
+        candidates = vgg_candidates(h, w, name, onednn=onednn)
         if timer is None:
             layer = functools.partial(vgg_layer_call, conv3x3, (h, w, c_in, c_out), name)
             seconds = time_candidates(layer, candidates)
@@ -462,7 +493,7 @@ def _winograd_applies(kernel_shape, stride: int, pads) -> bool:
 
 # --------------------------------------------------------------------------- 3x3 convolutions with fixed kernels (VGG)
 
-_METHODS = ("xla", "gemm", "winograd")
+_METHODS = ("xla", "gemm", "winograd", "onednn")
 
 
 def conv3x3(
@@ -486,7 +517,8 @@ def conv3x3(
     (through the GEMM for ``"gemm"``, :func:`conv2d`'s otherwise), and XLA drops
     it when nothing uses it, as in style transfer. Reverse mode only (no ``jvp``).
 
-    ``method``: ``"xla"`` (:func:`conv2d`), ``"gemm"`` (:func:`gemm_conv_forward`) or
+    ``method``: ``"xla"`` (:func:`conv2d`), ``"gemm"`` (:func:`gemm_conv_forward`), ``"onednn"``
+    (:func:`nstjax.native.onednn_conv2d`, where available) or
     ``"winograd"`` (:func:`winograd_conv3x3` with ``kernel_w`` and, for the input
     gradient, ``kernel_t_w``: the Winograd forms of ``kernel`` and ``kernel_t``,
     computed here when not given), for the forward pass and the input gradient
@@ -506,6 +538,8 @@ def _forward(x, kernel, kernel_w, padding, method):
         return winograd_conv3x3(x, winograd_kernel(kernel) if kernel_w is None else kernel_w, padding)
     if method == "gemm":
         return gemm_conv_forward(x, kernel, 1, padding)
+    if method == "onednn":
+        return native.onednn_conv2d(x, kernel, 1, padding)
     return conv2d(x, kernel, 1, padding)
 
 

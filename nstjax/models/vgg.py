@@ -48,6 +48,7 @@ from .conv import (
     plan,
     split_winograd_kernel,
     transposed_kernel,
+    vgg_onednn,
     vgg_winograd_dtype,
     winograd_kernel,
     winograd_possible,

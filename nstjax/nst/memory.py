@@ -18,8 +18,10 @@ The estimate counts the bytes alive at the peak of the jitted optimiser chunk:
   average pooling a = 5.4, b = 6.6; max pooling a = 5.2, b = 10.3 (its backward
   compares each window with its maximum, which costs loss-layer-sized buffers).
   XLA:CPU has no bfloat16 convolution and computes in float32, but keeps some
-  buffers in bfloat16: 0.8 of the float32 bytes there (measured); on GPU/TPU
-  the activation bytes are halved for bfloat16 (model, not measured here);
+  buffers in bfloat16: 0.8 of the float32 bytes there (measured); with oneDNN's
+  convolution (:func:`nstjax.models.vgg.vgg_onednn`) the buffers stay bfloat16: 0.5
+  (measured 0.50-0.55 against XLA's buffer assignment, four layer sets and sizes); on
+  GPU/TPU the activation bytes are halved for bfloat16 (model, not measured here);
 * a fixed 64 MiB of small buffers.
 
 Rematerialisation: XLA:CPU schedules the recomputation next to the forward pass,
@@ -58,6 +60,10 @@ _SLACK = 64 << 20
 # XLA:CPU computes bfloat16 convolutions in float32 but keeps some buffers in bfloat16: 0.8 of
 # float32's activation bytes (measured 0.79-0.83 at 640x512).
 _CPU_BFLOAT16 = 0.8
+# With oneDNN's bfloat16 convolution nothing is converted to float32: half of float32's bytes (with it, the
+# estimate was within -0.3 % .. +20 % of XLA's buffer assignment for 4 and 6 loss layers at 384-640 px, Adam and
+# L-BFGS, on a 2-core Xeon with AMX; the deep-layer sets' excess is their parameters' Winograd forms).
+_CPU_BFLOAT16_ONEDNN = 0.5
 # A CPU process's resident memory grows more than XLA's buffer assignment (allocator slack, the
 # separate targets/evaluation programs): by 17 % (Adam) and 24 % (one L-BFGS step) at 512 px with
 # the Gatys layers (scripts/bench_memory.py, docs/scale.md). The margin covers both.
@@ -160,8 +166,10 @@ def estimate_bytes(
     param_bytes = (every + winograd) * 4 + (used * 2 if dtype == "bfloat16" else 0)
 
     keep = 1.0 if platform == "cpu" else remat_keep_ratio(shape, layers, remat, network)
-    if dtype == "bfloat16":
-        keep *= _CPU_BFLOAT16 if platform == "cpu" else 0.5
+    if dtype == "bfloat16" and platform == "cpu":
+        keep *= _CPU_BFLOAT16_ONEDNN if vgg.vgg_onednn(dtype, conv_impl, platform=platform) else _CPU_BFLOAT16
+    elif dtype == "bfloat16":
+        keep *= 0.5
     if platform == "cpu" and not buffers_only:
         keep *= _CPU_RESIDENT
     per_all, per_loss = _ACTIVATION_BYTES[pooling]

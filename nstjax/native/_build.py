@@ -1,0 +1,111 @@
+"""Building the FFI library against the installed oneDNN: once per machine, into the nstjax cache.
+
+oneDNN comes from PyPI (the ``onednn`` extra: Intel's ``onednn-cpu-gomp`` library and
+``onednn-devel-cpu-gomp`` headers) or from ``NSTJAX_ONEDNN_ROOT`` (a folder with ``include/``
+and ``lib/``); XLA's FFI headers ship with jaxlib; the compiler is ``$CXX`` or ``c++``. The
+library is named by a digest of all of them and of the source, so a new jaxlib, oneDNN or
+source builds afresh; it is compiled to a temporary file and renamed into place under a
+file lock, so two processes never load a half-written library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..hub import cache_dir, file_lock
+from ..io.atomic import atomic_path
+
+__all__ = ["SOURCE", "Toolchain", "Unavailable", "build", "library_path", "toolchain"]
+
+SOURCE = Path(__file__).with_name("onednn_conv.cc")
+RUNTIME_DISTRIBUTION = "onednn-cpu-gomp"
+HEADERS_DISTRIBUTION = "onednn-devel-cpu-gomp"
+INSTALL_HINT = "pip install 'nstjax[onednn]'"
+
+
+class Unavailable(Exception):
+    """Why the native library cannot be had here (one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Toolchain:
+    """What the library is built with: the C++ compiler and the folders of oneDNN's and XLA's headers."""
+
+    compiler: str
+    onednn_include: Path
+    onednn_lib: Path
+    ffi_include: Path
+
+
+def _distribution_file(distribution: str, suffix: str) -> Path | None:
+    try:
+        files = importlib.metadata.files(distribution) or []
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if ("/" + str(f).replace(os.sep, "/")).endswith("/" + suffix):
+            return Path(dist.locate_file(f)).resolve()
+    return None
+
+
+def toolchain() -> Toolchain:
+    """The toolchain of this machine; :class:`Unavailable` says what is missing."""
+    import jax
+
+    root = os.environ.get("NSTJAX_ONEDNN_ROOT")
+    if root:
+        include, lib = Path(root) / "include", Path(root) / "lib"
+        if not (include / "oneapi" / "dnnl" / "dnnl.hpp").is_file() or not (lib / "libdnnl.so").exists():
+            raise Unavailable(f"NSTJAX_ONEDNN_ROOT={root} has no include/oneapi/dnnl/dnnl.hpp and lib/libdnnl.so")
+    else:
+        header = _distribution_file(HEADERS_DISTRIBUTION, "include/oneapi/dnnl/dnnl.hpp")
+        library = _distribution_file(RUNTIME_DISTRIBUTION, "libdnnl.so")
+        if header is None or library is None:
+            raise Unavailable(f"oneDNN is not installed ({INSTALL_HINT})")
+        include, lib = header.parents[2], library.parent
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if not compiler:
+        raise Unavailable("no C++ compiler to build the oneDNN bridge (install g++, or set CXX)")
+    return Toolchain(compiler, include, lib, Path(jax.ffi.include_dir()))
+
+
+def library_path(tools: Toolchain) -> Path:
+    """Where the library built with ``tools`` lives: ``<nstjax cache>/native/onednn_conv-<digest>.so``."""
+    import jaxlib
+
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    for part in (jaxlib.__version__, *map(str, dataclasses.astuple(tools)),
+                 os.path.realpath(tools.onednn_lib / "libdnnl.so")):  # fmt: skip
+        digest.update(b"\0" + part.encode())
+    return cache_dir() / "native" / f"onednn_conv-{digest.hexdigest()[:16]}.so"
+
+
+def build(tools: Toolchain) -> Path:
+    """The library for ``tools``, compiled first if this machine has none yet (a few seconds)."""
+    path = library_path(tools)
+    if path.is_file():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path):
+            if path.is_file():  # another process built it while this one waited
+                return path
+            with atomic_path(path) as tmp:
+                command = [tools.compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
+                           "-I", str(tools.ffi_include), "-I", str(tools.onednn_include), str(SOURCE),
+                           "-o", str(tmp), "-L", str(tools.onednn_lib), "-ldnnl",
+                           f"-Wl,-rpath,{tools.onednn_lib}"]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()
+                    raise Unavailable(f"building the oneDNN bridge failed: {(errors or ['no output'])[0].strip()}")
+    except OSError as e:
+        raise Unavailable(f"cannot build the oneDNN bridge in {path.parent} ({e.strerror or e})") from None
+    return path
