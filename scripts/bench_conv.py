@@ -11,6 +11,8 @@ in float32 and bfloat16, the forward pass and the input gradient (what
   accumulation);
 * ``winograd``: :func:`nstjax.models.layers.winograd_conv3x3` in float32 (16 products, the
   kernel's Winograd form computed once);
+* ``onednn``: :func:`nstjax.native.onednn_conv2d` in the dtype (where the ``onednn`` extra's bridge is
+  available; the kernel reordered into oneDNN's layout at every call, as in VGG);
 * ``torch`` / ``torch-cl``: ``torch.nn.functional.conv2d`` forward and
   ``convolution_backward`` input gradient, NCHW and channels_last, bfloat16 as
   native bfloat16 tensors.
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
     import jax
     import jax.numpy as jnp
 
-    from nstjax import runtime
+    from nstjax import native, runtime
     from nstjax.models import layers, vgg
 
     torch = None
@@ -87,8 +89,10 @@ def main(argv=None) -> int:
             k = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2 / (9 * c_in)), dtype)
             kt = vgg.transposed_kernel(k)
             jobs = {}
-            for impl, method, compute in (("xla", "xla", dtype), ("xla-f32", "xla", jnp.float32),
-                                          ("gemm", "gemm", dtype)):
+            impls = [("xla", "xla", dtype), ("xla-f32", "xla", jnp.float32), ("gemm", "gemm", dtype)]
+            if native.onednn_available():
+                impls.append(("onednn", "onednn", dtype))
+            for impl, method, compute in impls:
                 if impl == "xla-f32" and dtype == jnp.float32:
                     continue
                 f = jax.jit(lambda a, b, m=method, c=compute: vgg.conv3x3(

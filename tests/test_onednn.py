@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from nstjax import native
+from nstjax.errors import NstjaxError
 from nstjax.models import _tuning, conv, vgg
 from nstjax.native import _build
 
@@ -93,6 +94,7 @@ SHARDED = r"""
 import numpy as np, jax, jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from nstjax import native
+from nstjax.errors import NstjaxError
 assert jax.device_count() == 4 and native.onednn_status() is None, native.onednn_status()
 mesh = Mesh(np.array(jax.devices()), ("batch",))
 rng = np.random.default_rng(0)
@@ -154,16 +156,28 @@ def _ffi_calls(jaxpr, found):
     return found
 
 
+def _kernel_casts(fn, *args) -> int:
+    """How many bfloat16 kernels ([3, 3, *, *]) the optimised program of ``fn`` makes (not parameters)."""
+    program = jax.jit(fn).lower(*args).compile().as_text()
+    return sum(1 for line in program.splitlines() if "= bf16[3,3," in line and "parameter(" not in line)
+
+
 def test_a_bfloat16_network_convolves_through_onednn(onednn, monkeypatch):
     # The image gradient of a 64 px bfloat16 VGG-19 to relu5_1 on a CPU with fast bfloat16: every layer's
-    # forward pass (kernel) and input gradient (transposed kernel) is one oneDNN call, in bfloat16.
+    # forward pass (kernel) and input gradient (transposed kernel) is one oneDNN call, in bfloat16, with the
+    # kernels prepared in bfloat16 once (no kernel is cast in the program; without the prepared copies, all are).
     monkeypatch.setattr(conv.runtime, "fast_bfloat16", lambda flags=None: True)
-    params = jax.eval_shape(lambda: vgg.with_transposed_kernels(vgg.init_params(0)))
+    prepared = jax.eval_shape(lambda: vgg.prepared_params(vgg.init_params(0), ("relu5_1",), dtype=BF16))
+    assert prepared["conv5_1"]["kernel_bf16"].dtype == BF16 and "kernel_bf16" not in prepared["conv5_2"]
+    image = jax.ShapeDtypeStruct((1, 64, 64, 3), F32)
 
     def grad(p, x):
         return jax.grad(lambda x: jnp.mean(vgg.features(p, x, ("relu5_1",), dtype=BF16)["relu5_1"].astype(F32)))(x)
 
-    found = _ffi_calls(jax.make_jaxpr(grad)(params, jax.ShapeDtypeStruct((1, 64, 64, 3), F32)).jaxpr, set())
+    found = _ffi_calls(jax.make_jaxpr(grad)(prepared, image).jaxpr, set())
+    assert _kernel_casts(grad, prepared, image) == 0
+    bare = {n: {"kernel": v["kernel"], "kernel_t": v["kernel_t"], "bias": v["bias"]} for n, v in prepared.items()}
+    assert _ffi_calls(jax.make_jaxpr(grad)(bare, image).jaxpr, set()) == found and _kernel_casts(grad, bare, image) > 0
     want = set()
     for name in list(vgg.CONV_CHANNELS)[: list(vgg.CONV_CHANNELS).index("conv5_1") + 1]:
         (h, w), (c_in, c_out) = vgg.layer_shape(name, 64, 64), vgg.CONV_CHANNELS[name]
@@ -210,6 +224,51 @@ def test_onednn_is_asked_about_on_this_machine_only(monkeypatch):
     assert vgg.conv_plan(8, 8, 64, 64, F32, platform="cpu").method != "onednn" and not asked
 
 
+def test_asked_for_by_name_for_vgg_only():
+    assert vgg_method(F32, frozenset(), onednn=False) == ("xla", "float32")
+    assert conv.plan(8, 8, 4, 4, 3, 1, dtype=F32, impl="onednn", use="vgg", platform="cpu").method == "onednn"
+    assert vgg.vgg_onednn(F32, "onednn") and not vgg.vgg_onednn(F32, "xla")
+    with pytest.raises(ValueError, match="VGG's convolutions"):
+        conv.plan(8, 8, 4, 4, 3, 1, impl="onednn", use="gan", platform="cpu")
+
+
+def test_quick_steps_take_onednn_where_the_planner_does(monkeypatch):
+    # A cold run's first steps (nstjax.nst.tiered) and the forward-only programs: oneDNN's for every layer
+    # where the planner takes it (bfloat16, fast bfloat16, bridge available), XLA's elsewhere.
+    from nstjax.nst import config as nst_config
+    from nstjax.nst.engine import make_spec, quick_spec
+
+    monkeypatch.setattr(conv.runtime, "fast_bfloat16", lambda flags=None: True)
+    monkeypatch.setattr(conv.native, "onednn_available", lambda: True)
+
+    def quick(**settings):
+        return quick_spec(make_spec(nst_config.preset("gatys", **settings), "caffe", guided=False)).conv_impl
+
+    assert quick(dtype="bfloat16") == "onednn"
+    assert quick(dtype="float32") == "xla"
+    assert quick(dtype="bfloat16", conv_impl="winograd") == "winograd"  # an explicit choice stays
+    monkeypatch.setattr(conv.native, "onednn_available", lambda: False)
+    assert quick(dtype="bfloat16") == "xla"
+
+
+def test_stylize_asked_for_onednn_where_it_cannot_run_says_so_in_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from nstjax.cli import app
+
+    monkeypatch.setenv("NSTJAX_ONEDNN", "0")
+    for name in ("content.png", "style.png"):
+        Image.fromarray(np.full((24, 24, 3), 128, np.uint8)).save(tmp_path / name)
+    result = CliRunner().invoke(app, ["stylize", str(tmp_path / "content.png"), str(tmp_path / "style.png"), "-o",
+                                      str(tmp_path / "out.png"), "--size", "24", "--weights", "random", "--steps", "2",
+                                      "--conv-impl", "onednn", "--quiet"])  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert result.exit_code != 0 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and "cannot run here: turned off (NSTJAX_ONEDNN=0)" in lines[0]
+    assert "Traceback" not in result.output and not (tmp_path / "out.png").exists()
+
+
 ONEDNN16, WIN16 = ("onednn", "bfloat16"), ("winograd", "bfloat16")
 
 
@@ -235,7 +294,7 @@ def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("NSTJAX_ONEDNN", "0")
     assert native.onednn_status() == "turned off (NSTJAX_ONEDNN=0)"
     assert not native.onednn_available()
-    with pytest.raises(RuntimeError, match="NSTJAX_ONEDNN=0"):
+    with pytest.raises(NstjaxError, match="cannot run here: turned off .NSTJAX_ONEDNN=0"):
         native.onednn_conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)))
     monkeypatch.setattr(conv.runtime, "fast_bfloat16", lambda flags=None: True)
     assert vgg.conv_plan(8, 8, 64, 64, BF16, platform="cpu").method != "onednn"

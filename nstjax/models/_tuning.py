@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 CHOICES_FILE = "conv_choices.json"
-_VERSION = 2  # 2: the Winograd candidates are timed with their forms stored as VGG now stores them (split, in
+_VERSION = 3  # 3: oneDNN's candidate is timed with bfloat16 kernels, as VGG stores them (a cast per call made it lose
+# to Winograd for 512 channels at 16-32 px). 2: the Winograd candidates are timed with their forms stored as VGG now stores them (split, in
 # the compute dtype); version 1 timed a conversion of every form per call and favoured float32 XLA wrongly.
 
 Candidate = tuple[str, str]
@@ -195,8 +196,9 @@ def time_candidates(run: Callable[[Candidate], Callable[[], object]], candidates
 def vgg_layer_call(conv3x3: Callable, shape: tuple[int, int, int, int], dtype: str, candidate: Candidate):
     """A compiled value-and-input-gradient of one VGG layer computed by ``conv3x3``
     (:func:`nstjax.models.conv.conv3x3`) as ``candidate``: ``shape`` (output height, width, input and
-    output channels), ``dtype`` activations, float32 parameters with their transposed form and their
-    Winograd forms split and in the compute dtype given, as :mod:`nstjax.models.vgg` has them.
+    output channels), ``dtype`` activations, float32 parameters with their transposed form (bfloat16 copies
+    for oneDNN's bfloat16 convolution) and their Winograd forms split and in the compute dtype given, as
+    :mod:`nstjax.models.vgg` has them.
     For :func:`time_candidates`."""
     import jax
     import jax.numpy as jnp
@@ -209,8 +211,10 @@ def vgg_layer_call(conv3x3: Callable, shape: tuple[int, int, int, int], dtype: s
     g = jnp.asarray(rng.standard_normal((1, h, w, c_out)), dtype)
     k = np.asarray(rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / (9 * c_in)), np.float32)
     kt = transposed_kernel(k)
-    # The Winograd forms split and in the dtype they are multiplied in, as vgg.with_winograd_kernels stores them.
-    forms = {"kernel": jnp.asarray(k), "kernel_t": jnp.asarray(kt),
+    # The kernels in bfloat16 for oneDNN's (vgg.with_bfloat16_kernels), and the Winograd forms split and in the
+    # dtype they are multiplied in, as vgg.with_winograd_kernels stores them.
+    stored = jnp.bfloat16 if method == "onednn" and compute == "bfloat16" else jnp.float32
+    forms = {"kernel": jnp.asarray(k, stored), "kernel_t": jnp.asarray(kt, stored),
              **{name: split_winograd_kernel(jnp.asarray(winograd_kernel(v), compute))
                 for name, v in (("kernel_w", k), ("kernel_t_w", kt))}}  # fmt: skip
 

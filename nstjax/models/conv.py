@@ -72,7 +72,7 @@ __all__ = [
     "winograd_possible",
 ]
 
-ConvImpl = Literal["auto", "xla", "gemm", "winograd"]
+ConvImpl = Literal["auto", "xla", "gemm", "winograd", "onednn"]
 USES = ("gan", "vgg")
 
 
@@ -183,7 +183,8 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
 
     ``height``, ``width``: the output's. ``impl``: ``"xla"``, ``"gemm"`` (the products:
     ``"shift"`` for GAN layers of stride 1 with fewer output than input channels,
-    ``"gemm"`` else) or ``"winograd"`` (stride-1 3x3 layers; XLA's elsewhere) for every
+    ``"gemm"`` else), ``"winograd"`` (stride-1 3x3 layers; XLA's elsewhere) or ``"onednn"``
+    (VGG only: :func:`nstjax.native.onednn_conv2d`, which says so where it cannot run) for every
     layer, in ``dtype``; 1x1 kernels are always XLA's but for ``"winograd"``. ``"auto"``: XLA's on
     GPU/TPU; on CPU (``t`` = ``thresholds``, default :data:`THRESHOLDS` as it is at the call; MACs per
     image, pixels of the output):
@@ -232,6 +233,10 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     if use not in USES:
         raise ValueError(f"use must be one of {USES}, got {use!r}")
     dtype = jnp.dtype(dtype)
+    if impl == "onednn":
+        if use != "vgg":
+            raise ValueError("conv_impl 'onednn' is for VGG's convolutions (the GAN layers train their kernels)")
+        return ConvPlan("onednn", dtype)
     products = "shift" if use == "gan" and stride == 1 and out_channels < in_channels else "gemm"
     if impl == "winograd":
         return ConvPlan("winograd" if kernel == 3 and stride == 1 else "xla", dtype)
@@ -280,10 +285,13 @@ def vgg_onednn(dtype: Any, impl: str = "auto", *, platform: str | None = None,
                cpu_flags: Iterable[str] | None = None) -> bool:  # fmt: skip
     """Whether :func:`plan` (``use="vgg"``, ``impl``) computes ``dtype`` layers by oneDNN's convolution here.
 
-    For ``impl="auto"``, bfloat16 on this machine's CPU (``cpu_flags`` not given) with fast bfloat16
-    where :func:`nstjax.native.onednn_available` (the first ask builds the bridge). Layers of
-    ``t.tuning_min_macs`` may still measure Winograd faster (:func:`measured_vgg_choice`); all others take it.
+    Always for ``impl="onednn"``; for ``"auto"``, bfloat16 on this machine's CPU (``cpu_flags`` not given)
+    with fast bfloat16 where :func:`nstjax.native.onednn_available` (the first ask builds the bridge).
+    There, layers of ``t.tuning_min_macs`` may still measure Winograd faster (:func:`measured_vgg_choice`);
+    all others take it.
     """
+    if impl == "onednn":
+        return True
     platform = jax.default_backend() if platform is None else platform
     return (impl == "auto" and platform == "cpu" and jnp.dtype(dtype) == jnp.bfloat16 and cpu_flags is None
             and runtime.fast_bfloat16() and native.onednn_available())  # fmt: skip

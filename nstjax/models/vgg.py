@@ -161,18 +161,39 @@ def with_winograd_kernels(params: Any, layers: Iterable[str], conv_impl: str = "
             for name, layer in params.items()}  # fmt: skip
 
 
+def with_bfloat16_kernels(params: Any, layers: Iterable[str]) -> Any:
+    """``params`` with ``"kernel_bf16"`` / ``"kernel_t_bf16"``: ``kernel`` and its :func:`transposed_kernel`
+    rounded to bfloat16, for the convolutions up to the deepest of ``layers``.
+
+    oneDNN's bfloat16 convolution reads them (:func:`vgg_onednn`); cast inside the program, the two
+    casts of a 512->512 layer's kernels took ~2 ms of its 7.6 ms (forward and input gradient), and a
+    bfloat16 evaluation at 256 px went 104 -> 98 ms without them on a 2-core Xeon (docs/benchmarks.md).
+    Once per run; they must stay in step with ``kernel``.
+    """
+    names = tuple(layers)
+    deepest = max((LAYERS.index(n) for n in validate_layers(names)), default=-1)
+    return {
+        name: {**layer, "kernel_bf16": jnp.asarray(layer["kernel"], jnp.bfloat16),
+               "kernel_t_bf16": jnp.asarray(layer.get("kernel_t", transposed_kernel(layer["kernel"])), jnp.bfloat16)}
+        if name in CONV_CHANNELS and LAYERS.index(name) <= deepest and "kernel_bf16" not in layer else layer
+        for name, layer in params.items()
+    }  # fmt: skip
+
+
 def prepared_params(params: Any, layers: Iterable[str] = (), conv_impl: str = "auto", *,
                     dtype: Any = jnp.float32) -> Any:
     """``params`` as a fixed network reads them step after step: with :func:`with_transposed_kernels`'
-    input-gradient kernels and :func:`with_winograd_kernels`' forms for the convolutions up to the deepest
-    of ``layers`` (none: no forms) computed in ``dtype``.
+    input-gradient kernels, :func:`with_winograd_kernels`' forms for the convolutions up to the deepest
+    of ``layers`` (none: no forms) computed in ``dtype`` and, where oneDNN computes ``dtype`` layers
+    (:func:`vgg_onednn`), :func:`with_bfloat16_kernels`' copies.
 
     For the loss networks of the trainers and the optimiser of ``stylize``: once per run, outside the
     jitted step (inside, a SPADE step at 128 px re-derived the forms of every layer it ran, forward and
     backward, ~0.4 s of CPU time; docs/benchmarks.md). The features are unchanged; the added arrays
     receive no gradient, so the kernels must not be trained.
     """
-    return with_winograd_kernels(with_transposed_kernels(params), layers, conv_impl, dtype=dtype)
+    params = with_winograd_kernels(with_transposed_kernels(params), layers, conv_impl, dtype=dtype)
+    return with_bfloat16_kernels(params, layers) if vgg_onednn(dtype, conv_impl) else params
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -216,8 +237,9 @@ class Conv3x3(nn.Module):
 
     Parameters are float32; activations are ``dtype`` and the convolution runs
     as :func:`conv_plan` says for ``conv_impl``. Optional ``kernel_t``,
-    ``kernel_w`` and ``kernel_t_w`` parameters (:func:`with_transposed_kernels`,
-    :func:`with_winograd_kernels`) save transforming the kernel on every call.
+    ``kernel_w``, ``kernel_t_w``, ``kernel_bf16`` and ``kernel_t_bf16`` parameters
+    (:func:`with_transposed_kernels`, :func:`with_winograd_kernels`, :func:`with_bfloat16_kernels`)
+    save transforming or casting the kernel on every call.
     """
 
     features: int
@@ -239,10 +261,12 @@ class Conv3x3(nn.Module):
             x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
             pad = ((0, 0), (0, 0))
         given = {name: self.get_variable("params", name) if self.has_variable("params", name) else None
-                 for name in ("kernel_t", "kernel_w", "kernel_t_w")}  # fmt: skip
+                 for name in ("kernel_t", "kernel_w", "kernel_t_w", "kernel_bf16", "kernel_t_bf16")}  # fmt: skip
         _, h, w, c = x.shape
         plan = conv_plan(h, w, c, self.features, self.dtype, self.conv_impl)
         compute = plan.compute_dtype
+        if compute == jnp.bfloat16 and given["kernel_bf16"] is not None:
+            kernel, given["kernel_t"] = given["kernel_bf16"], given["kernel_t_bf16"]
         given = {name: None if v is None else jax.tree.map(lambda a: a.astype(compute), v)
                  for name, v in given.items()}  # fmt: skip
         y = conv3x3(x.astype(compute), kernel.astype(compute), pad, given["kernel_t"], plan.method,

@@ -14,8 +14,9 @@ from typing import Any
 
 from ..errors import NstjaxError
 
-CONV_IMPLS = ("auto", "xla", "gemm", "winograd")
-"""How a convolution may be computed (:func:`nstjax.models.conv.plan` chooses for ``auto``)."""
+CONV_IMPLS = ("auto", "xla", "gemm", "winograd", "onednn")
+"""How a convolution may be computed (:func:`nstjax.models.conv.plan` chooses for ``auto``; ``onednn``: VGG's
+on CPU, where :func:`nstjax.native.onednn_available`)."""
 
 NETWORKS: dict[str, tuple[tuple[int, int], ...]] = {
     # (channels, number of convolutions) for each of the five blocks.

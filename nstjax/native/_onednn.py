@@ -17,7 +17,7 @@ from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..errors import NstjaxWarning
+from ..errors import NstjaxError, NstjaxWarning
 from . import _build
 
 __all__ = ["TARGET", "OnednnWarning", "onednn_available", "onednn_conv2d", "onednn_status"]
@@ -79,11 +79,11 @@ def onednn_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1,
     in ``dtype`` (default ``x``'s). ``padding``: ``((top, bottom), (left, right))`` zeros.
     oneDNN chooses the kernel for this CPU (AMX, AVX512-BF16, AVX-512, AVX2). No
     derivatives: callers give it a VJP (:func:`nstjax.models.conv.conv3x3`). Raises
-    RuntimeError where :func:`onednn_status` says it cannot run.
+    :class:`~nstjax.errors.NstjaxError` where :func:`onednn_status` says it cannot run.
     """
     reason = onednn_status()
     if reason is not None:
-        raise RuntimeError(f"oneDNN convolution unavailable: {reason}")
+        raise NstjaxError(f"oneDNN's convolution cannot run here: {reason}")
     (top, bottom), (left, right) = padding
     settings = (int(stride), int(top), int(bottom), int(left), int(right), jnp.dtype(x.dtype if dtype is None else dtype))
     # With several devices the batch may be sharded over them: keep it so (see _sharded).

@@ -69,8 +69,9 @@ STYLIZE_SETTINGS = Schema(
         Setting("remat", str, "Rematerialisation (memory for compute).", choices=("auto", *REMATS),
                 label="Rematerialisation", widget="select"),
         Setting("conv_impl", str, "How convolutions are computed: xla, gemm (matrix products), winograd (Winograd's "
-                "F(2x2, 3x3): 2.25x fewer multiply-adds), or auto (per layer, from the device, the CPU's bfloat16 "
-                "support and the layer's size). Same result up to float rounding, different speed.",
+                "F(2x2, 3x3): 2.25x fewer multiply-adds), onednn (oneDNN's, on CPU with the onednn extra), or auto "
+                "(per layer, from the device, the CPU's bfloat16 support and the layer's size). Same result up to "
+                "float rounding, different speed.",
                 choices=CONV_IMPLS, label="Convolutions", widget="select"),
         Setting("tolerance", float, "Early-stop relative improvement (0 = off).", label="Early-stop tolerance",
                 widget="number", look={"min": 0, "step": 1e-5}),
