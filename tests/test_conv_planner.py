@@ -355,6 +355,20 @@ def test_plan_takes_the_measured_choice_on_this_machine_only(tmp_path, monkeypat
     assert vgg.conv_plan(128, 128, 64, 64, jnp.float32, platform="cpu").method == "winograd"
 
 
+def test_estimates_never_wait_for_a_measurement(tmp_path, monkeypatch) -> None:
+    # measure=False (the memory estimate before a run): a choice measured before, else the fixed rule; no timing.
+    monkeypatch.setenv("NSTJAX_CONV_TUNING", "1")
+    monkeypatch.setattr(conv.native, "onednn_available", lambda: False)
+    monkeypatch.setattr(conv.runtime, "fast_bfloat16", lambda flags=None: True)
+    cache = _tuning.ChoiceCache(tmp_path / "c.json", key="m")
+    monkeypatch.setattr(conv, "_CHOICES", cache)
+    monkeypatch.setattr(conv, "time_candidates", lambda *a, **k: pytest.fail("measured"))
+    assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu", measure=False).method == "winograd"
+    cache.put("bfloat16:256x256@p12", XLA32, {XLA32: 1.0})
+    assert vgg.conv_plan(64, 64, 256, 256, jnp.bfloat16, platform="cpu", measure=False).method == "xla"
+    assert conv.measured_vgg_choice(32, 32, 256, 256, cache=cache, measure=False) is None
+
+
 def test_timing_works_while_the_caller_traces() -> None:
     import time
 

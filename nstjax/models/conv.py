@@ -178,7 +178,7 @@ def _winograd_pays(pixels: int, in_channels: int, out_channels: int, t: ConvThre
 def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, *,
          dtype: Any = jnp.float32, impl: ConvImpl = "auto", use: str = "gan", platform: str | None = None,
          cpu_flags: Iterable[str] | None = None, thresholds: ConvThresholds | None = None,
-         onednn: bool | None = None) -> ConvPlan:
+         onednn: bool | None = None, measure: bool = True) -> ConvPlan:
     """How a ``kernel`` x ``kernel`` convolution to a [*, height, width, out_channels] output is computed.
 
     ``height``, ``width``: the output's. ``impl``: ``"xla"``, ``"gemm"`` (the products:
@@ -209,7 +209,8 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
 
     1. as measured on this machine (:func:`measured_vgg_choice`; off with
        ``NSTJAX_CONV_TUNING=0``, and when ``cpu_flags`` or ``thresholds`` are given: they
-       describe another machine): bfloat16 on a CPU with fast bfloat16 (``amx_bf16`` or
+       describe another machine; with ``measure=False`` only a choice measured before, else
+       rule 2, e.g. for estimates made before the run): bfloat16 on a CPU with fast bfloat16 (``amx_bf16`` or
        ``avx512_bf16``, :func:`nstjax.runtime.fast_bfloat16`), layers of ``t.tuning_min_macs``
        and ``t.winograd_min_channels`` on both sides: the fastest of oneDNN's (with
        ``onednn``), XLA's (float32), Winograd and (up to ``t.bf16_gemm_max_pixels``) the
@@ -257,9 +258,10 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
             onednn = vgg_onednn(dtype, platform="cpu", cpu_flags=cpu_flags)
         if (here and fast_bf16 and macs >= t.tuning_min_macs
                 and min(in_channels, out_channels) >= t.winograd_min_channels):  # fmt: skip
-            method, compute = measured_vgg_choice(height, width, in_channels, out_channels, dtype,
-                                                  onednn=bool(onednn))  # fmt: skip
-            return ConvPlan(method, jnp.dtype(compute))
+            choice = measured_vgg_choice(height, width, in_channels, out_channels, dtype, onednn=bool(onednn),
+                                         measure=measure)  # fmt: skip
+            if choice is not None:
+                return ConvPlan(choice[0], jnp.dtype(choice[1]))
         if fast_bf16 and onednn:
             return ConvPlan("onednn", dtype)
         if fast_bf16 and winograd:
@@ -365,7 +367,8 @@ def vgg_candidates(height: int, width: int, dtype: Any = jnp.bfloat16,
 
 
 def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels: int, dtype: Any = jnp.bfloat16,
-                        *, onednn: bool = False, cache: ChoiceCache | None = None, timer: Any = None) -> Candidate:  # fmt: skip
+                        *, onednn: bool = False, measure: bool = True, cache: ChoiceCache | None = None,
+                        timer: Any = None) -> Candidate | None:  # fmt: skip
     """The fastest way to compute a ``dtype`` VGG layer (``(method, compute dtype)``) on this machine.
 
     Looked up by :func:`~nstjax.models._tuning.shape_class` (and ``onednn``: whether oneDNN's
@@ -373,8 +376,8 @@ def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels:
     process's, ``<nstjax cache>/conv_choices.json``); on a miss, each of
     :func:`vgg_candidates` is timed on random data of the class's shape, forward and
     input gradient as :func:`conv3x3` computes them in VGG (about a second per candidate,
-    mostly compilation, once per machine and class), and the fastest kept.
-    ``timer(candidates) -> {candidate: seconds}`` replaces the measurement (tests).
+    mostly compilation, once per machine and class), and the fastest kept; with ``measure=False``
+    a miss is None. ``timer(candidates) -> {candidate: seconds}`` replaces the measurement (tests).
     """
     global _CHOICES
     if cache is None:
@@ -383,7 +386,7 @@ def measured_vgg_choice(height: int, width: int, in_channels: int, out_channels:
     name = jnp.dtype(dtype).name
     key = f"{name}{'+onednn' if onednn else ''}:{shape_class(height, width, in_channels, out_channels)}"
     choice = cache.get(key)
-    if choice is None:
+    if choice is None and measure:
         h, w, c_in, c_out = class_shape(key.partition(":")[2])
         candidates = vgg_candidates(h, w, name, onednn=onednn)
         if timer is None:

@@ -216,6 +216,7 @@ def conv_plan(
     *,
     platform: str | None = None,
     cpu_flags: Iterable[str] | None = None,
+    measure: bool = True,
 ) -> ConvPlan:
     """How VGG computes a 3x3 convolution of a [*, height, width, in_channels] input to ``out_channels``.
 
@@ -227,9 +228,10 @@ def conv_plan(
     fastest on this machine (Winograd or a GEMM with bfloat16 products, or float32),
     float32 elsewhere. ``platform`` defaults to JAX's default backend and ``cpu_flags`` to
     :func:`nstjax.runtime.cpu_flags`: pass them to ask about another machine (no measuring then).
+    ``measure=False``: what is known without measuring (a choice measured before, else the fixed rule).
     """
     return plan(height, width, in_channels, out_channels, 3, 1, dtype=dtype, impl=conv_impl, use="vgg",
-                platform=platform, cpu_flags=cpu_flags)
+                platform=platform, cpu_flags=cpu_flags, measure=measure)
 
 
 class Conv3x3(nn.Module):

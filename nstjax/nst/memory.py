@@ -192,7 +192,9 @@ def _winograd_workspace(h: int, w: int, deepest: int, dtype: str, conv_impl: str
         for n, (ci, co) in vgg.conv_channels(network).items()
         if vgg.LAYERS.index(n) <= deepest
         for oh, ow in [vgg.layer_shape(n, h, w)]
-        if vgg.conv_plan(oh, ow, ci, co, dtype, conv_impl, platform=platform).method == "winograd"
+        # Without measuring: an estimate made before the run must not wait for the planner's timings (16 s at
+        # 256 px in bfloat16 on a 2-core Xeon); a layer not measured yet counts by the fixed rule.
+        if vgg.conv_plan(oh, ow, ci, co, dtype, conv_impl, platform=platform, measure=False).method == "winograd"
     ]
     return max(sizes, default=0)
 
