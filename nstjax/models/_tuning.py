@@ -42,9 +42,10 @@ __all__ = [
 ]
 
 CHOICES_FILE = "conv_choices.json"
-_VERSION = 3  # 3: oneDNN's candidate is timed with bfloat16 kernels, as VGG stores them (a cast per call made it lose
-# to Winograd for 512 channels at 16-32 px). 2: the Winograd candidates are timed with their forms stored as VGG now stores them (split, in
-# the compute dtype); version 1 timed a conversion of every form per call and favoured float32 XLA wrongly.
+_VERSION = 3
+# 3: oneDNN's candidate is timed with bfloat16 kernels, as VGG stores them (a cast per call made it lose more
+# classes to Winograd). 2: the Winograd candidates are timed with their forms stored as VGG stores them (split,
+# in the compute dtype); version 1 timed a conversion of every form per call and favoured float32 XLA wrongly.
 
 Candidate = tuple[str, str]
 """(method, compute dtype name), e.g. ``("winograd", "bfloat16")``."""
