@@ -314,6 +314,10 @@ def test_a_failed_build_says_why_and_leaves_nothing(tmp_path, monkeypatch):
     tools = _build.Toolchain(str(compiler), tmp_path, tmp_path, tmp_path)
     with pytest.raises(_build.Unavailable, match="building the oneDNN bridge failed: .*error: no such thing"):
         _build.build(tools)
+    # A compiler given as a command line ($CXX="ccache g++", say) runs as one.
+    wrapped = _build.Toolchain(f"sh {compiler}", tmp_path, tmp_path, tmp_path)
+    with pytest.raises(_build.Unavailable, match="error: no such thing"):
+        _build.build(wrapped)
     folder = _build.library_path(tools).parent
     assert folder.is_dir() and os.listdir(folder) == []  # no library, no temporary file, no lock
 

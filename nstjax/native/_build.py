@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,7 +36,8 @@ class Unavailable(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Toolchain:
-    """What the library is built with: the C++ compiler and the folders of oneDNN's and XLA's headers."""
+    """What the library is built with: the C++ compiler (a command line, e.g. ``ccache g++``) and the folders
+    of oneDNN's headers and library and of XLA's FFI headers."""
 
     compiler: str
     onednn_include: Path
@@ -98,7 +100,8 @@ def build(tools: Toolchain) -> Path:
             if path.is_file():  # another process built it while this one waited
                 return path
             with atomic_path(path) as tmp:
-                command = [tools.compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
+                # Built in place of a temporary file and renamed: no process ever loads a half-written library.
+                command = [*shlex.split(tools.compiler), "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
                            "-I", str(tools.ffi_include), "-I", str(tools.onednn_include), str(SOURCE),
                            "-o", str(tmp), "-L", str(tools.onednn_lib), "-ldnnl",
                            f"-Wl,-rpath,{tools.onednn_lib}"]  # fmt: skip
