@@ -172,9 +172,11 @@ def with_bfloat16_kernels(params: Any, layers: Iterable[str]) -> Any:
     """
     names = tuple(layers)
     deepest = max((LAYERS.index(n) for n in validate_layers(names)), default=-1)
+    # kernel_t when given (prepared_params always gives it): a transposed copy is only made where missing.
     return {
         name: {**layer, "kernel_bf16": jnp.asarray(layer["kernel"], jnp.bfloat16),
-               "kernel_t_bf16": jnp.asarray(layer.get("kernel_t", transposed_kernel(layer["kernel"])), jnp.bfloat16)}
+               "kernel_t_bf16": jnp.asarray(layer["kernel_t"] if "kernel_t" in layer
+                                            else transposed_kernel(layer["kernel"]), jnp.bfloat16)}
         if name in CONV_CHANNELS and LAYERS.index(name) <= deepest and "kernel_bf16" not in layer else layer
         for name, layer in params.items()
     }  # fmt: skip

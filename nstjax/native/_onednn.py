@@ -26,6 +26,7 @@ __all__ = ["TARGET", "OnednnWarning", "onednn_available", "onednn_conv2d", "oned
 class OnednnWarning(NstjaxWarning):
     """oneDNN's convolution was wanted (bfloat16 on a CPU with fast bfloat16) but cannot run: said once a process."""
 
+
 TARGET = "nstjax_onednn_conv2d"
 """The name XLA knows the handler by (``NstjaxOnednnConv2d`` in ``onednn_conv.cc``)."""
 
