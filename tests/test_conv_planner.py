@@ -71,6 +71,19 @@ def test_gan_products_floor() -> None:
     assert gan(4, 4, 3, 2, 3, 1, products_min_macs=864) == ("shift", False)
 
 
+def test_gan_shifted_sum_only_where_the_output_outnumbers_its_channels() -> None:
+    # Narrowing stride-1 layers: the shifted sum copies the kernel transposed (k·k·Cin·Cout values), im2col the
+    # input k·k times (k·k·Cin·pixels); the second is the smaller copy while pixels <= Cout.
+    on = dict(products_min_macs=0)
+    assert gan(8, 8, 1024, 512, 2, 1, **on) == ("gemm", False)  # pix2pix's inner transposed-convolution phases
+    assert gan(16, 32, 1024, 512, 2, 1, **on) == ("gemm", False)  # 512 pixels, 512 channels
+    assert gan(16, 33, 1024, 512, 2, 1, **on) == ("shift", False)
+    assert gan(4, 4, 64, 3, 7, 1, **on) == ("shift", False)  # an RGB head
+    assert gan(1, 2, 64, 3, 7, 1, **on) == ("gemm", False)
+    assert plan(8, 8, 1024, 512, 2, 1, impl="gemm", use="gan").method == "gemm"  # the forced products too
+    assert plan(64, 64, 1024, 512, 2, 1, impl="gemm", use="gan").method == "shift"
+
+
 def test_gan_generic_path_takes_the_products_at_any_size() -> None:
     assert gan(4, 4, 2, 3, 3, 2, tiny_output_pixels=16) == ("gemm", False)
     assert gan(4, 4, 2, 3, 3, 2, tiny_output_pixels=15) == ("xla", False)

@@ -221,11 +221,12 @@ def test_patchgan_options_for_other_discriminators():
 @pytest.mark.parametrize(
     "shape, kernel, stride, padding",
     [((9, 11, 5, 7), 3, 1, 1), ((10, 12, 5, 7), 3, 2, 1), ((10, 12, 5, 7), 4, 2, 1), ((12, 12, 5, 7), 4, 1, "SAME"),
-     ((10, 12, 6, 2), 7, 1, "VALID"), ((9, 9, 8, 3), 4, 1, 1)],
+     ((10, 12, 6, 2), 7, 1, "VALID"), ((9, 9, 8, 3), 4, 1, 1), ((3, 3, 16, 12), 2, 1, "SAME")],
 )
 def test_matrix_product_convolutions_equal_xlas(shape, kernel, stride, padding):
-    # convolve(impl="gemm"): im2col products, or (stride 1, fewer outputs than inputs: the last two cases)
-    # the shifted sum of per-tap products; values and both gradients equal XLA's convolution.
+    # convolve(impl="gemm"): im2col products, or (stride 1, fewer outputs than inputs and more output pixels
+    # than output channels: the fifth and sixth cases) the shifted sum of per-tap products; values and both
+    # gradients equal XLA's convolution.
     h, w, c_in, c_out = shape
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, h, w, c_in)), jnp.float32)
@@ -239,7 +240,8 @@ def test_matrix_product_convolutions_equal_xlas(shape, kernel, stride, padding):
     g = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
     for got, want in zip(vjp(g), vjp_ref(g)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=5e-5)
-    assert conv_method(h, w, c_in, c_out, kernel, stride, "gemm") == ("shift" if stride == 1 and c_out < c_in else "gemm")
+    shift = stride == 1 and c_out < c_in and y.shape[1] * y.shape[2] > c_out
+    assert conv_method(y.shape[1], y.shape[2], c_in, c_out, kernel, stride, "gemm") == ("shift" if shift else "gemm")
     assert conv_method(64, 64, 256, 256, 3, 1, "auto", platform="gpu") == "xla"
     assert conv_method(64, 64, 256, 256, 3, 1, "auto", platform="cpu") == "winograd"  # residual blocks at 256 px
     assert conv_method(32, 32, 256, 256, 3, 1, "auto", platform="cpu") == "winograd"  # ... and at 128 px

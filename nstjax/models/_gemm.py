@@ -161,7 +161,8 @@ def plane_kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape: tuple[int, .
 
 
 # The shifted sum: for stride-1 layers with fewer output than input channels (the RGB heads), the input times
-# all taps' kernels at once ([B, Hp, Wp, Cin] x [Cin, k·k·Cout]) is smaller than im2col's k·k-fold copy.
+# all taps' kernels at once ([B, Hp, Wp, Cin] x [Cin, k·k·Cout]) is smaller than im2col's k·k-fold copy
+# unless the output has fewer pixels than channels (its transposed kernel is then the larger copy).
 
 
 def _shift_kernel(kernel: jax.Array) -> jax.Array:

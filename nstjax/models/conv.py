@@ -10,7 +10,8 @@ A cross-correlation of ``x`` [B, H, W, Cin] (NHWC) with ``kernel`` [k, k, Cin, C
   also for the products below);
 * ``"gemm"``: one matrix product over the input's k x k windows (im2col,
   :func:`gemm_conv_forward`), or ``"shift"``: the input times all taps' kernels, then a
-  shifted sum, for stride-1 layers with fewer output than input channels;
+  shifted sum, for stride-1 layers with fewer output than input channels and more output
+  pixels than output channels;
 * ``"winograd"``: Winograd's F(2x2, 3x3) (:func:`winograd_conv3x3`), stride-1 3x3 only.
 
 The products accumulate in float32 whatever the operands' dtype (bfloat16 included).
@@ -109,11 +110,12 @@ class ConvThresholds:
     """Rows (batch x output pixels) the per-tap products contract over; below, one im2col product was faster."""
     tap_gradient_min_macs: int = 20_000_000
     """MACs: smaller layers keep XLA's kernel gradient."""
-    plane_gradient_max_channels: int = 8
+    plane_gradient_max_channels: int = 24
     """Channels, on the thinner side: on CPU the kernel gradient of layers this thin on one side (the RGB
-    stems and heads, the discriminators' first and last layers), with :attr:`plane_gradient_min_macs`, is one
-    product over the planes of that side (:func:`plane_kernel_gradient`); at 16 channels the per-tap products
-    were as fast. Stride 1 where the output side is the thin one."""
+    stems and heads, the discriminators' first and last layers, the label maps' one-hot inputs of pix2pix and
+    SPADE), with :attr:`plane_gradient_min_macs`, is one product over the planes of that side
+    (:func:`plane_kernel_gradient`); at 16-20 channels the per-tap products were slower, the im2col product
+    too. Stride 1 where the output side is the thin one."""
     plane_gradient_min_macs: int = 2_000_000
     """MACs: smaller layers (test-sized networks) keep their method's kernel gradient."""
 
@@ -182,8 +184,8 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     """How a ``kernel`` x ``kernel`` convolution to a [*, height, width, out_channels] output is computed.
 
     ``height``, ``width``: the output's. ``impl``: ``"xla"``, ``"gemm"`` (the products:
-    ``"shift"`` for GAN layers of stride 1 with fewer output than input channels,
-    ``"gemm"`` else), ``"winograd"`` (stride-1 3x3 layers; XLA's elsewhere) or ``"onednn"``
+    ``"shift"`` for GAN layers of stride 1 with fewer output than input channels and more
+    output pixels than output channels, ``"gemm"`` else), ``"winograd"`` (stride-1 3x3 layers; XLA's elsewhere) or ``"onednn"``
     (VGG only: :func:`nstjax.native.onednn_conv2d`, which says so where it cannot run) for every
     layer, in ``dtype``; 1x1 kernels are always XLA's but for ``"winograd"``. ``"auto"``: XLA's on
     GPU/TPU; on CPU (``t`` = ``thresholds``, default :data:`THRESHOLDS` as it is at the call; MACs per
@@ -238,7 +240,11 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
         if use != "vgg":
             raise ValueError("conv_impl 'onednn' is for VGG's convolutions (the GAN layers train their kernels)")
         return ConvPlan("onednn", dtype)
-    products = "shift" if use == "gan" and stride == 1 and out_channels < in_channels else "gemm"
+    pixels = height * width
+    # Of the two product forms, the shifted sum copies the kernel transposed (k·k·Cin·Cout values), im2col the
+    # input k·k times (k·k·Cin·pixels): the shifted sum only where the output is larger than Cout pixels.
+    shift = use == "gan" and stride == 1 and out_channels < in_channels and pixels > out_channels
+    products = "shift" if shift else "gemm"
     if impl == "winograd":
         return ConvPlan("winograd" if kernel == 3 and stride == 1 else "xla", dtype)
     if impl == "xla" or kernel == 1:
@@ -248,7 +254,6 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
     if (jax.default_backend() if platform is None else platform) != "cpu":
         return ConvPlan("xla", dtype)
     t = THRESHOLDS if thresholds is None else thresholds
-    pixels = height * width
     macs = pixels * kernel * kernel * in_channels * out_channels
     winograd = kernel == 3 and stride == 1 and _winograd_pays(pixels, in_channels, out_channels, t)
     if use == "vgg":
