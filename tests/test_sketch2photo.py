@@ -53,9 +53,11 @@ from nstjax.train import TrainingInterrupted, TrainSettings, load_export
 
 K = 17
 BATCH = 2
-STEPS = 100
+# 200 steps: after 100, four training seeds ended at 0.73-0.99 of the label-blind baseline (one GAN run's
+# trajectory turns on rounding: a planner change moved seed 0 from 0.77 to 0.92); after 200, at 0.61-0.74.
+STEPS = 200
 SPADE_SETTINGS = TrainSettings(steps=STEPS, batch_size=BATCH, log_every=10, sample_every=0, checkpoint_every=STEPS)
-# lr 4x the paper's (TTUR ratio kept) so that a 100-step CPU run shows conditioning.
+# lr 4x the paper's (TTUR ratio kept) so that a 200-step CPU run shows conditioning.
 TINY = Sketch2PhotoConfig(
     model="spade",
     size=32,
@@ -68,6 +70,7 @@ TINY_PIX2PIX = Sketch2PhotoConfig(
     train=TrainSettings(steps=120, batch_size=BATCH, log_every=20, sample_every=0, checkpoint_every=120),
 )
 HELD_OUT = range(1000, 1012)  # label maps no training pair was drawn from
+RENDER_SEEDS = range(8)  # SPADE's style noise: one draw per seed
 MIN_PIXELS = 16
 
 
@@ -153,12 +156,15 @@ def test_synthetic_class_means_are_what_synth_promises(baselines):
 def test_spade_renders_each_class_in_its_colour(spade_run, baselines, capsys):
     run, events = spade_run
     assert [e.event for e in events][-1] == "done"
-    error = conditioning_error(lambda labels: render_labels(run, labels, seed=0), baselines["means"])
+    # The VAE draws the style noise at render time, and one draw moved the error of one model by up to 0.08
+    # (0.27-0.35 over four seeds): the measure is the mean over RENDER_SEEDS draws.
+    errors = [conditioning_error(lambda labels: render_labels(run, labels, seed=seed), baselines["means"])
+              for seed in RENDER_SEEDS]  # fmt: skip
+    error = float(np.mean(errors))
     with capsys.disabled():
-        print(f"\nSPADE conditioning error {error:.4f}; baselines: mean photo {baselines['mean_photo']:.4f}, "
-              f"global mean {baselines['global_mean']:.4f}")
+        print(f"\nSPADE conditioning error {error:.4f} (draws {min(errors):.4f}-{max(errors):.4f}); baselines: "
+              f"mean photo {baselines['mean_photo']:.4f}, global mean {baselines['global_mean']:.4f}")
     # Clearly better than the label-blind baseline (the training photos' mean, 0.323): at most 0.9 of it.
-    # Seen: 0.249 (0.77 of it) on a 2-core AMD EPYC, 0.231 (0.72) on a 2-core Intel Xeon.
     assert error < 0.9 * baselines["mean_photo"]
 
 

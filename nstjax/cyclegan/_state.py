@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..train.optimizer import adam
 from ..train.state import NetState, init_net, linear_decay_rate
 from ._config import CycleGANConfig, ModelConfig, OptimConfig, make_discriminator, make_generator
 from ._pool import ImagePool, init_pool
@@ -44,9 +45,7 @@ def optimizer(optim: OptimConfig, total_steps, decay_steps, lr=None) -> optax.Gr
     The optimiser state's structure does not depend on the schedule's values.
     """
     base = optim.lr if lr is None else lr
-    return optax.adam(
-        lambda count: linear_decay_rate(base, count, total_steps, decay_steps), b1=optim.beta1, b2=optim.beta2
-    )
+    return adam(lambda count: linear_decay_rate(base, count, total_steps, decay_steps), b1=optim.beta1, b2=optim.beta2)
 
 
 def _normal_init(module, side: int, rng: np.random.Generator) -> dict:

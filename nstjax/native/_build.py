@@ -1,9 +1,10 @@
-"""Building the FFI library against the installed oneDNN: once per machine, into the nstjax cache.
+"""Building the FFI library (oneDNN's convolution, the fused Adam) against the installed oneDNN: once per
+machine, into the nstjax cache.
 
 oneDNN comes from PyPI (the ``onednn`` extra: Intel's ``onednn-cpu-gomp`` library and
 ``onednn-devel-cpu-gomp`` headers) or from ``NSTJAX_ONEDNN_ROOT`` (a folder with ``include/``
 and ``lib/``); XLA's FFI headers ship with jaxlib; the compiler is ``$CXX`` or ``c++``. The
-library is named by a digest of all of them and of the source, so a new jaxlib, oneDNN or
+library is named by a digest of all of them and of the sources, so a new jaxlib, oneDNN or
 source builds afresh; it is compiled to a temporary file and renamed into place under a
 file lock, so two processes never load a half-written library.
 """
@@ -22,9 +23,9 @@ from pathlib import Path
 from ..hub import cache_dir, file_lock
 from ..io.atomic import atomic_path
 
-__all__ = ["SOURCE", "Toolchain", "Unavailable", "build", "library_path", "toolchain"]
+__all__ = ["SOURCES", "Toolchain", "Unavailable", "build", "library_path", "toolchain"]
 
-SOURCE = Path(__file__).with_name("onednn_conv.cc")
+SOURCES = (Path(__file__).with_name("onednn_conv.cc"), Path(__file__).with_name("fused_adam.cc"))
 RUNTIME_DISTRIBUTION = "onednn-cpu-gomp"
 HEADERS_DISTRIBUTION = "onednn-devel-cpu-gomp"
 INSTALL_HINT = "pip install 'nstjax[onednn]'"
@@ -82,7 +83,7 @@ def library_path(tools: Toolchain) -> Path:
     """Where the library built with ``tools`` lives: ``<nstjax cache>/native/onednn_conv-<digest>.so``."""
     import jaxlib
 
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES))
     for part in (jaxlib.__version__, *map(str, dataclasses.astuple(tools)),
                  os.path.realpath(tools.onednn_lib / "libdnnl.so")):  # fmt: skip
         digest.update(b"\0" + part.encode())
@@ -101,9 +102,10 @@ def build(tools: Toolchain) -> Path:
                 return path
             with atomic_path(path) as tmp:
                 # Built in place of a temporary file and renamed: no process ever loads a half-written library.
-                command = [*shlex.split(tools.compiler), "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
-                           "-I", str(tools.ffi_include), "-I", str(tools.onednn_include), str(SOURCE),
-                           "-o", str(tmp), "-L", str(tools.onednn_lib), "-ldnnl",
+                # No contraction into fused multiply-adds: the fused Adam rounds as optax does (fused_adam.cc).
+                command = [*shlex.split(tools.compiler), "-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-fopenmp",
+                           "-ffp-contract=off", "-fno-math-errno", "-I", str(tools.ffi_include),
+                           "-I", str(tools.onednn_include), *map(str, SOURCES), "-o", str(tmp), "-L", str(tools.onednn_lib), "-ldnnl",
                            f"-Wl,-rpath,{tools.onednn_lib}"]  # fmt: skip
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
                 if done.returncode != 0:

@@ -20,7 +20,8 @@ from jax.sharding import PartitionSpec as P
 from ..errors import NstjaxError, NstjaxWarning
 from . import _build
 
-__all__ = ["TARGET", "OnednnWarning", "onednn_available", "onednn_conv2d", "onednn_status"]
+__all__ = ["ADAM_TARGET", "TARGET", "OnednnWarning", "load_library", "onednn_available", "onednn_conv2d",
+           "onednn_status"]
 
 
 class OnednnWarning(NstjaxWarning):
@@ -29,25 +30,30 @@ class OnednnWarning(NstjaxWarning):
 
 TARGET = "nstjax_onednn_conv2d"
 """The name XLA knows the handler by (``NstjaxOnednnConv2d`` in ``onednn_conv.cc``)."""
+ADAM_TARGET = "nstjax_fused_adam"
+"""The fused Adam's handler (``NstjaxFusedAdam`` in ``fused_adam.cc``), in the same library."""
 
 _lock = threading.Lock()
-_loaded: list[str | None] = []  # [None] once registered, [reason] once known to be unavailable
+_loaded: list[str | None] = []  # [None] once registered, [reason] once known to be unavailable (+ [reason] warned)
 
 
-def _load() -> str | None:
+def load_library() -> str | None:
+    """Builds (first time on a machine) and loads the native library, registering its handlers with XLA.
+
+    None once loaded, else why it cannot be (one line, remembered for the process). No
+    warning: :func:`onednn_status` warns where the missing library costs speed.
+    """
     with _lock:
         if not _loaded:
             try:
                 library = ctypes.cdll.LoadLibrary(str(_build.build(_build.toolchain())))
                 jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.NstjaxOnednnConv2d), platform="cpu")
+                jax.ffi.register_ffi_target(ADAM_TARGET, jax.ffi.pycapsule(library.NstjaxFusedAdam), platform="cpu")
                 _loaded.append(None)
             except _build.Unavailable as e:
                 _loaded.append(str(e))
             except OSError as e:  # the library would not load (a oneDNN moved since it was built, ...)
                 _loaded.append(f"cannot load the oneDNN bridge ({e})")
-            if _loaded[0] is not None:
-                warnings.warn(OnednnWarning(f"bfloat16 convolutions run without oneDNN, several times slower on "
-                                            f"this CPU: {_loaded[0]}"), stacklevel=4)  # fmt: skip
         return _loaded[0]
 
 
@@ -63,7 +69,15 @@ def onednn_status() -> str | None:
         return "turned off (NSTJAX_ONEDNN=0)"
     if jax.default_backend() != "cpu":
         return "oneDNN is used on CPU only"
-    return _load()
+    reason = load_library()
+    with _lock:
+        warn = reason is not None and len(_loaded) == 1
+        if warn:
+            _loaded.append(reason)  # warned
+    if warn:
+        warnings.warn(OnednnWarning(f"bfloat16 convolutions run without oneDNN, several times slower on "
+                                    f"this CPU: {reason}"), stacklevel=2)  # fmt: skip
+    return reason
 
 
 def onednn_available() -> bool:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..train.optimizer import adam as fusable_adam
 from ..train.state import NetState, init_net, linear_decay_rate
 from ._config import Sketch2PhotoConfig, make_networks
 
@@ -61,7 +62,7 @@ def optimizers(config: Sketch2PhotoConfig, state_or_none: Sketch2PhotoState | No
         lr_g, lr_d, total_steps, decay_steps = s.lr_g, s.lr_d, s.total_steps, s.decay_steps
 
     def adam(base):
-        return optax.adam(lambda count: linear_decay_rate(base, count, total_steps, decay_steps), b1=b1, b2=b2)
+        return fusable_adam(lambda count: linear_decay_rate(base, count, total_steps, decay_steps), b1=b1, b2=b2)
 
     return adam(lr_g), adam(lr_d)
 

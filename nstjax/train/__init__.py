@@ -2,6 +2,7 @@
 
 * :mod:`~nstjax.train.data` — image-folder datasets (unpaired, paired by stem, plain) and a
   seeded, threaded :class:`BatchLoader` whose batches are a pure function of the step;
+* :mod:`~nstjax.train.optimizer` — :func:`adam`: ``optax.adam`` that the GAN steps take in one pass per array;
 * :mod:`~nstjax.train.state` — :class:`NetState` (params + optimiser state), schedules, the
   data-parallel mesh and batch sharding over devices and hosts;
 * :mod:`~nstjax.train.checkpoint` — :class:`RunDir`: config, orbax checkpoints, inference export,
@@ -21,6 +22,8 @@ from ..lazy import lazy_exports
 
 # Public name -> the module that defines it, imported on first use (nstjax --help never imports JAX).
 _EXPORTS = {
+    "Adam": ".optimizer",
+    "adam": ".optimizer",
     "RunDir": ".checkpoint",
     "load_export": ".checkpoint",
     "read_json": ".checkpoint",

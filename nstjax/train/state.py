@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..errors import NstjaxError
+from .optimizer import Adam, fused_adam_step
 
 __all__ = [
     "DATA_AXIS",
@@ -60,7 +61,12 @@ def init_net(params: Any, tx: optax.GradientTransformation) -> NetState:
 
 
 def apply_gradients(net: NetState, grads: Any, tx: optax.GradientTransformation) -> NetState:
-    """One optimiser step: ``params ← params + tx.update(grads)``."""
+    """One optimiser step: ``params ← params + tx.update(grads)``; an :func:`~nstjax.train.optimizer.adam` in one
+    pass per array where :func:`~nstjax.train.optimizer.fused_adam_step` can (the same values)."""
+    if isinstance(tx, Adam):
+        fused = fused_adam_step(net.params, net.opt_state, grads, tx)
+        if fused is not None:
+            return NetState(params=fused[0], opt_state=fused[1])
     updates, opt_state = tx.update(grads, net.opt_state, net.params)
     return NetState(params=optax.apply_updates(net.params, updates), opt_state=opt_state)
 
