@@ -64,6 +64,22 @@ def test_apply_gradients_equals_optax_to_the_bit(onednn, learning_rate, monkeypa
     assert_identical(net.opt_state, want_state)
 
 
+def test_a_large_tree_split_over_threads_equals_optax(onednn):
+    # Over ~1 M elements per usable core the arrays are split between threads, at boundaries inside arrays
+    # (2.3 M elements in odd sizes: two threads on a 2-core machine).
+    rng = np.random.default_rng(3)
+    shapes = [(1_000_003,), (3, 5), (1_299_989,), (7,)]
+    params = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in shapes]
+    grads = [[jnp.asarray(rng.standard_normal(s) * 1e-3, jnp.float32) for s in shapes] for _ in range(2)]
+    tx = adam(SCHEDULE, b1=0.5)
+    net = NetState(params=params, opt_state=tx.init(params))
+    for g in grads:
+        net = apply_gradients(net, g, tx)
+    want_params, want_state = optax_run(optax.adam(SCHEDULE, b1=0.5), params, grads)
+    assert_identical(net.params, want_params)
+    assert_identical(net.opt_state, want_state)
+
+
 def test_one_native_call_in_place_for_the_whole_tree(onednn):
     tx = adam(1e-3)
     params = tree(0)

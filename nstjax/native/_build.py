@@ -103,7 +103,7 @@ def build(tools: Toolchain) -> Path:
             with atomic_path(path) as tmp:
                 # Built in place of a temporary file and renamed: no process ever loads a half-written library.
                 # No contraction into fused multiply-adds: the fused Adam rounds as optax does (fused_adam.cc).
-                command = [*shlex.split(tools.compiler), "-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-fopenmp",
+                command = [*shlex.split(tools.compiler), "-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-pthread",
                            "-ffp-contract=off", "-fno-math-errno", "-I", str(tools.ffi_include),
                            "-I", str(tools.onednn_include), *map(str, SOURCES), "-o", str(tmp), "-L", str(tools.onednn_lib), "-ldnnl",
                            f"-Wl,-rpath,{tools.onednn_lib}"]  # fmt: skip
