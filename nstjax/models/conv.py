@@ -185,11 +185,11 @@ def plan(height: int, width: int, in_channels: int, out_channels: int, kernel: i
 
     ``height``, ``width``: the output's. ``impl``: ``"xla"``, ``"gemm"`` (the products:
     ``"shift"`` for GAN layers of stride 1 with fewer output than input channels and more
-    output pixels than output channels, ``"gemm"`` else), ``"winograd"`` (stride-1 3x3 layers; XLA's elsewhere) or ``"onednn"``
-    (VGG only: :func:`nstjax.native.onednn_conv2d`, which says so where it cannot run) for every
-    layer, in ``dtype``; 1x1 kernels are always XLA's but for ``"winograd"``. ``"auto"``: XLA's on
-    GPU/TPU; on CPU (``t`` = ``thresholds``, default :data:`THRESHOLDS` as it is at the call; MACs per
-    image, pixels of the output):
+    output pixels than output channels, ``"gemm"`` else), ``"winograd"`` (stride-1 3x3 layers;
+    XLA's elsewhere) or ``"onednn"`` (VGG only: :func:`nstjax.native.onednn_conv2d`, which says so
+    where it cannot run) for every layer, in ``dtype``; 1x1 kernels are always XLA's but for
+    ``"winograd"``. ``"auto"``: XLA's on GPU/TPU; on CPU (``t`` = ``thresholds``, default
+    :data:`THRESHOLDS` as it is at the call; MACs per image, pixels of the output):
 
     ``use="gan"`` (dtype and ``cpu_flags`` play no part):
 

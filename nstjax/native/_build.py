@@ -105,8 +105,8 @@ def build(tools: Toolchain) -> Path:
                 # No contraction into fused multiply-adds: the fused Adam rounds as optax does (fused_adam.cc).
                 command = [*shlex.split(tools.compiler), "-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-pthread",
                            "-ffp-contract=off", "-fno-math-errno", "-I", str(tools.ffi_include),
-                           "-I", str(tools.onednn_include), *map(str, SOURCES), "-o", str(tmp), "-L", str(tools.onednn_lib), "-ldnnl",
-                           f"-Wl,-rpath,{tools.onednn_lib}"]  # fmt: skip
+                           "-I", str(tools.onednn_include), *map(str, SOURCES), "-o", str(tmp),
+                           "-L", str(tools.onednn_lib), "-ldnnl", f"-Wl,-rpath,{tools.onednn_lib}"]  # fmt: skip
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
                 if done.returncode != 0:
                     errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()

@@ -76,7 +76,7 @@ def onednn_status() -> str | None:
             _loaded.append(reason)  # warned
     if warn:
         warnings.warn(OnednnWarning(f"bfloat16 convolutions run without oneDNN, several times slower on "
-                                    f"this CPU: {reason}"), stacklevel=2)  # fmt: skip
+                                    f"this CPU: {reason}"), stacklevel=3)  # fmt: skip
     return reason
 
 
